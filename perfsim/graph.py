@@ -1,0 +1,193 @@
+"""perfsim's intermediate representation: ops, tensors, layers. Torch-free.
+
+``lower()`` turns a PyTorch module into a ``Graph``: the ops in execution order
+(one per traced call) and the ``Layer`` rows they fuse into (SPEC: one matrix op
+with its folded BN, output activation and prologue, or one standalone vector op).
+Shapes here are at batch 1; the simulator scales activations by the batch.
+Meaning lives in explicit fields: a depthwise conv is ``kind=CONV`` with
+``groups == in_channels``, never a name.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from math import prod
+from typing import Any
+
+
+class OpKind(str, Enum):
+    CONV = "conv"
+    LINEAR = "linear"
+    BATCHNORM = "batchnorm"
+    RELU = "relu"
+    RELU6 = "relu6"
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+    GLOBAL_AVGPOOL = "global_avgpool"
+    ADD = "add"
+    ELEMENTWISE = "elementwise"  # scalar add/mul etc.: 1 vector op per element
+    SOFTMAX = "softmax"
+    CONCAT = "concat"
+    ALIAS = "alias"  # flatten, reshape, dropout, identity, shuffle/interlace, permute
+    GATHER = "gather"  # channel gather (index_select): aliases its whole source
+
+
+class Unit(str, Enum):
+    MATRIX = "matrix"
+    VECTOR = "vector"
+    NONE = "none"
+
+
+MATRIX_KINDS = frozenset({OpKind.CONV, OpKind.LINEAR})
+ACTIVATION_KINDS = frozenset({OpKind.RELU, OpKind.RELU6})
+ALIAS_KINDS = frozenset({OpKind.ALIAS, OpKind.GATHER, OpKind.CONCAT})
+
+# Vector ops per output element (SPEC, counting rules). Pools depend on the kernel.
+VECTOR_OPS_PER_ELEMENT = {
+    OpKind.BATCHNORM: 2,
+    OpKind.RELU: 1,
+    OpKind.RELU6: 2,
+    OpKind.ADD: 1,
+    OpKind.ELEMENTWISE: 1,
+    OpKind.SOFTMAX: 5,
+}
+
+
+def unit_of(kind: OpKind) -> Unit:
+    if kind in MATRIX_KINDS:
+        return Unit.MATRIX
+    if kind in ALIAS_KINDS:
+        return Unit.NONE
+    return Unit.VECTOR
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One traced operation, at batch 1."""
+
+    name: str  # unique within the graph (the traced node's name)
+    path: str  # what a person recognises: the module's qualified name, or the node's name
+    kind: OpKind
+    target: str  # what was called: module type or function name
+    inputs: tuple[str, ...]  # names of the activation values read
+    in_shapes: tuple[tuple[int, ...], ...]
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] | None = None
+    dilation: tuple[int, int] | None = None
+    groups: int = 1
+    params: int = 0  # PyTorch parameters owned by this op (first use only)
+    weight_elems: int = 0  # matrix weights (not biases)
+    bias_elems: int = 0
+    bn_channels: int = 0  # BN: channels (2 stored values each when unfolded)
+    macs: int = 0
+    vector_ops: int = 0  # when executed on the vector unit
+
+    @property
+    def unit(self) -> Unit:
+        return unit_of(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A physical activation tensor (a concat is its parts, never one tensor)."""
+
+    id: int
+    shape: tuple[int, ...]  # batch 1
+    producer: int  # layer index, -1 for a network input
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One report row: a matrix op with what fuses around it, or a standalone vector op.
+
+    Costs that depend on profile switches are kept apart so the simulator can
+    apply ``fold_batchnorm`` / ``fuse_activation`` without re-lowering.
+    """
+
+    index: int
+    name: str
+    op: str  # conv, conv_dw, conv_group, conv_pw, linear, maxpool, avgpool, ...
+    unit: Unit
+    ops: tuple[str, ...]  # names of the traced ops in this row, in order
+    inputs: tuple[int, ...]  # physical tensors read (every part of a concat)
+    output: int  # physical tensor written
+    in_shape: tuple[int, ...]  # logical input of the row's main op (batch 1)
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int] | None
+    stride: tuple[int, int] | None
+    padding: tuple[int, int] | None
+    groups: int
+    macs: int
+    params: int
+    weight_elems: int
+    bias_elems: int  # the layer's own biases
+    vector_ops_fixed: int  # always executed: pools, adds, prologue BN/ReLU, unfused elementwise
+    epilogue_bn_channels: int  # BN after the matrix op (foldable)
+    epilogue_bn_ops: int  # its vector ops when not folded
+    epilogue_act_ops: int  # output-stage activation ops when not fused
+    prologue_bn_channels: int  # unfoldable BN in the input stage (stores 2 values/channel)
+
+    def vector_ops(self, fold_batchnorm: bool, fuse_activation: bool) -> int:
+        return (self.vector_ops_fixed
+                + (0 if fold_batchnorm else self.epilogue_bn_ops)
+                + (0 if fuse_activation else self.epilogue_act_ops))
+
+    def weight_bytes(self, weight_bits: int, bias_bits: int, fold_batchnorm: bool) -> int:
+        """SPEC: ceil(weights*wbits/8) + ceil(biases*bbits/8); unfolded BN stores 2 values/ch."""
+        biases = self.bias_elems + 2 * self.prologue_bn_channels
+        if self.epilogue_bn_channels:
+            if fold_batchnorm:
+                biases += 0 if self.bias_elems else self.epilogue_bn_channels
+            else:
+                biases += 2 * self.epilogue_bn_channels
+        return -(-self.weight_elems * weight_bits // 8) + -(-biases * bias_bits // 8)
+
+    def params_inference(self, fold_batchnorm: bool) -> int:
+        """Stored values after BN folding (weights + biases + unfolded BN scale/shift)."""
+        n = self.weight_elems + self.bias_elems + 2 * self.prologue_bn_channels
+        if self.epilogue_bn_channels:
+            if fold_batchnorm:
+                n += 0 if self.bias_elems else self.epilogue_bn_channels
+            else:
+                n += 2 * self.epilogue_bn_channels
+        return n
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A lowered network: ops, physical tensors and fused layers, at batch 1."""
+
+    name: str
+    input_shape: tuple[int, ...]  # batch 1, e.g. (1, 3, 28, 28)
+    ops: tuple[Op, ...]
+    tensors: tuple[Tensor, ...]
+    layers: tuple[Layer, ...]
+    inputs: tuple[int, ...]  # physical tensor ids of the network inputs
+    outputs: tuple[int, ...]  # physical tensor ids of the network outputs
+    params: int  # PyTorch's count for the whole module
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Graph":
+        def tup(x):
+            return tuple(tup(i) for i in x) if isinstance(x, list) else x
+
+        ops = tuple(Op(**{k: (OpKind(v) if k == "kind" else tup(v)) for k, v in o.items()}) for o in d["ops"])
+        tensors = tuple(Tensor(**{k: tup(v) for k, v in t.items()}) for t in d["tensors"])
+        layers = tuple(Layer(**{k: (Unit(v) if k == "unit" else tup(v)) for k, v in l.items()}) for l in d["layers"])
+        return cls(name=d["name"], input_shape=tup(d["input_shape"]), ops=ops, tensors=tensors,
+                   layers=layers, inputs=tup(d["inputs"]), outputs=tup(d["outputs"]),
+                   params=d["params"], meta=d.get("meta", {}))

@@ -1,0 +1,122 @@
+"""From a model name (or ``file.py:factory``) to a lowered graph, through the cache."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import zoo
+from .cache import cache_key, cached_graph
+from .errors import InputError
+from .graph import Graph
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    model: str  # registry name or path/to/file.py:factory
+    num_classes: int | None = None
+    width: float | None = None
+    resolution: float = 1.0
+    input_shape: tuple[int, int, int] | None = None  # C,H,W; required for a file model
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise InputError(f"--input-shape expects CxHxW such as 3x224x224, got {text!r}") from None
+    if len(dims) == 4 and dims[0] == 1:
+        dims = dims[1:]
+    if len(dims) != 3 or any(d <= 0 for d in dims):
+        raise InputError(f"--input-shape expects three positive sizes CxHxW, got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
+def is_file_model(model: str) -> bool:
+    return ":" in model and model.split(":")[0].endswith(".py")
+
+
+def _load_file_factory(model: str):
+    path_text, factory = model.rsplit(":", 1)
+    path = Path(path_text)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path_text}")
+    name = "perfsim_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise InputError(f"cannot import {path_text}: {type(e).__name__}: {e}") from None
+    fn = getattr(module, factory, None)
+    if fn is None or not callable(fn):
+        raise InputError(f"{path_text} has no callable {factory!r}")
+    return fn, path
+
+
+def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict]:
+    """Lower the requested model (or take it from the cache). Returns (graph, info)."""
+    if not (0.0 < req.resolution <= 1.0):
+        raise InputError(f"--resolution must be in (0, 1], got {req.resolution}")
+    if req.width is not None and not (0.0 < req.width <= 1.0):
+        raise InputError(f"--width must be in (0, 1], got {req.width}")
+    if req.num_classes is not None and req.num_classes < 1:
+        raise InputError(f"--classes must be positive, got {req.num_classes}")
+    if is_file_model(req.model):
+        if req.input_shape is None:
+            raise InputError("a model given as file.py:factory needs --input-shape CxHxW")
+        c, h, w = req.input_shape
+        shape = (c, max(1, round(h * req.resolution)), max(1, round(w * req.resolution)))
+        path = Path(req.model.rsplit(":", 1)[0])
+        if not path.is_file():
+            raise InputError(f"model file not found: {path}")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        key = cache_key(file=str(path.resolve()), factory=req.model.rsplit(":", 1)[1], digest=digest,
+                        shape=shape, classes=req.num_classes, width=req.width)
+        name = Path(req.model.rsplit(":", 1)[0]).stem + "_" + req.model.rsplit(":", 1)[1]
+
+        def build() -> Graph:
+            from .lower import lower
+            fn, _ = _load_file_factory(req.model)
+            kwargs = {}
+            if req.num_classes is not None:
+                kwargs["num_classes"] = req.num_classes
+            if req.width is not None:
+                kwargs["width"] = req.width
+            try:
+                module = fn(**kwargs)
+            except TypeError as e:
+                raise InputError(f"{req.model}: {e}") from None
+            return lower(module, shape, name=name)
+        info = {"source": str(path), "input_shape": shape}
+    else:
+        spec = zoo.get(req.model)
+        shape = req.input_shape or spec.input_shape_at(req.resolution)
+        if req.input_shape is not None and req.resolution != 1.0:
+            c, h, w = req.input_shape
+            shape = (c, max(1, round(h * req.resolution)), max(1, round(w * req.resolution)))
+        classes = req.num_classes or spec.num_classes
+        key = cache_key(model=spec.name, digest=spec.source_digest(), shape=shape, classes=classes,
+                        width=req.width or 1.0)
+        name = spec.name
+
+        def build() -> Graph:
+            from .lower import lower
+            module = spec.build(num_classes=classes, width=req.width)
+            return lower(module, shape, name=name)
+        info = {"source": spec.source, "input_shape": shape}
+    if req.width is not None and req.width != 1.0 and not is_file_model(req.model):
+        spec = zoo.get(req.model)
+        if not spec.supports_width:
+            raise InputError(f"model {spec.name!r} has no width multiplier (--width)")
+    if req.num_classes is not None and not is_file_model(req.model):
+        spec = zoo.get(req.model)
+        if spec.class_choices and req.num_classes not in spec.class_choices:
+            raise InputError(f"model {spec.name!r} is defined for "
+                             f"{' or '.join(map(str, spec.class_choices))} classes, not {req.num_classes}")
+    graph, hit = cached_graph(key, build, enabled=use_cache)
+    info["cache_hit"] = hit
+    return graph, info

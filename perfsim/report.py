@@ -1,0 +1,285 @@
+"""Reports: layers.csv, summary.json and plots, written atomically.
+
+Everything is written into a temporary sibling folder first and moved into
+place only when complete, so a failed run never leaves a half-written report.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .simulate import COLUMNS, SimResult
+from .units import format_bytes, format_count, format_seconds
+
+PLOTS = ("time_per_layer.png", "sram_occupancy.png", "dram_traffic.png", "roofline.png")
+
+_COLORS = {"data": "#4C72B0", "matrix": "#DD8452", "vector": "#55A868",
+           "read": "#4C72B0", "write": "#C44E52", "spill": "#8172B3"}
+
+
+def layers_csv(result: SimResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in result.rows:
+        w.writerow([repr(v) if isinstance(v, float) else v for v in r.as_tuple()])
+    return buf.getvalue()
+
+
+def summary_json(result: SimResult) -> str:
+    return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
+
+
+def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) -> Path:
+    """Write the report folder atomically; returns its path."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        (tmp / "layers.csv").write_text(layers_csv(result), encoding="utf-8")
+        (tmp / "summary.json").write_text(summary_json(result), encoding="utf-8")
+        if plots:
+            write_plots(result, tmp)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# --------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------
+
+
+def _figure(n_layers: int, height: float = 4.8):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    width = min(22.0, max(9.0, 0.28 * n_layers))
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    return plt, fig, ax
+
+
+def _layer_axis(ax, result: SimResult) -> None:
+    """Layer names when they are readable, indices with sparse ticks when there are hundreds."""
+    n = len(result.rows)
+    ax.set_xlim(-0.7, n - 0.3)
+    if n <= 60:
+        ax.set_xticks(range(n))
+        ax.set_xticklabels([f"{i} {r.layer}" for i, r in enumerate(result.rows)], rotation=90, fontsize=7)
+    else:
+        step = max(1, int(math.ceil(n / 40 / 5.0)) * 5)
+        ax.set_xticks(range(0, n, step))
+        ax.set_xticklabels([str(i) for i in range(0, n, step)], fontsize=8)
+        ax.set_xlabel("layer index (names in layers.csv)")
+
+
+def _title(result: SimResult, what: str) -> str:
+    p = result.profile
+    batch = f", batch {result.batch}" if result.batch > 1 else ""
+    return (f"{result.model} on {p.name}{batch}: {what}\n"
+            f"SRAM {format_bytes(p.sram_bytes)}, DRAM {p.dram_bandwidth / 1e9:g} GB/s, "
+            f"matrix {p.matrix_flops / 1e12:g} TFLOPS, vector {p.vector_flops / 1e9:g} GFLOPS, "
+            f"{'overlap' if p.overlap else 'serial'}, {p.memory_policy}")
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_time(result: SimResult, path: Path) -> None:
+    rows = result.rows
+    plt, fig, ax = _figure(len(rows))
+    x = range(len(rows))
+    scale, unit = _time_scale(max((r.t_data_s + r.t_matrix_s + r.t_vector_s) for r in rows))
+    bottom = [0.0] * len(rows)
+    for term, label in (("t_data_s", "data movement"), ("t_matrix_s", "matrix unit"), ("t_vector_s", "vector unit")):
+        vals = [getattr(r, term) * scale for r in rows]
+        ax.bar(x, vals, bottom=bottom, width=0.8, label=label, color=_COLORS[term[2:-2]], linewidth=0)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    if result.profile.overlap:
+        ax.plot(list(x), [r.t_total_s * scale for r in rows], "k_", markersize=8,
+                label="layer time (overlap: max of data, compute)")
+    ax.set_ylabel(f"time per layer ({unit})")
+    s = result.summary
+    ax.set_title(_title(result, f"latency {format_seconds(s['latency_s'])}"), fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _layer_axis(ax, result)
+    _save(plt, fig, path)
+
+
+def plot_sram(result: SimResult, path: Path) -> None:
+    rows = result.rows
+    plt, fig, ax = _figure(len(rows))
+    cap = result.profile.sram_bytes
+    scale, unit = _bytes_scale(max(cap, max(r.sram_used_bytes for r in rows)))
+    x = list(range(len(rows)))
+    ax.bar(x, [r.sram_used_bytes * scale for r in rows], width=0.8, color="#4C72B0", label="peak SRAM in use")
+    ax.axhline(cap * scale, color="k", linestyle="--", linewidth=1.2, label=f"capacity {format_bytes(cap)}")
+    if result.summary["preload_bytes"]:
+        ax.axhline((cap - result.summary["preload_bytes"]) * scale, color="grey", linestyle=":",
+                   label="capacity left beside resident weights")
+    spills = [i for i, r in enumerate(rows) if r.spill_bytes]
+    if spills:
+        ax.scatter(spills, [rows[i].sram_used_bytes * scale for i in spills], marker="v", s=50, color="#C44E52",
+                   zorder=3, label=f"spill ({len(spills)} layers, {format_bytes(result.summary['spill_bytes'])})")
+    tiled = [i for i, r in enumerate(rows) if r.tiles > 1]
+    if tiled:
+        ax.scatter(tiled, [cap * scale] * len(tiled), marker="x", s=40, color="#8172B3", zorder=3,
+                   label=f"tiled ({len(tiled)} layers)")
+    ax.set_ylabel(f"bytes ({unit})")
+    ax.set_ylim(0, max(cap, max(r.sram_used_bytes for r in rows)) * scale * 1.15)
+    ax.set_title(_title(result, f"SRAM occupancy, peak {format_bytes(result.summary['peak_sram_bytes'])}"),
+                 fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _layer_axis(ax, result)
+    _save(plt, fig, path)
+
+
+def plot_traffic(result: SimResult, path: Path) -> None:
+    rows = result.rows
+    plt, fig, ax = _figure(len(rows))
+    scale, unit = _bytes_scale(max(1, max(r.dram_read_bytes + r.dram_write_bytes for r in rows)))
+    x = list(range(len(rows)))
+    reads = [r.dram_read_bytes * scale for r in rows]
+    writes = [(r.dram_write_bytes - r.spill_bytes) * scale for r in rows]
+    spills = [r.spill_bytes * scale for r in rows]
+    ax.bar(x, reads, width=0.8, color=_COLORS["read"], label="DRAM read")
+    ax.bar(x, writes, bottom=reads, width=0.8, color=_COLORS["write"], label="DRAM write (output)")
+    ax.bar(x, spills, bottom=[a + b for a, b in zip(reads, writes)], width=0.8, color=_COLORS["spill"],
+           label="DRAM write (spill)")
+    s = result.summary
+    ax.set_ylabel(f"bytes ({unit})")
+    ax.set_title(_title(result, f"DRAM traffic: read {format_bytes(s['dram_read_bytes'])}, "
+                                f"written {format_bytes(s['dram_write_bytes'])}"), fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _layer_axis(ax, result)
+    _save(plt, fig, path)
+
+
+def plot_roofline(result: SimResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    p = result.profile
+    fig, ax = plt.subplots(figsize=(8.5, 6), dpi=110)
+    pts = {"data": [], "matrix": [], "vector": []}
+    for r in result.rows:
+        traffic = r.dram_read_bytes + r.dram_write_bytes
+        work = r.flops + r.vector_ops
+        if work == 0 or r.t_total_s == 0:
+            continue
+        intensity = work / traffic if traffic else None
+        pts[r.bound].append((intensity, work / r.t_total_s, r.layer))
+    finite = [i for v in pts.values() for i, _, _ in v if i]
+    lo = min(finite + [p.matrix_flops / p.dram_bandwidth]) / 10
+    hi = max(finite + [p.matrix_flops / p.dram_bandwidth]) * 10
+    xs = [lo * (hi / lo) ** (k / 200) for k in range(201)]
+    ax.plot(xs, [min(p.matrix_flops, x * p.dram_bandwidth) for x in xs], "k-", linewidth=1.5,
+            label=f"matrix roof {p.matrix_flops / 1e12:g} TFLOPS")
+    ax.plot(xs, [min(p.vector_flops, x * p.dram_bandwidth) for x in xs], "k--", linewidth=1.0,
+            label=f"vector roof {p.vector_flops / 1e9:g} GFLOPS")
+    ridge = p.matrix_flops / p.dram_bandwidth
+    ax.axvline(ridge, color="grey", linestyle=":", linewidth=0.8)
+    for bound, marker in (("data", "o"), ("matrix", "s"), ("vector", "^")):
+        v = pts[bound]
+        if not v:
+            continue
+        # layers with no DRAM traffic sit at the right edge
+        ax.scatter([i if i else hi / 2 for i, _, _ in v], [perf for _, perf, _ in v], marker=marker, s=28,
+                   color=_COLORS[bound], alpha=0.8, label=f"{bound}-bound layers ({len(v)})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOPs + vector ops per DRAM byte)")
+    ax.set_ylabel("achieved throughput (ops/s)")
+    ax.set_title(_title(result, f"roofline, ridge at {ridge:.0f} FLOP/B"), fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(which="both", alpha=0.2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_plots(result: SimResult, folder: Path) -> None:
+    plot_time(result, folder / PLOTS[0])
+    plot_sram(result, folder / PLOTS[1])
+    plot_traffic(result, folder / PLOTS[2])
+    plot_roofline(result, folder / PLOTS[3])
+
+
+def _time_scale(max_s: float) -> tuple[float, str]:
+    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs"), (1e9, "ns")):
+        if max_s * scale >= 1:
+            return scale, unit
+    return 1e9, "ns"
+
+
+def _bytes_scale(max_b: float) -> tuple[float, str]:
+    for scale, unit in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")):
+        if max_b * scale >= 1:
+            return scale, unit
+    return 1.0, "B"
+
+
+# --------------------------------------------------------------------------
+# Terminal output
+# --------------------------------------------------------------------------
+
+_TABLE = (("#", 3), ("layer", 26), ("op", 14), ("out_shape", 13), ("macs", 8), ("weights", 9),
+          ("sram", 9), ("dram r/w", 17), ("spill", 9), ("tiles", 5), ("time", 11), ("bound", 6))
+
+
+def format_table(result: SimResult) -> str:
+    lines = ["  ".join(h.rjust(w) if h in ("#", "macs", "tiles") else h.ljust(w) for h, w in _TABLE)]
+    for i, r in enumerate(result.rows):
+        name = r.layer if len(r.layer) <= 26 else "…" + r.layer[-25:]
+        cells = (str(i), name, r.op, r.out_shape, format_count(r.macs), format_bytes(r.weight_bytes),
+                 format_bytes(r.sram_used_bytes),
+                 f"{format_bytes(r.dram_read_bytes)}/{format_bytes(r.dram_write_bytes)}",
+                 format_bytes(r.spill_bytes) if r.spill_bytes else "-", str(r.tiles),
+                 format_seconds(r.t_total_s), r.bound)
+        lines.append("  ".join(c.rjust(w) if h in ("#", "macs", "tiles") else c.ljust(w)
+                               for c, (h, w) in zip(cells, _TABLE)))
+    return "\n".join(lines)
+
+
+def format_totals(result: SimResult) -> str:
+    s = result.summary
+    p = result.profile
+    bc = s["bound_counts"]
+    lines = [
+        f"model {s['model']}  input {'x'.join(map(str, s['input_shape']))}  profile {p.name}",
+        f"latency          {format_seconds(s['latency_s'])}"
+        + (f"  ({format_seconds(s['latency_per_sample_s'])} per sample)" if result.batch > 1 else "")
+        + f"   data {format_seconds(s['t_data_s'])}, matrix {format_seconds(s['t_matrix_s'])}, "
+          f"vector {format_seconds(s['t_vector_s'])}" + ("  (overlapped)" if p.overlap else ""),
+        f"work             {format_count(s['macs'])} MACs, {format_count(s['vector_ops'])} vector ops, "
+        f"{format_count(s['params'])} params, model {format_bytes(s['model_size_bytes'])} "
+        f"at {p.weight_bits}-bit weights",
+        f"DRAM traffic     read {format_bytes(s['dram_read_bytes'])}, written {format_bytes(s['dram_write_bytes'])}"
+        f"  (spills {format_bytes(s['spill_bytes'])}, refetch {format_bytes(s['refetch_bytes'])}"
+        + (f", preloaded {format_bytes(s['preload_bytes'])}" if s["preload_bytes"] else "") + ")",
+        f"SRAM             peak {format_bytes(s['peak_sram_bytes'])} of {format_bytes(p.sram_bytes)}, "
+        f"{s['tiled_layers']} of {s['layers']} layers tiled",
+        f"bound            {bc['data']} data, {bc['matrix']} matrix, {bc['vector']} vector",
+    ]
+    lines += [f"note             {n}" for n in s["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""Tiling plans for a layer whose working set alone exceeds SRAM. Torch-free, numpy.
+
+A tile is a band of ``r`` output rows (its input rows plus halo) by a block of
+``c`` output channels (their weights, and the input channels their groups read).
+The plan space is the same at every SRAM size (SPEC), so a larger SRAM can only
+add feasible plans and the chosen cost never rises:
+
+``keep_in_out``  inputs and output stay resident; weights stream in channel blocks.
+``keep_in``      inputs stay resident; weights stream in channel blocks, output tiles
+                 are written to DRAM (a spill) and read back by the next reader.
+``stream``       nothing stays: inputs stream per tile (dirty ones written back first),
+                 channel-block-outer (weights read once, inputs once per block) or
+                 row-band-outer (inputs read once with halo, weights once per band).
+
+Streaming the input to keep the output is not in the space (it would make local
+choices flip with SRAM size). The plan is chosen by its whole cost in time,
+including reading back later what it leaves in DRAM; ties prefer keeping more.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class TileGeometry:
+    in_bytes: int  # all input parts together
+    out_bytes: int
+    weight_bytes: int  # 0 for vector layers and for resident weights
+    in_channels: int
+    in_rows: int
+    out_channels: int
+    out_rows: int
+    kernel_rows: int
+    stride_rows: int
+    groups: int  # channel coupling: 1 = every output reads every input; out_channels = channelwise
+
+
+@dataclass(frozen=True, slots=True)
+class TileChoice:
+    plan: str
+    tiles: int
+    rows: int  # output rows per band
+    channels: int  # output channels per block
+    order: str  # "", "channel-outer" or "row-outer"
+    read_bytes: int
+    write_bytes: int
+    spill_bytes: int
+    refetch_bytes: int
+    transfers: int
+    sram_bytes: int  # peak resident during the layer
+    keeps_input: bool
+    keeps_output: bool
+
+
+def _divisors(n: int) -> np.ndarray:
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return np.array(sorted(set(small + [n // d for d in small])), dtype=np.int64)
+
+
+def _grid(g: TileGeometry):
+    """Candidate tiles: c over the divisors of the output channels, r over every band height."""
+    c = _divisors(max(1, g.out_channels))[None, :].astype(float)
+    r = np.arange(1, max(1, g.out_rows) + 1, dtype=float)[:, None]
+    co, ho, hi = float(max(1, g.out_channels)), float(max(1, g.out_rows)), float(max(1, g.in_rows))
+    n_cb = co / c
+    n_rb = np.ceil(ho / r)
+    in_rows = np.minimum(hi, (r - 1) * g.stride_rows + g.kernel_rows)
+    # fraction of input channels a block of c output channels reads
+    if g.groups <= 1:
+        frac = np.ones_like(c)
+    else:
+        opg = co / g.groups
+        touched = np.where(c >= opg, np.ceil(c / opg), np.where(np.mod(opg, c) == 0, 1.0, 2.0))
+        frac = np.minimum(1.0, touched / g.groups)
+    in_tile = np.ceil(g.in_bytes * frac * in_rows / hi)
+    in_band_all = np.ceil(g.in_bytes * in_rows / hi) * np.ones_like(c)  # every channel of a band
+    w_tile = np.ceil(g.weight_bytes * c / co) * np.ones_like(r)
+    out_tile = np.ceil(g.out_bytes * (c / co) * np.minimum(r, ho) / ho)
+    row_factor = np.maximum(hi, n_rb * in_rows) / hi  # halo re-reads; a streamed input is read in full
+    return c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor
+
+
+def min_sram(g: TileGeometry) -> int:
+    """The smallest SRAM in which some plan of this layer fits."""
+    _, _, _, _, _, in_tile, _, w_tile, out_tile, _ = _grid(g)
+    return int((in_tile + w_tile + out_tile).min())
+
+
+def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
+                n_in_tensors: int, n_missing: int, out_read_back: bool, bandwidth: float,
+                latency: float) -> TileChoice | None:
+    """The cheapest feasible plan in ``capacity`` bytes, or None if nothing fits."""
+    c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor = _grid(g)
+    I, O, W = g.in_bytes, g.out_bytes, g.weight_bytes
+    rb_bytes = O if out_read_back else 0
+    rb_transfers = 1 if out_read_back else 0
+    candidates: list[tuple[float, int, int, TileChoice]] = []
+
+    def cost(read: float, write: float, transfers: float) -> float:
+        return (read + write) / bandwidth + transfers * latency
+
+    # keep_in_out: stream weight blocks past resident inputs and output
+    if W > 0:
+        fit = (I + O + w_tile[0]) <= capacity
+        if fit.any():
+            k = int(np.nonzero(fit)[0].max())  # largest block: fewest transfers
+            blocks = int(n_cb[0, k])
+            transfers = n_missing + blocks
+            candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
+                "keep_in_out", blocks, g.out_rows, int(c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
+                transfers, int(I + O + w_tile[0, k]), True, True)))
+
+    # keep_in: resident inputs; weight blocks and output tiles stream
+    need = I + w_tile + out_tile
+    fit = need <= capacity
+    if fit.any():
+        tiles = np.where(fit, n_cb * n_rb, np.inf)
+        ri, ci = np.unravel_index(int(np.argmin(tiles)), tiles.shape)
+        nt = int(tiles[ri, ci])
+        blocks = int(n_cb[0, ci])
+        transfers = n_missing + (blocks if W else 0) + nt
+        read = missing_in_bytes + W
+        candidates.append((cost(read, O + rb_bytes, transfers + rb_transfers), 1, transfers, TileChoice(
+            "keep_in", nt, int(r[ri, 0]), int(c[0, ci]), "", read, O, rb_bytes, 0, transfers,
+            int(need[ri, ci]), True, False)))
+
+    # stream: nothing resident; two loop orders
+    base_read = missing_in_bytes + W
+    for order in ("channel-outer", "row-outer"):
+        if order == "channel-outer":
+            need = in_tile + w_tile + out_tile
+            in_read = np.ceil(I * frac * n_cb * row_factor)
+            w_read = W * np.ones_like(need)
+            transfers = n_cb * n_rb * n_in_tensors + (n_cb if W else 0) + n_cb * n_rb
+        else:
+            need = in_band_all + w_tile + out_tile
+            in_read = np.ceil(I * row_factor) * np.ones_like(need)
+            w_read = np.where(n_cb > 1, W * n_rb, W) * np.ones_like(need)
+            transfers = n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if W else 0) + n_rb * n_cb
+        fit = need <= capacity
+        if not fit.any():
+            continue
+        read = in_read + w_read
+        write = dirty_in_bytes + O
+        total = np.where(fit, cost(read, write + rb_bytes, transfers + rb_transfers), np.inf)
+        ri, ci = np.unravel_index(int(np.argmin(total)), total.shape)
+        nt = int(n_cb[0, ci] * n_rb[ri, 0])
+        rd = int(read[ri, ci])
+        tr = int(np.broadcast_to(transfers, need.shape)[ri, ci])
+        candidates.append((float(total[ri, ci]), 2, tr, TileChoice(
+            "stream", nt, int(r[ri, 0]), int(c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
+            max(0, rd - base_read), tr, int(need[ri, ci]), False, False)))
+
+    if not candidates:
+        return None
+    candidates.sort(key=lambda x: (x[0], x[1], x[2]))
+    return candidates[0][3]

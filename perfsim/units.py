@@ -1,0 +1,90 @@
+"""Quantities with units, as profiles write them: ``1MiB``, ``1GB/s``, ``1TFLOPS``, ``0.2pJ``.
+
+Decimal prefixes (k, M, G, T, and m, u, n, p for small values) are powers of ten;
+binary prefixes (Ki, Mi, Gi, Ti) are powers of two. A bare number is taken in
+the field's base unit.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import InputError
+
+_DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+            "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
+_BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+
+# base unit of each kind -> accepted spellings of it (after the prefix)
+_UNITS = {
+    "bytes": ("B", "byte", "bytes"),
+    "bytes_per_s": ("B/s", "Bps"),
+    "flops": ("FLOPS", "FLOP/s", "flops", "OPS", "ops"),
+    "seconds": ("s", "sec"),
+    "hertz": ("Hz",),
+    "joules": ("J",),
+}
+
+_NUM = r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+_PATTERN = re.compile(r"^\s*" + _NUM + r"\s*(Ki|Mi|Gi|Ti|[kKMGTPmuµnpf]?)\s*([A-Za-z/]*)\s*$")
+
+
+def parse_quantity(value: object, kind: str, *, field: str = "value") -> float:
+    """Parse ``value`` (a number or a string with units) into the base unit of ``kind``."""
+    if isinstance(value, bool):
+        raise InputError(f"{field}: expected a quantity in {kind}, got {value!r}")
+    if isinstance(value, (int, float)):
+        out = float(value)
+    elif isinstance(value, str):
+        m = _PATTERN.match(value)
+        if not m:
+            raise InputError(f"{field}: cannot read {value!r} as a quantity in {kind}")
+        number, prefix, unit = m.groups()
+        accepted = _UNITS[kind]
+        if unit == "" and prefix in ("", "Ki", "Mi", "Gi", "Ti") and kind == "bytes":
+            unit = "B"  # '1Mi' alone is unusual but unambiguous for sizes
+        if unit and unit not in accepted:
+            # A prefix letter may have been read as the unit's first letter, e.g. 'ms' vs 'm'+'s'.
+            raise InputError(
+                f"{field}: unit {unit!r} in {value!r} is not a unit of {kind} "
+                f"(expected {', '.join(accepted)})"
+            )
+        if not unit and prefix:
+            raise InputError(f"{field}: {value!r} has a prefix but no unit (expected {accepted[0]})")
+        scale = _BINARY.get(prefix) or _DECIMAL[prefix]
+        out = float(number) * scale
+    else:
+        raise InputError(f"{field}: expected a quantity in {kind}, got {value!r}")
+    if not math.isfinite(out):
+        raise InputError(f"{field}: {value!r} is not finite")
+    return out
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable size: binary prefixes, or decimal ones for round decimal sizes (1 MB)."""
+    n = float(n)
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if abs(n) >= scale and n % scale == 0 and n % 1024 != 0:
+            return f"{n / scale:g} {unit}"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_seconds(s: float) -> str:
+    s = float(s)
+    if s == 0:
+        return "0 s"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if abs(s) >= scale:
+            return f"{s / scale:.3f} {unit}"
+    return f"{s / 1e-12:.3f} ps"
+
+
+def format_count(n: float) -> str:
+    n = float(n)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
