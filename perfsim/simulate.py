@@ -384,33 +384,43 @@ def _liveness_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes:
     return results
 
 
-def _paper_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes: list[int]) -> list[dict[str, Any]]:
-    """Replay of the seed paper's Table 3 accounting, with true shapes and the profile's bits.
+def paper_accounting(in_sizes, out_sizes, weight_sizes, capacity: float) -> list[tuple[int, int, bool]]:
+    """The seed paper's Table 3 arithmetic: per layer (memory used, data moved, flushed).
 
-    data moved = the network input (first layer) + 2 x weight bytes (moved in and out);
-    a running total adds each layer's output and weight bytes and is never freed; when it
-    exceeds SRAM, data moved = the total + weight bytes and the total restarts at the next
-    layer (with that layer's input). Nothing is read back; the output is not written.
+    Memory used: a running total of the first layer's input and every layer's output and
+    weights, never freed. Data moved: the network input (first layer) + 2 x weights (moved
+    in and out). When the total exceeds ``capacity``, data moved = total + weights and the
+    total restarts at the next layer (from that layer's input). Units are whatever the
+    sizes are in (the paper uses bits; perfsim bytes).
     """
-    results = []
+    rows = []
     total = 0
     restart = True
-    for i, layer in enumerate(graph.layers):
-        in_bytes = sum(sizes[t] for t in layer.inputs)
-        w = wbytes[i]
+    for i, (size_in, size_out, w) in enumerate(zip(in_sizes, out_sizes, weight_sizes)):
+        total = size_in + size_out + w if restart else total + size_out + w
+        moved = 2 * w + (size_in if i == 0 else 0)
+        restart = total > capacity
         if restart:
-            total = in_bytes + sizes[layer.output] + w
-            restart = False
-        else:
-            total += sizes[layer.output] + w
-        read = w + (in_bytes if i == 0 else 0)
-        write = w
-        spill = 0
-        if total > p.sram_bytes:
-            write = total
-            spill = total
-            restart = True
-        results.append({"read": read, "write": write, "spill": spill, "refetch": 0,
-                        "transfers": (2 if w else 0) + (1 if i == 0 else 0), "tiles": 1,
-                        "sram": total, "plan": "paper-flush" if restart else "paper"})
+            moved = total + w
+        rows.append((total, moved, restart))
+    return rows
+
+
+def _paper_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes: list[int]) -> list[dict[str, Any]]:
+    """``memory_policy: paper``: Table 3's accounting with true shapes and the profile's bits.
+
+    Nothing is read back after a flush and the network output is not written (as in the
+    paper). DRAM reads are the weights (and the input at the first layer); writes are the
+    weights moved out, or the flushed total.
+    """
+    in_sizes = [sum(sizes[t] for t in layer.inputs) for layer in graph.layers]
+    out_sizes = [sizes[layer.output] for layer in graph.layers]
+    results = []
+    for i, (total, moved, flushed) in enumerate(paper_accounting(in_sizes, out_sizes, wbytes, p.sram_bytes)):
+        w = wbytes[i]
+        read = w + (in_sizes[0] if i == 0 else 0)
+        write = moved - read
+        results.append({"read": read, "write": write, "spill": total if flushed else 0, "refetch": 0,
+                        "transfers": (2 if w else 0) + (1 if i == 0 else 0) + (1 if flushed else 0), "tiles": 1,
+                        "sram": total, "plan": "paper-flush" if flushed else "paper"})
     return results
