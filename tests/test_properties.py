@@ -1,0 +1,203 @@
+"""SPEC's invariants, property-tested on random conv graphs (residual adds, concats) and the zoo.
+
+- SRAM occupancy never exceeds capacity;
+- DRAM reads >= input + weights (weights streamed);
+- more bandwidth or more FLOPS never raises latency; overlap never slower than serial;
+- with unbounded SRAM, traffic equals the compulsory traffic (input + weights + outputs);
+- more SRAM never raises total traffic (and a network that runs keeps running).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from perfsim import zoo
+from perfsim.errors import DoesNotFitError
+from perfsim.lower import lower
+from perfsim.profile import load_profile
+from perfsim.simulate import simulate
+
+BASE = load_profile("edge_1mb")
+# more examples for a stress run: PERFSIM_PROPERTY_EXAMPLES=2000 pytest tests/test_properties.py
+EXAMPLES = int(os.environ.get("PERFSIM_PROPERTY_EXAMPLES", "60"))
+
+
+def prof(**kw):
+    return load_profile(BASE, **kw)
+
+
+class RandomNet(nn.Module):
+    """A conv stack built from a static plan (so torch.fx can trace it)."""
+
+    def __init__(self, c_in: int, plan: list[tuple]):
+        super().__init__()
+        self.plan = plan
+        self.mods = nn.ModuleList()
+        c = c_in
+        for kind, arg in plan:
+            if kind == "conv":
+                k, cout, stride = arg
+                self.mods.append(nn.Sequential(nn.Conv2d(c, cout, k, stride, k // 2, bias=False),
+                                               nn.BatchNorm2d(cout), nn.ReLU()))
+                c = cout
+            elif kind == "dw":
+                self.mods.append(nn.Sequential(nn.Conv2d(c, c, 3, arg, 1, groups=c, bias=False),
+                                               nn.BatchNorm2d(c), nn.ReLU6()))
+            elif kind == "group":
+                g = arg if c % arg == 0 else 1
+                self.mods.append(nn.Conv2d(c, c, 3, 1, 1, groups=g, bias=True))
+            elif kind == "res":
+                self.mods.append(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                                               nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c)))
+            elif kind == "dense":
+                self.mods.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, arg, 3, 1, 1, bias=False)))
+                c += arg
+            elif kind == "pool":
+                self.mods.append(nn.MaxPool2d(2) if arg == "max" else nn.AvgPool2d(2))
+        self.head = nn.Linear(c, 10)
+
+    def forward(self, x):
+        for (kind, _), mod in zip(self.plan, self.mods):
+            if kind == "res":
+                x = F.relu(mod(x) + x)
+            elif kind == "dense":
+                x = torch.cat([x, mod(x)], 1)
+            else:
+                x = mod(x)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+block = st.one_of(
+    st.tuples(st.just("conv"), st.tuples(st.sampled_from([1, 3]), st.sampled_from([4, 8, 16, 24]),
+                                         st.sampled_from([1, 1, 2]))),
+    st.tuples(st.just("dw"), st.sampled_from([1, 2])),
+    st.tuples(st.just("group"), st.sampled_from([2, 4])),
+    st.tuples(st.just("res"), st.none()),
+    st.tuples(st.just("dense"), st.sampled_from([4, 8])),
+    st.tuples(st.just("pool"), st.sampled_from(["max", "avg"])),
+)
+
+
+@st.composite
+def networks(draw):
+    c_in = draw(st.sampled_from([3, 8]))
+    hw = draw(st.sampled_from([8, 12, 16, 20]))
+    plan = draw(st.lists(block, min_size=1, max_size=8))
+    # keep spatial sizes >= 1 for the pools and strides
+    size, safe = hw, []
+    for kind, arg in plan:
+        shrinks = (kind == "pool") or (kind == "conv" and arg[2] == 2) or (kind == "dw" and arg == 2)
+        if shrinks and size < 4:
+            continue
+        size = size // 2 if kind == "pool" else (size + 1) // 2 if shrinks else size
+        safe.append((kind, arg))
+    torch.manual_seed(0)
+    return lower(RandomNet(c_in, safe), (c_in, hw, hw))
+
+
+def compulsory(graph, result):
+    s = result.summary
+    weights = sum(r.weight_bytes for r in result.rows)
+    net_in = sum(-(-graph.tensors[t].numel * result.batch * result.profile.activation_bits // 8)
+                 for t in graph.inputs)
+    net_out = sum(-(-graph.tensors[t].numel * result.batch * result.profile.activation_bits // 8)
+                  for t in graph.outputs)
+    return net_in, weights, net_out, s
+
+
+def check_single(graph, result):
+    net_in, weights, net_out, s = compulsory(graph, result)
+    cap = result.profile.sram_bytes
+    assert s["peak_sram_bytes"] <= cap
+    assert all(r.sram_used_bytes <= cap for r in result.rows)
+    streamed = weights if s["preload_bytes"] == 0 else 0  # resident weights were preloaded
+    assert s["dram_read_bytes"] >= net_in + streamed
+    assert s["dram_write_bytes"] >= net_out
+    assert all(r.t_total_s >= 0 for r in result.rows)
+
+
+def check_sweep(graph, sizes, batch=1):
+    """Traffic never rises with SRAM; once a size runs, every larger one does."""
+    prev = None
+    ran = False
+    for size in sorted(sizes):
+        try:
+            r = simulate(graph, prof(sram_bytes=int(size)), batch=batch)
+        except DoesNotFitError:
+            assert not ran, f"ran at a smaller SRAM but not at {size} B"
+            continue
+        ran = True
+        check_single(graph, r)
+        traffic = r.summary["dram_read_bytes"] + r.summary["dram_write_bytes"]
+        if prev is not None:
+            assert traffic <= prev[1], f"traffic rose from {prev[1]} B at {prev[0]} B to {traffic} B at {size} B"
+        prev = (size, traffic)
+    return prev
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=networks(), sizes=st.lists(st.integers(256, 2**20), min_size=3, max_size=8, unique=True),
+       batch=st.sampled_from([1, 1, 2]))
+def test_random_graphs_invariants_across_sram(graph, sizes, batch):
+    check_sweep(graph, sizes, batch)
+    big = simulate(graph, prof(sram_bytes=2**30), batch=batch)
+    net_in, weights, net_out, s = compulsory(graph, big)
+    assert s["dram_read_bytes"] == net_in + weights
+    assert s["dram_write_bytes"] == net_out
+    assert s["spill_bytes"] == 0 and s["refetch_bytes"] == 0
+
+
+@settings(max_examples=max(1, EXAMPLES * 2 // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=networks(), size=st.integers(2048, 2**20), factor=st.floats(1.0, 16.0),
+       latency=st.sampled_from(["0s", "50ns"]))
+def test_random_graphs_faster_hardware_is_never_slower(graph, size, factor, latency):
+    base = prof(sram_bytes=size, dram_latency=latency)
+    try:
+        r0 = simulate(graph, base)
+    except DoesNotFitError:
+        return
+    for field in ("dram_bandwidth", "matrix_flops", "vector_flops"):
+        faster = load_profile(base, **{field: getattr(base, field) * factor})
+        assert simulate(graph, faster).latency_s <= r0.latency_s * (1 + 1e-12)
+    assert simulate(graph, load_profile(base, overlap=True)).latency_s <= r0.latency_s * (1 + 1e-12)
+    # resident weights: never more per-inference traffic than streaming them
+    res = simulate(graph, load_profile(base, weights="resident"))
+    assert res.summary["dram_read_bytes"] <= r0.summary["dram_read_bytes"]
+    check_single(graph, res)
+
+
+ZOO = [s.name for s in zoo.specs() if importlib.util.find_spec(s.module_name) is not None]
+# 16 KiB .. 16 MiB, 41 points, not only powers of two
+ZOO_SIZES = sorted(set(int(round(x)) for x in np.geomspace(16 * 1024, 16 * 2**20, 41)) | {10**6, 3 * 2**19})
+
+
+@pytest.fixture(scope="module")
+def zoo_graphs():
+    from perfsim.pipeline import ModelRequest, graph_for
+    return {name: graph_for(ModelRequest(name), use_cache=False)[0] for name in ZOO}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_invariants_across_sram_16k_to_16m(name, zoo_graphs):
+    graph = zoo_graphs[name]
+    check_sweep(graph, ZOO_SIZES)
+    big = simulate(graph, prof(sram_bytes=2**34))
+    net_in, weights, net_out, s = compulsory(graph, big)
+    assert (s["dram_read_bytes"], s["dram_write_bytes"]) == (net_in + weights, net_out)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_faster_hardware_is_never_slower(name, zoo_graphs):
+    graph = zoo_graphs[name]
+    base = prof(sram_bytes=256 * 1024, dram_latency="20ns")
+    r0 = simulate(graph, base)
+    for field in ("dram_bandwidth", "matrix_flops", "vector_flops"):
+        assert simulate(graph, load_profile(base, **{field: getattr(base, field) * 3})).latency_s <= r0.latency_s
