@@ -57,6 +57,11 @@ def _load_file_factory(model: str):
     return fn, path
 
 
+def _is_module(obj) -> bool:
+    import torch.nn
+    return isinstance(obj, torch.nn.Module)
+
+
 def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict]:
     """Lower the requested model (or take it from the cache). Returns (graph, info)."""
     if not (0.0 < req.resolution <= 1.0):
@@ -88,8 +93,10 @@ def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict
                 kwargs["width"] = req.width
             try:
                 module = fn(**kwargs)
-            except TypeError as e:
-                raise InputError(f"{req.model}: {e}") from None
+            except Exception as e:  # the user's code failed: bad input, not a perfsim fault
+                raise InputError(f"{req.model} raised {type(e).__name__}: {e}") from None
+            if not _is_module(module):
+                raise InputError(f"{req.model} returned {type(module).__name__}, not a torch.nn.Module")
             return lower(module, shape, name=name)
         info = {"source": str(path), "input_shape": shape}
     else:

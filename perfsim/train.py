@@ -154,7 +154,8 @@ def train(model, train_data, *, epochs: int, batch_size: int = 128, lr: float = 
           mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
           eval_data: Any = None, max_steps: int | None = None,
           progress_callback: Callable[[TrainProgress], None] | None = None,
-          show_progress: bool = True, num_threads: int | None = None) -> TrainResult:
+          show_progress: bool = True, num_threads: int | None = None,
+          group_lasso: float = 0.0) -> TrainResult:
     """Train ``model`` in place with SGD on the CPU; returns the :class:`TrainResult` history.
 
     ``train_data``: ``(images, labels)`` numpy arrays -- uint8 ``(N, C, H, W)`` images are
@@ -171,6 +172,8 @@ def train(model, train_data, *, epochs: int, batch_size: int = 128, lr: float = 
     ``max_steps`` stops early (the schedule then spans ``max_steps``). ``eval_data`` (same forms
     as ``train_data``, normalised with the training statistics) is evaluated after each epoch.
     ``progress_callback`` receives a :class:`TrainProgress` after every iteration.
+    ``group_lasso``: weight of the model's ``group_lasso()`` regulariser added to the loss
+    (CondenseNet's learned group convolution; its authors use 1e-5); 0 adds nothing.
     """
     import torch
     import torch.nn.functional as F
@@ -204,6 +207,9 @@ def train(model, train_data, *, epochs: int, batch_size: int = 128, lr: float = 
         def loss_fn(logits, target):
             return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
+    lasso = getattr(model, "group_lasso", None) if group_lasso > 0 else None
+    if group_lasso > 0 and not callable(lasso):
+        raise InputError(f"group_lasso={group_lasso} but {type(model).__name__} has no group_lasso()")
     update_progress = getattr(model, "update_progress", None)
     if not callable(update_progress):
         update_progress = None
@@ -237,6 +243,8 @@ def train(model, train_data, *, epochs: int, batch_size: int = 128, lr: float = 
                     y = torch.as_tensor(y, dtype=torch.int64)
                     logits = model(x)
                     loss = loss_fn(logits, y)
+                    if lasso is not None:
+                        loss = loss + group_lasso * lasso()
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         raise InputError(f"training diverged: loss is {value} at step {step + 1} "

@@ -397,3 +397,36 @@ def test_scheduled_lr_reaches_the_optimizer():
         assert torch.equal(p, before[name]), name
     train(model, (x, y), epochs=1, batch_size=8, lr=0.1, schedule="constant", show_progress=False)
     assert not torch.equal(model.fc.weight, before["fc.weight"])
+
+
+def test_group_lasso_is_added_to_the_loss():
+    """CondenseNet's regulariser: train(group_lasso=w) adds w * model.group_lasso() to every step's loss."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from perfsim.train import train
+
+    class WithLasso(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3 * 4 * 4, 2)
+            self.calls = 0
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+        def group_lasso(self):
+            self.calls += 1
+            return self.fc.weight.abs().sum()
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3, 4, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 16)
+    plain = train(WithLasso(), (x, y), epochs=1, batch_size=8, show_progress=False, flip=False, padding=0)
+    m = WithLasso()
+    reg = train(m, (x, y), epochs=1, batch_size=8, show_progress=False, flip=False, padding=0, group_lasso=1.0)
+    assert m.calls == 2
+    assert reg.step_losses[0] > plain.step_losses[0]
+    with pytest.raises(InputError):
+        train(nn.Linear(2, 2), (x, y), epochs=1, show_progress=False, group_lasso=1.0)
