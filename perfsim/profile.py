@@ -101,27 +101,43 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith((".yaml", ".yml")) or "/" in name or "\\" in name
 
 
-def _find(name: str, relative_to: Path | None = None) -> tuple[str, Any]:
-    """Return (text, origin) of the named profile; origin is a Path or a resource."""
+def _key(origin: Any) -> str:
+    """One spelling per file, so that an ``extends`` cycle is seen however its paths are written."""
+    return str(origin.resolve()) if isinstance(origin, Path) else str(origin)
+
+
+def _read_text(p: Any, name: str) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"profile {name!r}: cannot read {p}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _find(name: str, relative_to: Path | None = None, seen: tuple[str, ...] = ()) -> tuple[str, Any]:
+    """Return (text, origin) of the named profile; origin is a Path or a resource.
+
+    A local ``./hardware_profiles/NAME.yaml`` that ``extends: NAME`` means the shipped
+    profile of that name (it refines it), not itself.
+    """
     if _looks_like_path(name):
-        p = Path(name)
+        p = Path(name).expanduser()
         if not p.is_absolute() and relative_to is not None:
             p = relative_to / p
         if not p.is_file():
             raise InputError(f"profile file not found: {name}")
-        return p.read_text(encoding="utf-8"), p
+        return _read_text(p, name), p
     local = Path.cwd() / "hardware_profiles" / f"{name}.yaml"
-    if local.is_file():
-        return local.read_text(encoding="utf-8"), local
+    if local.is_file() and _key(local) not in seen:
+        return _read_text(local, name), local
     shipped = _shipped_dir() / f"{name}.yaml"
     if shipped.is_file():
-        return shipped.read_text(encoding="utf-8"), shipped
+        return _read_text(shipped, name), shipped
     raise InputError(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles())}")
 
 
 def _read(name: str, relative_to: Path | None, seen: tuple[str, ...]) -> dict[str, Any]:
-    text, origin = _find(name, relative_to)
-    key = str(origin)
+    text, origin = _find(name, relative_to, seen)
+    key = _key(origin)
     if key in seen:
         raise InputError(f"profile {name!r}: 'extends' cycle: {' -> '.join(seen + (key,))}")
     try:
@@ -138,6 +154,8 @@ def _read(name: str, relative_to: Path | None, seen: tuple[str, ...]) -> dict[st
     parent = data.pop("extends", None)
     if parent is None:
         return data
+    if isinstance(parent, bool) or not isinstance(parent, (str, int)) or not str(parent).strip():
+        raise InputError(f"profile {name!r}: 'extends' must name one profile, got {parent!r}")
     base_dir = origin.parent if isinstance(origin, Path) else None
     merged = _read(str(parent), base_dir, seen + (key,))
     merged.pop("description", None)
@@ -171,7 +189,10 @@ def build_profile(data: Mapping[str, Any], label: str = "profile") -> HardwarePr
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "profile"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
+        given = err.get("input")
+        if isinstance(given, (str, int, float)) and not isinstance(given, bool) and err["type"] != "extra_forbidden":
+            msg += f" (got {given!r})"
         if err["type"] == "extra_forbidden":
             known = ", ".join(n for n in HardwareProfile.model_fields)
             msg = f"unknown field (known fields: {known})"

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
 from .simulate import COLUMNS, SimResult
 from .units import format_bytes, format_count, format_seconds
 
@@ -36,11 +37,44 @@ def summary_json(result: SimResult) -> str:
     return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
 
 
+REPORT_FILES = frozenset(("layers.csv", "summary.json") + PLOTS)
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse a folder whose replacement would delete something that is not a report.
+
+    A report replaces its folder as a whole (atomically), so the folder must be new,
+    empty, or an earlier perfsim report: never the working directory, an ancestor of
+    it, or a folder holding other files.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    resolved = out.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise InputError(f"--out {out}: a report replaces its folder; refusing the working folder or one "
+                         "above it (name a subfolder)")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise InputError(f"--out {out}: refusing to replace a folder that holds files other than a perfsim "
+                         f"report ({shown}); name a new or empty folder")
+
+
 def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) -> Path:
-    """Write the report folder atomically; returns its path."""
+    """Write the report folder atomically; returns its path.
+
+    Raises ``InputError`` (and writes nothing) if ``out_dir`` holds anything but a report.
+    """
     out = Path(out_dir)
+    check_report_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a report folder is an ordinary folder
     try:
         (tmp / "layers.csv").write_text(layers_csv(result), encoding="utf-8")
         (tmp / "summary.json").write_text(summary_json(result), encoding="utf-8")

@@ -41,6 +41,9 @@ def parse_quantity(value: object, kind: str, *, field: str = "value") -> float:
             raise InputError(f"{field}: cannot read {value!r} as a quantity in {kind}")
         number, prefix, unit = m.groups()
         accepted = _UNITS[kind]
+        if prefix in _DECIMAL and prefix + unit in accepted:
+            # the regex reads a unit's first letter as a prefix when it can ('1flops': femto + 'lops')
+            prefix, unit = "", prefix + unit
         if unit == "" and prefix in ("", "Ki", "Mi", "Gi", "Ti") and kind == "bytes":
             unit = "B"  # '1Mi' alone is unusual but unambiguous for sizes
         if unit and unit not in accepted:
@@ -63,8 +66,10 @@ def parse_quantity(value: object, kind: str, *, field: str = "value") -> float:
 def format_bytes(n: float) -> str:
     """Human-readable size: binary prefixes, or decimal ones for round decimal sizes (1 MB)."""
     n = float(n)
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if abs(n) >= scale and n % scale == 0 and n % 1024 != 0:
+    # decimal when the size is round in decimal but not in the binary unit of the same rank
+    # (16 MB is 15625 KiB: still 16 MB; 1 MiB is never round in MB)
+    for unit, scale, binary in (("GB", 10**9, 2**30), ("MB", 10**6, 2**20), ("kB", 10**3, 2**10)):
+        if abs(n) >= scale and n % scale == 0 and n % binary != 0:
             return f"{n / scale:g} {unit}"
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(n) >= scale:

@@ -11,7 +11,8 @@ Known errors of the tables, each checked by ``tests/test_paper_mobilenet.py``:
   layers) were costed at the layer's *input* size, 4x the true MACs.
 - Table 3 adds each layer's weights at 1 bit per weight (movement: twice that);
   rows 4 and 24 keep the input size; row 5 prints its 14x14x64 output as 200,704
-  bits (true: 100,352; not listed in perfsim's brief, found by the tests); row 9 moves 64x128 weights for a 128->128
+  bits (true: 100,352) and moves 2x8,192 weight bits for a 64->64 layer's 4,096 (neither
+  listed in perfsim's brief; found by the tests); row 9 moves 64x128 weights for a 128->128
   layer; row 13's output is 404,544 bits instead of 401,408; nothing is read back
   after the flush and the network output is never written; the flush at row 25
   means a 10^6-byte limit.
