@@ -699,3 +699,17 @@ def test_console_script_exit_codes(tmp_path, graph_cache, default_run):
     usage = subprocess.run(_script() + ["run", "--nope"], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=120)
     assert usage.returncode == 2 and len(usage.stderr.splitlines()) == 1
+
+
+def test_a_cached_run_does_not_import_torch(tmp_path):
+    """The graph cache lets a repeated `perfsim run` skip torch (SPEC: under 3 s)."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PERFSIM_CACHE_DIR=str(tmp_path / "cache"))
+    code = ("import sys; from perfsim.cli import main; rc = main(['run', 'mobilenet', '--no-plots', '--json']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', file=sys.stderr); sys.exit(rc)")
+    first = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert first.returncode == 0 and "TORCH" in first.stderr.split()
+    second = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0 and second.stderr.split()[-1] == "NOTORCH"
+    assert json.loads(second.stdout) == json.loads(first.stdout)

@@ -197,3 +197,26 @@ def test_bad_batch_is_an_input_error(skip_graph):
     from perfsim.errors import InputError
     with pytest.raises(InputError):
         simulate(skip_graph, profile(), batch=0)
+
+
+def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
+    """simulate/tiling/profile/report are numpy + dataclasses; a cached CLI run never imports torch."""
+    import json
+    import subprocess
+    import sys
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(skip_graph.to_dict()))
+    code = (
+        "import json, sys\n"
+        "from perfsim.graph import Graph\n"
+        "from perfsim.profile import load_profile\n"
+        "from perfsim.simulate import simulate\n"
+        "from perfsim.report import write_report\n"
+        f"g = Graph.from_dict(json.load(open({str(path)!r})))\n"
+        "r = simulate(g, load_profile('edge_1mb'))\n"
+        f"write_report(r, {str(tmp_path / 'rep')!r}, plots=False)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print(r.summary['dram_read_bytes'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 48 + 12 + 16 + 16
