@@ -101,6 +101,7 @@ def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict
         info = {"source": str(path), "input_shape": shape}
     else:
         spec = zoo.get(req.model)
+        spec.factory_kwargs(num_classes=req.num_classes, width=req.width)  # bad options fail before the cache
         shape = req.input_shape or spec.input_shape_at(req.resolution)
         if req.input_shape is not None and req.resolution != 1.0:
             c, h, w = req.input_shape
@@ -115,15 +116,6 @@ def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict
             module = spec.build(num_classes=classes, width=req.width)
             return lower(module, shape, name=name)
         info = {"source": spec.source, "input_shape": shape}
-    if req.width is not None and req.width != 1.0 and not is_file_model(req.model):
-        spec = zoo.get(req.model)
-        if not spec.supports_width:
-            raise InputError(f"model {spec.name!r} has no width multiplier (--width)")
-    if req.num_classes is not None and not is_file_model(req.model):
-        spec = zoo.get(req.model)
-        if spec.class_choices and req.num_classes not in spec.class_choices:
-            raise InputError(f"model {spec.name!r} is defined for "
-                             f"{' or '.join(map(str, spec.class_choices))} classes, not {req.num_classes}")
     graph, hit = cached_graph(key, build, enabled=use_cache)
     info["cache_hit"] = hit
     return graph, info

@@ -41,8 +41,8 @@ class ModelSpec:
         module = importlib.import_module("perfsim.models." + mod_name)
         return getattr(module, fn_name)
 
-    def build(self, *, num_classes: int | None = None, width: float | None = None):
-        """Instantiate the network (imports torch)."""
+    def factory_kwargs(self, *, num_classes: int | None = None, width: float | None = None) -> dict[str, Any]:
+        """Check the options against what this network has; the factory's keyword arguments."""
         kwargs: dict[str, Any] = {"num_classes": num_classes or self.num_classes}
         if width is not None and width != 1.0:
             if not self.supports_width:
@@ -50,10 +50,14 @@ class ModelSpec:
             kwargs["width"] = width
         if self.class_choices and kwargs["num_classes"] not in self.class_choices:
             raise InputError(
-                f"model {self.name!r} is defined for {', '.join(map(str, self.class_choices))} "
+                f"model {self.name!r} is defined for {' or '.join(map(str, self.class_choices))} "
                 f"classes, not {kwargs['num_classes']}"
             )
-        return self.load_factory()(**kwargs)
+        return kwargs
+
+    def build(self, *, num_classes: int | None = None, width: float | None = None):
+        """Instantiate the network (imports torch)."""
+        return self.load_factory()(**self.factory_kwargs(num_classes=num_classes, width=width))
 
     def input_shape_at(self, resolution: float = 1.0) -> tuple[int, int, int]:
         """Input shape with the resolution multiplier rho applied to the spatial side."""
