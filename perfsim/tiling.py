@@ -19,6 +19,7 @@ including reading back later what it leaves in DRAM; ties prefer keeping more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,6 +60,7 @@ def _divisors(n: int) -> np.ndarray:
     return np.array(sorted(set(small + [n // d for d in small])), dtype=np.int64)
 
 
+@lru_cache(maxsize=4096)  # a pure function of the geometry: sweeps over SRAM sizes reuse it
 def _grid(g: TileGeometry):
     """Candidate tiles: c over the divisors of the output channels, r over every band height."""
     c = _divisors(max(1, g.out_channels))[None, :].astype(float)
@@ -79,20 +81,58 @@ def _grid(g: TileGeometry):
     w_tile = np.ceil(g.weight_bytes * c / co) * np.ones_like(r)
     out_tile = np.ceil(g.out_bytes * (c / co) * np.minimum(r, ho) / ho)
     row_factor = np.maximum(hi, n_rb * in_rows) / hi  # halo re-reads; a streamed input is read in full
-    return c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor
+    arrays = (c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor)
+    for a in arrays:
+        a.setflags(write=False)  # shared between calls through the cache
+    return arrays
+
+
+@dataclass(frozen=True)
+class _PlanArrays:
+    """Per-tile quantities of each plan that depend on the geometry alone (cached)."""
+
+    c: np.ndarray
+    r: np.ndarray
+    n_cb: np.ndarray
+    n_rb: np.ndarray
+    w_tile: np.ndarray
+    ki_need: np.ndarray  # keep_in: SRAM per tile
+    ki_tiles: np.ndarray
+    stream: tuple  # per loop order: (name, need, read bytes, transfers)
+    min_sram: int
+
+
+@lru_cache(maxsize=4096)
+def _plans(g: TileGeometry, n_in_tensors: int) -> _PlanArrays:
+    c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor = _grid(g)
+    I, W = g.in_bytes, g.weight_bytes
+    shape = np.broadcast_shapes(c.shape, r.shape)
+    stream = []
+    # channel-block outer: weights once, inputs once per block (only the groups the block reads)
+    stream.append(("channel-outer", np.broadcast_to(in_tile + w_tile + out_tile, shape),
+                   np.broadcast_to(np.ceil(I * frac * n_cb * row_factor) + W, shape),
+                   np.broadcast_to(n_cb * n_rb * n_in_tensors + (n_cb if W else 0) + n_cb * n_rb, shape)))
+    # row-band outer: inputs once (with halo), weights once per band unless one block holds them all
+    stream.append(("row-outer", np.broadcast_to(in_band_all + w_tile + out_tile, shape),
+                   np.broadcast_to(np.ceil(I * row_factor) + np.where(n_cb > 1, W * n_rb, W), shape),
+                   np.broadcast_to(n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if W else 0)
+                                   + n_rb * n_cb, shape)))
+    return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile,
+                       ki_need=np.broadcast_to(I + w_tile + out_tile, shape),
+                       ki_tiles=np.broadcast_to(n_cb * n_rb, shape), stream=tuple(stream),
+                       min_sram=int(min(s[1].min() for s in stream)))
 
 
 def min_sram(g: TileGeometry) -> int:
     """The smallest SRAM in which some plan of this layer fits."""
-    _, _, _, _, _, in_tile, _, w_tile, out_tile, _ = _grid(g)
-    return int((in_tile + w_tile + out_tile).min())
+    return _plans(g, 1).min_sram
 
 
 def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
                 n_in_tensors: int, n_missing: int, out_read_back: bool, bandwidth: float,
                 latency: float) -> TileChoice | None:
     """The cheapest feasible plan in ``capacity`` bytes, or None if nothing fits."""
-    c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor = _grid(g)
+    P = _plans(g, n_in_tensors)
     I, O, W = g.in_bytes, g.out_bytes, g.weight_bytes
     rb_bytes = O if out_read_back else 0
     rb_transfers = 1 if out_read_back else 0
@@ -103,55 +143,41 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
 
     # keep_in_out: stream weight blocks past resident inputs and output
     if W > 0:
-        fit = (I + O + w_tile[0]) <= capacity
+        fit = (I + O + P.w_tile[0]) <= capacity
         if fit.any():
             k = int(np.nonzero(fit)[0].max())  # largest block: fewest transfers
-            blocks = int(n_cb[0, k])
+            blocks = int(P.n_cb[0, k])
             transfers = n_missing + blocks
             candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
-                "keep_in_out", blocks, g.out_rows, int(c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
-                transfers, int(I + O + w_tile[0, k]), True, True)))
+                "keep_in_out", blocks, g.out_rows, int(P.c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
+                transfers, int(I + O + P.w_tile[0, k]), True, True)))
 
-    # keep_in: resident inputs; weight blocks and output tiles stream
-    need = I + w_tile + out_tile
-    fit = need <= capacity
+    # keep_in: resident inputs; weight blocks and output tiles stream (bytes fixed: fewest tiles wins)
+    fit = P.ki_need <= capacity
     if fit.any():
-        tiles = np.where(fit, n_cb * n_rb, np.inf)
-        ri, ci = np.unravel_index(int(np.argmin(tiles)), tiles.shape)
-        nt = int(tiles[ri, ci])
-        blocks = int(n_cb[0, ci])
+        ri, ci = np.unravel_index(int(np.argmin(np.where(fit, P.ki_tiles, np.inf))), fit.shape)
+        nt = int(P.ki_tiles[ri, ci])
+        blocks = int(P.n_cb[0, ci])
         transfers = n_missing + (blocks if W else 0) + nt
         read = missing_in_bytes + W
         candidates.append((cost(read, O + rb_bytes, transfers + rb_transfers), 1, transfers, TileChoice(
-            "keep_in", nt, int(r[ri, 0]), int(c[0, ci]), "", read, O, rb_bytes, 0, transfers,
-            int(need[ri, ci]), True, False)))
+            "keep_in", nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, O, rb_bytes, 0, transfers,
+            int(P.ki_need[ri, ci]), True, False)))
 
-    # stream: nothing resident; two loop orders
-    base_read = missing_in_bytes + W
-    for order in ("channel-outer", "row-outer"):
-        if order == "channel-outer":
-            need = in_tile + w_tile + out_tile
-            in_read = np.ceil(I * frac * n_cb * row_factor)
-            w_read = W * np.ones_like(need)
-            transfers = n_cb * n_rb * n_in_tensors + (n_cb if W else 0) + n_cb * n_rb
-        else:
-            need = in_band_all + w_tile + out_tile
-            in_read = np.ceil(I * row_factor) * np.ones_like(need)
-            w_read = np.where(n_cb > 1, W * n_rb, W) * np.ones_like(need)
-            transfers = n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if W else 0) + n_rb * n_cb
+    # stream: nothing resident; dirty inputs are written back first
+    write = dirty_in_bytes + O
+    for order, need, read, transfers in P.stream:
         fit = need <= capacity
         if not fit.any():
             continue
-        read = in_read + w_read
-        write = dirty_in_bytes + O
-        total = np.where(fit, cost(read, write + rb_bytes, transfers + rb_transfers), np.inf)
+        total = np.where(fit, (read + write + rb_bytes) / bandwidth + (transfers + rb_transfers) * latency, np.inf)
         ri, ci = np.unravel_index(int(np.argmin(total)), total.shape)
-        nt = int(n_cb[0, ci] * n_rb[ri, 0])
+        nt = int(P.n_cb[0, ci] * P.n_rb[ri, 0])
         rd = int(read[ri, ci])
-        tr = int(np.broadcast_to(transfers, need.shape)[ri, ci])
+        tr = int(transfers[ri, ci])
         candidates.append((float(total[ri, ci]), 2, tr, TileChoice(
-            "stream", nt, int(r[ri, 0]), int(c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
-            max(0, rd - base_read), tr, int(need[ri, ci]), False, False)))
+            "stream", nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
+            max(0, rd - (missing_in_bytes + W)), tr, int(need[ri, ci]), False, False)))
 
     if not candidates:
         return None
