@@ -230,44 +230,55 @@ def plot_traffic(result: SimResult, path: Path) -> None:
 
 
 def plot_roofline(result: SimResult, path: Path) -> None:
+    """Each row against its own unit's roof: matrix rows in FLOPs, vector rows in vector ops.
+
+    x: work per DRAM byte the row moves; y: work per second of the row's time. Rows that
+    move no DRAM bytes (everything already on chip) have no intensity: they are drawn at
+    the right edge, hollow.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     p = result.profile
-    fig, ax = plt.subplots(figsize=(8.5, 6), dpi=110)
-    pts = {"data": [], "matrix": [], "vector": []}
+    fig, ax = plt.subplots(figsize=(9, 6.2), dpi=100)
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.86, bottom=0.1)
+    pts = []
     for r in result.rows:
-        traffic = r.dram_read_bytes + r.dram_write_bytes
-        work = r.flops + r.vector_ops
+        work = r.flops if r.unit == "matrix" else r.vector_ops
         if work == 0 or r.t_total_s == 0:
             continue
-        intensity = work / traffic if traffic else None
-        pts[r.bound].append((intensity, work / r.t_total_s, r.layer))
-    finite = [i for v in pts.values() for i, _, _ in v if i]
-    lo = min(finite + [p.matrix_flops / p.dram_bandwidth]) / 10
-    hi = max(finite + [p.matrix_flops / p.dram_bandwidth]) * 10
+        traffic = r.dram_read_bytes + r.dram_write_bytes
+        pts.append((work / traffic if traffic else None, work / r.t_total_s, r.bound))
+    ridge = p.matrix_flops / p.dram_bandwidth
+    finite = [i for i, _, _ in pts if i] + [ridge, p.vector_flops / p.dram_bandwidth]
+    lo, hi = min(finite) / 10, max(finite) * 10
     xs = [lo * (hi / lo) ** (k / 200) for k in range(201)]
     ax.plot(xs, [min(p.matrix_flops, x * p.dram_bandwidth) for x in xs], "k-", linewidth=1.5,
             label=f"matrix roof {p.matrix_flops / 1e12:g} TFLOPS")
     ax.plot(xs, [min(p.vector_flops, x * p.dram_bandwidth) for x in xs], "k--", linewidth=1.0,
             label=f"vector roof {p.vector_flops / 1e9:g} GFLOPS")
-    ridge = p.matrix_flops / p.dram_bandwidth
     ax.axvline(ridge, color="grey", linestyle=":", linewidth=0.8)
+    edge = hi / 3
     for bound, marker in (("data", "o"), ("matrix", "s"), ("vector", "^")):
-        v = pts[bound]
-        if not v:
+        moved = [(i, y) for i, y, b in pts if b == bound and i]
+        onchip = [y for i, y, b in pts if b == bound and not i]
+        if not moved and not onchip:
             continue
-        # layers with no DRAM traffic sit at the right edge
-        ax.scatter([i if i else hi / 2 for i, _, _ in v], [perf for _, perf, _ in v], marker=marker, s=28,
-                   color=_COLORS[bound], alpha=0.8, label=f"{bound}-bound layers ({len(v)})")
+        label = f"{bound}-bound rows ({len(moved) + len(onchip)}"
+        label += f"; {len(onchip)} with no DRAM traffic, at the right edge)" if onchip else ")"
+        ax.scatter([i for i, _ in moved], [y for _, y in moved], marker=marker, s=30, color=_COLORS[bound],
+                   alpha=0.8, label=label)
+        if onchip:
+            ax.scatter([edge] * len(onchip), onchip, marker=marker, s=30, facecolors="none",
+                       edgecolors=_COLORS[bound])
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOPs + vector ops per DRAM byte)")
-    ax.set_ylabel("achieved throughput (ops/s)")
-    ax.set_title(_title(result, f"roofline, ridge at {ridge:.0f} FLOP/B"), fontsize=10, pad=20)
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("arithmetic intensity (FLOPs, or vector ops for vector rows, per DRAM byte)")
+    ax.set_ylabel("achieved throughput (FLOP/s, or vector op/s)")
+    ax.set_title(_title(result, f"roofline, ridge at {ridge:.0f} FLOP/B"), fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.25)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.1)
     fig.savefig(path)
     plt.close(fig)
 
