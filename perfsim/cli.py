@@ -116,9 +116,13 @@ def models(as_json, no_cache):
             missing.append(spec.name)
             continue
         graph, _ = graph_for(ModelRequest(spec.name), use_cache=not no_cache)
-        rows.append({"name": spec.name, "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-                     "params": sum(l.params for l in graph.layers), "macs": graph.macs,
-                     "layers": len(graph.layers), "source": spec.source, "description": spec.description})
+        row = {"name": spec.name, "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
+               "params": sum(l.params for l in graph.layers), "macs": graph.macs,
+               "layers": len(graph.layers), "source": spec.source, "description": spec.description}
+        if spec.count_convention == "condensenet":  # the paper counts differently: report both, named
+            from .conventions import condensenet_flops
+            row["flops_condensenet_convention"] = condensenet_flops(graph)
+        rows.append(row)
     if missing:
         click.echo(f"perfsim: note: not installed, skipped: {', '.join(missing)}", err=True)
     if as_json:
@@ -127,8 +131,11 @@ def models(as_json, no_cache):
     from .units import format_count
     click.echo(f"{'name':14} {'input':10} {'classes':>7} {'params':>8} {'MACs':>8} {'layers':>6}  source")
     for r in rows:
+        source = r["source"]
+        if "flops_condensenet_convention" in r:
+            source += f" [CondenseNet-convention FLOPs {format_count(r['flops_condensenet_convention'])}]"
         click.echo(f"{r['name']:14} {'x'.join(map(str, r['input_shape'])):10} {r['num_classes']:>7} "
-                   f"{format_count(r['params']):>8} {format_count(r['macs']):>8} {r['layers']:>6}  {r['source']}")
+                   f"{format_count(r['params']):>8} {format_count(r['macs']):>8} {r['layers']:>6}  {source}")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -29,6 +29,7 @@ class ModelSpec:
     description: str
     supports_width: bool = False  # factory takes ``width`` (width multiplier alpha)
     class_choices: tuple[int, ...] = ()  # allowed num_classes; empty means any
+    count_convention: str = ""  # the paper's own way of counting, reported beside MACs ("condensenet")
     # Published figures the tests compare against (documentation, not oracles).
     paper: Mapping[str, Any] = field(default_factory=dict)
 
@@ -158,6 +159,7 @@ register(ModelSpec(
     num_classes=10,
     source="CondenseNet-86 (baseline of paper 000); ShichenLiu/CondenseNet",
     description="CondenseNet-86, condensed test-time network, CIFAR",
+    count_convention="condensenet",
     paper={"flops_condensenet_convention": 65.81e6, "params": 0.52e6, "top1_cifar10": 0.9424},
 ))
 register(ModelSpec(
@@ -167,6 +169,7 @@ register(ModelSpec(
     num_classes=10,
     source="CondenseNeXt (paper 000), reconstructed from the text",
     description="CondenseNeXt reconstruction, condensed test-time network, CIFAR",
+    count_convention="condensenet",
     paper={"flops": 23.80e6, "params": 0.16e6, "size_mb": 2.9, "top1_cifar10": 0.9228},
 ))
 register(ModelSpec(

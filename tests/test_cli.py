@@ -528,6 +528,10 @@ def test_models_json_lists_the_registry(capsys):
     if "mobilenet_v1" in available:  # 569M mult-adds, 4.2M params (Howard et al.)
         v1 = next(r for r in rows if r["name"] == "mobilenet_v1")
         assert v1["macs"] == pytest.approx(569e6, rel=0.01) and v1["params"] == pytest.approx(4.2e6, rel=0.02)
+    if "condensenet" in available:  # the paper's own convention, named, beside pure MACs
+        cn = next(r for r in rows if r["name"] == "condensenet")
+        assert round(cn["flops_condensenet_convention"] / 1e6, 2) == 65.81 and cn["macs"] < 63e6
+    assert "flops_condensenet_convention" not in mob
 
 
 def test_models_table(capsys):

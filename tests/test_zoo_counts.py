@@ -114,3 +114,17 @@ def test_resolution_multiplier_scales_macs():
     convs_half = sum(l.macs for l in half.layers if l.op.startswith("conv"))
     # every spatial size halves (28->14->7->4 with padding): close to rho^2 but not exact
     assert 0.24 < convs_half / convs_full < 0.30
+
+
+def test_condensenet_convention_from_the_graph(built):
+    """CondenseNet-86 condensed: 65.81M in the CondenseNet papers' convention; ~62.4M pure conv+FC MACs."""
+    if "condensenet" not in AVAILABLE:
+        pytest.skip("condensenet module missing")
+    from perfsim.conventions import condensenet_flops
+    from perfsim.models.condensenet import condensenet_flops as hooks_count
+    model, graph, _ = built("condensenet")
+    ours = condensenet_flops(graph)
+    assert round(ours / 1e6, 2) == 65.81
+    assert ours == hooks_count(model)  # the model file's independent count, with forward hooks
+    assert round(graph.macs / 1e6, 1) == 62.4
+    assert round(sum(l.params for l in graph.layers) / 1e6, 2) == 0.52
