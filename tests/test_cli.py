@@ -730,3 +730,29 @@ def test_clc_groups_command_reproduces_table1(capsys, row):
     assert got["cost"] == 9 * l * m // g1 + n * l // g2
     rc, out, _ = cli_run(capsys, "clc-groups", str(m), str(l), str(n))
     assert rc == 0 and f"g1={g1} g2={g2}" in out
+
+
+@pytest.mark.parametrize("name", [s.name for s in zoo.specs() if importlib.util.find_spec(s.module_name)])
+def test_every_zoo_model_runs_on_edge_1mb(capsys, tmp_path, name):
+    """No unsupported op anywhere in the zoo; the report's rows are the graph's layers."""
+    rc, out, err = cli_run(capsys, "run", name, "--profile", "edge_1mb", "--no-plots", "--json")
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["model"] == name and summary["latency_s"] > 0
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "reports" / name / "edge_1mb" / "layers.csv")
+    assert len(df) == summary["layers"]
+    assert df["macs"].sum() == summary["macs"]
+
+
+def test_dense_network_plots_cope_with_many_rows(capsys, tmp_path):
+    """CondenseNeXt has 132 rows: the plots switch to sparse index ticks and stay readable sizes."""
+    if importlib.util.find_spec("perfsim.models.condensenext") is None:
+        pytest.skip("condensenext missing")
+    rc, _, err = cli_run(capsys, "run", "condensenext", "--set", "sram_bytes=48KiB", "--out", "r")
+    assert rc == 0, err
+    for png in ("time_per_layer.png", "sram_occupancy.png", "dram_traffic.png", "roofline.png"):
+        data = (tmp_path / "r" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert 800 <= width <= 2400 and 400 <= height <= 1000, (png, width, height)

@@ -220,3 +220,20 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == 48 + 12 + 16 + 16
+
+
+def test_fold_and_fuse_switches_change_vector_time_and_weight_bytes():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+    g = lower(net, (3, 8, 8))
+    n = 8 * 8 * 8
+    base = simulate(g, profile()).rows[0]
+    assert base.vector_ops == 0 and base.t_vector_s == 0
+    assert base.weight_bytes == 216 + 8 * 4  # folding creates 8 32-bit biases
+    unfolded = simulate(g, profile(fold_batchnorm=False)).rows[0]
+    assert unfolded.vector_ops == 2 * n and unfolded.weight_bytes == 216 + 16 * 4
+    unfused = simulate(g, profile(fuse_activation=False)).rows[0]
+    assert unfused.vector_ops == 2 * n  # ReLU6: 2 ops per element
+    assert unfused.t_vector_s == pytest.approx(2 * n / 1e10)
+    both = simulate(g, profile(fold_batchnorm=False, fuse_activation=False)).rows[0]
+    assert both.vector_ops == 4 * n
+    assert both.t_total_s == pytest.approx(both.t_data_s + both.t_matrix_s + both.t_vector_s)
