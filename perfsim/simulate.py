@@ -124,9 +124,10 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> 
         groups = 1 if layer.unit.value == "matrix" else co
     if layer.unit.value == "matrix" and len(ins) != 4:
         kh, sh, groups = 1, 1, 1
+    pad = layer.padding[0] if (layer.padding and len(ins) == 4 and kh > 1) else 0
     return TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
                         in_channels=ci, in_rows=hi, out_channels=co, out_rows=ho,
-                        kernel_rows=kh, stride_rows=sh, groups=groups)
+                        kernel_rows=kh, stride_rows=sh, groups=groups, pad_rows=pad)
 
 
 class _Memory:
@@ -342,7 +343,8 @@ def _liveness_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes:
             choice = choose_plan(geo, capacity, missing_in_bytes=missing, dirty_in_bytes=dirty,
                                  n_in_tensors=len(ins), n_missing=n_missing,
                                  out_read_back=out_needed_later, bandwidth=p.dram_bandwidth,
-                                 latency=p.dram_latency)
+                                 latency=p.dram_latency,
+                                 inputs_die=all(mem.next_use(t, i) == _INF for t in ins))
             if choice is None:
                 from .tiling import min_sram
                 need = min_sram(geo) + pinned

@@ -6,6 +6,8 @@ The plan space is the same at every SRAM size (SPEC), so a larger SRAM can only
 add feasible plans and the chosen cost never rises:
 
 ``keep_in_out``  inputs and output stay resident; weights stream in channel blocks.
+``overwrite``    inputs (all dying here) are resident and output row bands overwrite the
+                 input rows already consumed; all weights stay resident. The output stays.
 ``keep_in``      inputs stay resident; weights stream in channel blocks, output tiles
                  are written to DRAM (a spill) and read back by the next reader.
 ``stream``       nothing stays: inputs stream per tile (dirty ones written back first),
@@ -36,6 +38,7 @@ class TileGeometry:
     kernel_rows: int
     stride_rows: int
     groups: int  # channel coupling: 1 = every output reads every input; out_channels = channelwise
+    pad_rows: int = 0  # top padding: output row y reads input rows from y*stride - pad_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class _PlanArrays:
     w_tile: np.ndarray
     ki_need: np.ndarray  # keep_in: SRAM per tile
     ki_tiles: np.ndarray
+    ow_peak: np.ndarray  # overwrite: peak SRAM per band height r (index r - 1)
     stream: tuple  # per loop order: (name, need, read bytes, transfers)
     min_sram: int
 
@@ -117,10 +121,28 @@ def _plans(g: TileGeometry, n_in_tensors: int) -> _PlanArrays:
                    np.broadcast_to(np.ceil(I * row_factor) + np.where(n_cb > 1, W * n_rb, W), shape),
                    np.broadcast_to(n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if W else 0)
                                    + n_rb * n_cb, shape)))
-    return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile,
+    return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile, ow_peak=_overwrite_peak(g),
                        ki_need=np.broadcast_to(I + w_tile + out_tile, shape),
                        ki_tiles=np.broadcast_to(n_cb * n_rb, shape), stream=tuple(stream),
                        min_sram=int(min(s[1].min() for s in stream)))
+
+
+def _overwrite_peak(g: TileGeometry) -> np.ndarray:
+    """Peak SRAM of the overwrite plan for every band height r = 1..out_rows.
+
+    While band k (output rows k*r .. (k+1)*r - 1) is computed, the input rows before
+    k*r*stride - pad are consumed and their space holds output; resident are the input
+    rows not yet consumed, the output rows produced so far (this band included) and all
+    weights.
+    """
+    ho, hi = max(1, g.out_rows), max(1, g.in_rows)
+    r = np.arange(1, ho + 1, dtype=float)[:, None]
+    k = np.arange(ho, dtype=float)[None, :]
+    valid = k < np.ceil(ho / r)  # band k exists for this r
+    consumed = np.clip(k * r * g.stride_rows - g.pad_rows, 0, hi)
+    mem = (np.ceil(g.in_bytes * (hi - consumed) / hi) + np.ceil(g.out_bytes * np.minimum(ho, (k + 1) * r) / ho)
+           + g.weight_bytes)
+    return np.where(valid, mem, 0).max(axis=1)
 
 
 def min_sram(g: TileGeometry) -> int:
@@ -130,8 +152,11 @@ def min_sram(g: TileGeometry) -> int:
 
 def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
                 n_in_tensors: int, n_missing: int, out_read_back: bool, bandwidth: float,
-                latency: float) -> TileChoice | None:
-    """The cheapest feasible plan in ``capacity`` bytes, or None if nothing fits."""
+                latency: float, inputs_die: bool = False) -> TileChoice | None:
+    """The cheapest feasible plan in ``capacity`` bytes, or None if nothing fits.
+
+    ``inputs_die``: no later layer reads any input, so output bands may overwrite them.
+    """
     P = _plans(g, n_in_tensors)
     I, O, W = g.in_bytes, g.out_bytes, g.weight_bytes
     rb_bytes = O if out_read_back else 0
@@ -151,6 +176,17 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
             candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
                 "keep_in_out", blocks, g.out_rows, int(P.c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
                 transfers, int(I + O + P.w_tile[0, k]), True, True)))
+
+    # overwrite: output bands take the place of consumed input rows; everything stays on chip
+    if inputs_die and g.out_rows > 1:
+        fit = P.ow_peak <= capacity
+        if fit.any():
+            rows = int(np.nonzero(fit)[0].max()) + 1  # tallest band that fits: fewest tiles
+            bands = -(-g.out_rows // rows)
+            transfers = n_missing + (1 if W else 0)
+            candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
+                "overwrite", bands, rows, g.out_channels, "row-bands", missing_in_bytes + W, 0, 0, 0, transfers,
+                int(P.ow_peak[rows - 1]), True, True)))
 
     # keep_in: resident inputs; weight blocks and output tiles stream (bytes fixed: fewest tiles wins)
     fit = P.ki_need <= capacity

@@ -107,22 +107,47 @@ class Wide(nn.Module):
         return self.conv(x)
 
 
+class WideSkip(Wide):
+    """The same conv, but its input is read again afterwards (y + x), so it cannot be overwritten."""
+
+    def forward(self, x):
+        return self.conv(x) + x
+
+
 @pytest.fixture(scope="module")
 def wide_graph():
     return lower(Wide(), (16, 16, 16))
 
 
-def test_tiling_keeps_input_and_output_when_they_fit(wide_graph):
-    (row,) = simulate(wide_graph, profile(sram_bytes=8400)).rows
+@pytest.fixture(scope="module")
+def wide_skip_graph():
+    return lower(WideSkip(), (16, 16, 16))
+
+
+def test_tiling_keeps_input_and_output_when_they_fit(wide_skip_graph):
+    row = simulate(wide_skip_graph, profile(sram_bytes=8400)).rows[0]
     assert row.plan == "keep_in_out" and row.tiles == 2
     assert row.dram_read_bytes == 4096 + 256 and row.refetch_bytes == 0
     assert row.sram_used_bytes <= 8400
 
 
-def test_tiling_keeps_input_and_streams_output(wide_graph):
-    (row,) = simulate(wide_graph, profile(sram_bytes=5000)).rows
+def test_tiling_keeps_input_and_streams_output(wide_skip_graph):
+    row = simulate(wide_skip_graph, profile(sram_bytes=5000)).rows[0]
     assert row.plan == "keep_in" and row.tiles > 1
-    assert row.dram_read_bytes == 4096 + 256 and row.dram_write_bytes == 4096
+    assert row.dram_read_bytes == 4096 + 256 and row.dram_write_bytes == 4096 == row.spill_bytes
+    assert row.sram_used_bytes <= 5000
+
+
+def test_output_bands_overwrite_a_dying_input(wide_graph):
+    """SPEC: an output band may overwrite input rows already consumed (the input has no later reader)."""
+    (row,) = simulate(wide_graph, profile(sram_bytes=5000)).rows
+    assert row.plan == "overwrite" and row.tiles > 1
+    # compulsory traffic only: the input and weights in, the network output out; nothing spilled
+    assert (row.dram_read_bytes, row.dram_write_bytes, row.spill_bytes) == (4096 + 256, 4096, 0)
+    # one 16-row band of 16 channels: peak = input not yet consumed + output so far + weights
+    rows_per_band = 16 // row.tiles
+    assert row.sram_used_bytes == max(4096 * (16 - k * rows_per_band) // 16 + 256 * rows_per_band * (k + 1) + 256
+                                      for k in range(row.tiles))
     assert row.sram_used_bytes <= 5000
 
 
