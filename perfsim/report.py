@@ -148,8 +148,13 @@ def _title(result: SimResult, what: str) -> str:
             f"{'overlap' if p.overlap else 'serial'}, {p.memory_policy}")
 
 
-def _save(plt, fig, path: Path) -> None:
-    # margins were fixed in _figure: tight_layout would cost a whole extra draw per figure
+def _finish(plt, fig, ax, result: SimResult, title: str, path: Path) -> None:
+    """Title, legend above the axes, grid, layer axis; save (margins were fixed in _figure:
+    tight_layout would cost a whole extra draw per figure)."""
+    ax.set_title(_title(result, title), fontsize=10, pad=20)
+    _legend(ax)
+    ax.grid(axis="y", alpha=0.3)
+    _layer_axis(ax, result)
     fig.savefig(path)
     plt.close(fig)
 
@@ -169,12 +174,7 @@ def plot_time(result: SimResult, path: Path) -> None:
                 label="layer time (overlap: max of data, compute)")
     ax.set_ylabel(f"time per layer ({unit})")
     ax.set_ylim(0, max(bottom + [1e-30]) * 1.05)
-    s = result.summary
-    ax.set_title(_title(result, f"latency {format_seconds(s['latency_s'])}"), fontsize=10, pad=20)
-    _legend(ax)
-    ax.grid(axis="y", alpha=0.3)
-    _layer_axis(ax, result)
-    _save(plt, fig, path)
+    _finish(plt, fig, ax, result, f"latency {format_seconds(result.summary['latency_s'])}", path)
 
 
 def plot_sram(result: SimResult, path: Path) -> None:
@@ -198,12 +198,7 @@ def plot_sram(result: SimResult, path: Path) -> None:
                    label=f"tiled ({len(tiled)} layers)")
     ax.set_ylabel(f"bytes ({unit})")
     ax.set_ylim(0, max(cap, max(r.sram_used_bytes for r in rows)) * scale * 1.05)
-    ax.set_title(_title(result, f"SRAM occupancy, peak {format_bytes(result.summary['peak_sram_bytes'])}"),
-                 fontsize=10, pad=20)
-    _legend(ax)
-    ax.grid(axis="y", alpha=0.3)
-    _layer_axis(ax, result)
-    _save(plt, fig, path)
+    _finish(plt, fig, ax, result, f"SRAM occupancy, peak {format_bytes(result.summary['peak_sram_bytes'])}", path)
 
 
 def plot_traffic(result: SimResult, path: Path) -> None:
@@ -221,12 +216,8 @@ def plot_traffic(result: SimResult, path: Path) -> None:
     s = result.summary
     ax.set_ylabel(f"bytes ({unit})")
     ax.set_ylim(0, max(1, max(r.dram_read_bytes + r.dram_write_bytes for r in rows)) * scale * 1.05)
-    ax.set_title(_title(result, f"DRAM traffic: read {format_bytes(s['dram_read_bytes'])}, "
-                                f"written {format_bytes(s['dram_write_bytes'])}"), fontsize=10, pad=20)
-    _legend(ax)
-    ax.grid(axis="y", alpha=0.3)
-    _layer_axis(ax, result)
-    _save(plt, fig, path)
+    _finish(plt, fig, ax, result, f"DRAM traffic: read {format_bytes(s['dram_read_bytes'])}, "
+                                  f"written {format_bytes(s['dram_write_bytes'])}", path)
 
 
 def plot_roofline(result: SimResult, path: Path) -> None:
