@@ -123,6 +123,8 @@ class Layer:
     stride: tuple[int, int] | None
     padding: tuple[int, int] | None
     groups: int
+    dilation: tuple[int, int] | None
+    shares_weights: bool  # its weights are an earlier layer's (a module called twice): stored once
     macs: int
     params: int
     weight_elems: int

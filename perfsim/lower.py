@@ -120,7 +120,8 @@ def _conv_op(ctx: _Ctx, weight: torch.Tensor, bias, stride, padding, dilation, g
     if weight.dim() != 4:
         raise UnsupportedOpError(f"cannot lower {ctx.target} at {ctx.name!r}: only 2-D convolutions are supported")
     if isinstance(padding, str):
-        padding = (0, 0) if padding == "valid" else (weight.shape[2] // 2, weight.shape[3] // 2)
+        dh, dw = _pair(dilation)
+        padding = (0, 0) if padding == "valid" else (dh * (weight.shape[2] - 1) // 2, dw * (weight.shape[3] - 1) // 2)
     # MACs = N*Ho*Wo*Co * (Ci/groups)*Kh*Kw, read from the weight's shape (grouped/depthwise alike)
     macs = _numel(ctx.out_shape) * prod(weight.shape[1:])
     return _op(ctx, OpKind.CONV, kernel=(int(weight.shape[2]), int(weight.shape[3])), stride=_pair(stride),
@@ -224,13 +225,19 @@ def _hardtanh_function(ctx: _Ctx) -> Op:
 @handles_methods("add", "add_")
 def _add(ctx: _Ctx) -> Op:
     kind = OpKind.ADD if len(ctx.act_inputs) >= 2 else OpKind.ELEMENTWISE
-    return _op(ctx, kind, vector_ops=_numel(ctx.out_shape))
+    return _op(ctx, kind, vector_ops=_numel(ctx.out_shape), **_operand_params(ctx))
+
+
+def _operand_params(ctx: _Ctx) -> dict:
+    """Parameters an elementwise op reads (a learned scale or shift): counted and stored as weights."""
+    weights = sum(p.numel() for p in dict.fromkeys(ctx.const_params))
+    return {"params": ctx.own_params(ctx.const_params), "weight_elems": weights}
 
 
 @handles_functions(operator.mul, operator.imul, torch.mul, operator.sub, torch.sub, operator.truediv, torch.div)
 @handles_methods("mul", "mul_", "sub", "sub_", "div", "div_")
 def _binary(ctx: _Ctx) -> Op:
-    return _op(ctx, OpKind.ELEMENTWISE, vector_ops=_numel(ctx.out_shape))
+    return _op(ctx, OpKind.ELEMENTWISE, vector_ops=_numel(ctx.out_shape), **_operand_params(ctx))
 
 
 def _pool_op(ctx: _Ctx, kind: OpKind, kernel, stride, padding) -> Op:
@@ -300,7 +307,15 @@ def _softmax(ctx: _Ctx) -> Op:
 # --------------------------------------------------------------------------
 
 
+def _no_parameters(ctx: _Ctx) -> None:
+    """Rowless ops move no data; a parameter flowing into one would be silently dropped."""
+    if ctx.const_params:
+        raise UnsupportedOpError(f"cannot lower {ctx.target} at {ctx.name!r}: it combines an activation with a "
+                                 "parameter, which a rowless op cannot carry")
+
+
 def _alias(ctx: _Ctx) -> Op:
+    _no_parameters(ctx)
     return _op(ctx, OpKind.ALIAS)
 
 
@@ -311,14 +326,18 @@ handles_methods("view", "reshape", "flatten", "permute", "transpose", "contiguou
                 "view_as", "reshape_as")(_alias)
 
 
-@handles_functions(torch.index_select, operator.getitem, torch.narrow)
-@handles_methods("index_select", "narrow")
+@handles_functions(torch.index_select, operator.getitem, torch.narrow,
+                   torch.split, torch.chunk, torch.tensor_split, torch.unbind)
+@handles_methods("index_select", "narrow", "split", "chunk", "tensor_split", "unbind")
 def _gather(ctx: _Ctx) -> Op:
+    # split/chunk give a tuple of views; each piece (via getitem) reads its whole source
+    _no_parameters(ctx)
     return _op(ctx, OpKind.GATHER)
 
 
 @handles_functions(torch.cat, torch.concat)
 def _concat(ctx: _Ctx) -> Op:
+    _no_parameters(ctx)
     return _op(ctx, OpKind.CONCAT)
 
 
@@ -644,6 +663,8 @@ def _fuse(name: str, input_shape, ops: list[Op], values: dict[str, _Value], inpu
             ops=tuple(o.path for o in row), inputs=tuple(dict.fromkeys(in_ids)), output=tensor_of[last.name],
             in_shape=main.in_shapes[0] if main.in_shapes else (), out_shape=last.out_shape,
             kernel=main.kernel, stride=main.stride, padding=main.padding, groups=main.groups,
+            dilation=main.dilation,
+            shares_weights=is_matrix and main.weight_elems > 0 and main.params == 0,
             macs=main.macs, params=sum(o.params for o in row),
             weight_elems=main.weight_elems, bias_elems=main.bias_elems,
             vector_ops_fixed=(sum(o.vector_ops for o in pro) if is_matrix else sum(o.vector_ops for o in row)),

@@ -57,6 +57,17 @@ def _load_file_factory(model: str):
     return fn, path
 
 
+def _folder_digest(path: Path, limit: int = 200) -> str:
+    """Hash of the model file and the Python files beside it (the helpers it likely imports),
+    so editing either invalidates the cached graph; ``--no-cache`` covers anything further away."""
+    h = hashlib.sha256(path.read_bytes())
+    for f in sorted(path.parent.glob("*.py"))[:limit]:
+        if f.resolve() != path.resolve():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _is_module(obj) -> bool:
     import torch.nn
     return isinstance(obj, torch.nn.Module)
@@ -78,7 +89,7 @@ def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict
         path = Path(req.model.rsplit(":", 1)[0])
         if not path.is_file():
             raise InputError(f"model file not found: {path}")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        digest = _folder_digest(path)
         key = cache_key(file=str(path.resolve()), factory=req.model.rsplit(":", 1)[1], digest=digest,
                         shape=shape, classes=req.num_classes, width=req.width)
         name = Path(req.model.rsplit(":", 1)[0]).stem + "_" + req.model.rsplit(":", 1)[1]

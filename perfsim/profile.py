@@ -81,9 +81,12 @@ class HardwareProfile(BaseModel):
             raise ValueError("must not be negative")
         return x
 
-    @field_validator("activation_bits", "weight_bits", "bias_bits")
+    @field_validator("activation_bits", "weight_bits", "bias_bits", mode="before")
     @classmethod
-    def _bits(cls, v: int) -> int:
+    def _bits(cls, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, str) and v.strip().isdigit()):
+            raise ValueError("must be a whole number of bits")
+        v = int(v)
         if not 1 <= v <= 64:
             raise ValueError("must be between 1 and 64 bits")
         return v

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import DoesNotFitError, InputError
 from .graph import Graph, Layer
 from .profile import HardwareProfile
-from .tiling import TileGeometry, choose_plan
+from .tiling import TileGeometry, choose_plan, min_sram
 
 # Report columns, SPEC order; later columns follow ``bound``.
 COLUMNS = (
@@ -111,7 +111,8 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> 
     else:
         ci, hi = (ins[-1] if ins else 1), 1
     if layer.unit.value == "matrix" and layer.kernel is not None:
-        kh, sh = layer.kernel[0], layer.stride[0]
+        dil = layer.dilation[0] if layer.dilation else 1
+        kh, sh = dil * (layer.kernel[0] - 1) + 1, layer.stride[0]  # rows one output row reads
         groups = layer.groups
     elif layer.kernel is not None and len(ins) == 4:  # pooling: channelwise
         kh = layer.kernel[0]
@@ -209,17 +210,21 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     layers = graph.layers
     sizes = [_bytes(t.numel * batch, p.activation_bits) for t in graph.tensors]
     wbytes = [l.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for l in layers]
+    stored = [0 if l.shares_weights else b for l, b in zip(layers, wbytes)]  # the deployable model
     notes: list[str] = []
 
     if p.memory_policy == "paper":
         traffic = _paper_policy(graph, p, sizes, wbytes)
         preload = 0
+        if p.weights == "resident":
+            notes.append("memory_policy paper replays the seed paper's accounting, which streams weights: "
+                         "'weights: resident' is not applied")
     else:
         weights_mode = p.weights
         capacity = p.sram_bytes
         preload = 0
         if weights_mode == "resident":
-            total_w = sum(wbytes)
+            total_w = sum(stored)
             peak_live = _live_peak(graph, sizes)
             if total_w + peak_live > p.sram_bytes:
                 notes.append(f"resident weights ({total_w} B) do not fit beside the peak of live activations "
@@ -260,6 +265,10 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
 
     from . import __version__
     latency = sum(r.t_total_s for r in rows)
+    unused = graph.params - sum(r.params for r in rows)
+    if unused:
+        notes.append(f"{unused} parameters of the module are not used by its traced forward pass "
+                     "(counted in params, in no row)")
     summary = {
         "model": model or graph.name,
         "profile": p.resolved(),
@@ -271,9 +280,9 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
         "macs": sum(r.macs for r in rows),
         "flops": sum(r.flops for r in rows),
         "vector_ops": sum(r.vector_ops for r in rows),
-        "params": sum(r.params for r in rows),
-        "params_inference": sum(l.params_inference(p.fold_batchnorm) for l in layers),
-        "model_size_bytes": sum(wbytes),
+        "params": graph.params,
+        "params_inference": sum(l.params_inference(p.fold_batchnorm) for l in layers if not l.shares_weights),
+        "model_size_bytes": sum(stored),
         "dram_read_bytes": sum(r.dram_read_bytes for r in rows),
         "dram_write_bytes": sum(r.dram_write_bytes for r in rows),
         "spill_bytes": sum(r.spill_bytes for r in rows),
@@ -290,6 +299,16 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     }
     return SimResult(model=summary["model"], profile=p, batch=batch, rows=tuple(rows), summary=summary,
                      notes=tuple(notes))
+
+
+def _network_min_sram(graph: Graph, sizes: list[int], wbytes: list[int]) -> int:
+    """The smallest SRAM in which every layer runs (each, at worst, tiled with all else evicted)."""
+    need = 0
+    for layer, w in zip(graph.layers, wbytes):
+        in_bytes = sum(sizes[t] for t in layer.inputs)
+        ws = in_bytes + w + sizes[layer.output]
+        need = max(need, min(ws, min_sram(geometry(layer, in_bytes, sizes[layer.output], w))))
+    return need
 
 
 def _liveness_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes: list[int], capacity: int,
@@ -327,7 +346,7 @@ def _liveness_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes:
                 read += w
                 transfers += 1
             mem.add(out)
-            sram = mem.occupied + w
+            sram = mem.occupied + w + pinned
         else:
             # tiled: every other resident tensor goes first (spilled if still needed)
             for t in [t for t in mem.resident if t not in ins]:
@@ -340,17 +359,17 @@ def _liveness_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes:
             n_missing = sum(1 for t in ins if t not in mem.resident)
             out_needed_later = bool(uses[out])
             geo = geometry(layer, in_bytes, sizes[out], w)
+            n_dirty = sum(1 for t in ins if t in mem.resident and t not in mem.in_dram)
             choice = choose_plan(geo, capacity, missing_in_bytes=missing, dirty_in_bytes=dirty,
-                                 n_in_tensors=len(ins), n_missing=n_missing,
-                                 out_read_back=out_needed_later, bandwidth=p.dram_bandwidth,
-                                 latency=p.dram_latency,
+                                 n_in_tensors=len(ins), n_missing=n_missing, n_dirty=n_dirty,
+                                 out_read_back=out_needed_later,
                                  inputs_die=all(mem.next_use(t, i) == _INF for t in ins))
             if choice is None:
-                from .tiling import min_sram
                 need = min_sram(geo) + pinned
+                whole = _network_min_sram(graph, sizes, wbytes if streamed else [0] * len(layers)) + pinned
                 raise DoesNotFitError(
                     f"layer {layer.name!r} ({layer.op}) cannot run in {p.sram_bytes} B of SRAM even tiled; "
-                    f"the smallest SRAM that runs it is {need} B")
+                    f"the smallest SRAM that runs it is {need} B (every layer of the network: {whole} B)")
             plan = choice.plan
             tiles = choice.tiles
             read += choice.read_bytes
@@ -358,7 +377,7 @@ def _liveness_policy(graph: Graph, p: HardwareProfile, sizes: list[int], wbytes:
             spill += choice.spill_bytes
             refetch += choice.refetch_bytes
             transfers += choice.transfers
-            sram = choice.sram_bytes
+            sram = choice.sram_bytes + pinned
             if choice.keeps_input:
                 for t in ins:
                     mem.add(t)

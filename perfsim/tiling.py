@@ -15,8 +15,10 @@ add feasible plans and the chosen cost never rises:
                  row-band-outer (inputs read once with halo, weights once per band).
 
 Streaming the input to keep the output is not in the space (it would make local
-choices flip with SRAM size). The plan is chosen by its whole cost in time,
-including reading back later what it leaves in DRAM; ties prefer keeping more.
+choices flip with SRAM size). The plan is chosen by its whole cost in DRAM bytes,
+including reading back later what it leaves in DRAM; ties prefer keeping more, then
+fewer transfers. (Weighing transfers by ``dram_latency`` instead would trade bytes
+for transfers and let traffic rise with SRAM, breaking SPEC's invariant.)
 """
 from __future__ import annotations
 
@@ -151,8 +153,8 @@ def min_sram(g: TileGeometry) -> int:
 
 
 def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
-                n_in_tensors: int, n_missing: int, out_read_back: bool, bandwidth: float,
-                latency: float, inputs_die: bool = False) -> TileChoice | None:
+                n_in_tensors: int, n_missing: int, n_dirty: int = 0, out_read_back: bool,
+                inputs_die: bool = False) -> TileChoice | None:
     """The cheapest feasible plan in ``capacity`` bytes, or None if nothing fits.
 
     ``inputs_die``: no later layer reads any input, so output bands may overwrite them.
@@ -164,7 +166,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
     candidates: list[tuple[float, int, int, TileChoice]] = []
 
     def cost(read: float, write: float, transfers: float) -> float:
-        return (read + write) / bandwidth + transfers * latency
+        return read + write  # DRAM bytes, this layer's and the later read-back
 
     # keep_in_out: stream weight blocks past resident inputs and output
     if W > 0:
@@ -206,11 +208,12 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
         fit = need <= capacity
         if not fit.any():
             continue
-        total = np.where(fit, (read + write + rb_bytes) / bandwidth + (transfers + rb_transfers) * latency, np.inf)
-        ri, ci = np.unravel_index(int(np.argmin(total)), total.shape)
+        total = np.where(fit, read + write + rb_bytes, np.inf)
+        fewest = np.where(total == total.min(), transfers, np.inf)  # least traffic, then fewest transfers
+        ri, ci = np.unravel_index(int(np.argmin(fewest)), total.shape)
         nt = int(P.n_cb[0, ci] * P.n_rb[ri, 0])
         rd = int(read[ri, ci])
-        tr = int(transfers[ri, ci])
+        tr = int(transfers[ri, ci]) + n_dirty
         candidates.append((float(total[ri, ci]), 2, tr, TileChoice(
             "stream", nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
             max(0, rd - (missing_in_bytes + W)), tr, int(need[ri, ci]), False, False)))

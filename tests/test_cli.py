@@ -756,3 +756,15 @@ def test_dense_network_plots_cope_with_many_rows(capsys, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert 800 <= width <= 2400 and 400 <= height <= 1000, (png, width, height)
+
+
+def test_editing_a_helper_beside_a_file_model_invalidates_the_cache(capsys, tmp_path):
+    (tmp_path / "blocks.py").write_text("import torch.nn as nn\nWIDTH = 8\n")
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\nimport importlib, sys\nsys.path.insert(0, __file__.rsplit('/', 1)[0])\n"
+        "import blocks; importlib.reload(blocks)\n"
+        "def make():\n    return nn.Sequential(nn.Conv2d(3, blocks.WIDTH, 3, padding=1, bias=False))\n")
+    first = run_json(capsys, "net.py:make", "--input-shape", "3x8x8")
+    (tmp_path / "blocks.py").write_text("import torch.nn as nn\nWIDTH = 16\n")
+    second = run_json(capsys, "net.py:make", "--input-shape", "3x8x8")
+    assert second["macs"] == 2 * first["macs"]

@@ -260,3 +260,93 @@ def test_graph_round_trips_through_dict():
     from perfsim.graph import Graph
     g = lower(Dense(), (3, 6, 6))
     assert Graph.from_dict(g.to_dict()) == g
+
+
+def test_chunk_and_split_are_views_of_their_source():
+    """ShuffleNet-v2 style: chunk the channels, convolve one half, concat back."""
+    class Split(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 1, bias=False)
+            self.branch = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            x = self.stem(x)
+            a, b = x.chunk(2, dim=1)
+            c, d = torch.split(x, 4, dim=1)
+            return torch.cat([a, self.branch(b), c + d], 1)
+
+    g = lower(Split(), (3, 6, 6))
+    assert [l.op for l in g.layers] == ["conv_pw", "conv", "add"]
+    stem, branch, add = g.layers
+    assert branch.inputs == (stem.output,) and branch.in_shape == (1, 4, 6, 6)
+    assert add.inputs == (stem.output,)
+    assert set(g.outputs) == {stem.output, branch.output, add.output}
+
+
+def test_parameters_of_elementwise_ops_are_counted_and_stored():
+    class Affine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 1, bias=False)
+            self.g = nn.Parameter(torch.ones(1, 8, 1, 1))
+            self.b = nn.Parameter(torch.zeros(1, 8, 1, 1))
+
+        def forward(self, x):
+            return self.c(x) * self.g + self.b
+
+    m = Affine()
+    g = lower(m, (3, 4, 4))
+    assert sum(l.params for l in g.layers) == sum(p.numel() for p in m.parameters()) == 40
+    mul, add = g.layers[1:]
+    assert (mul.params, mul.weight_elems, add.params) == (8, 8, 8)
+    assert mul.weight_bytes(8, 32, True) == 8
+
+
+def test_a_parameter_flowing_into_a_concat_is_refused_not_dropped():
+    class CatParam(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Parameter(torch.zeros(1, 2, 4, 4))
+
+        def forward(self, x):
+            return torch.cat([x, self.token], 1)
+
+    with pytest.raises(UnsupportedOpError, match="parameter"):
+        lower(CatParam(), (3, 4, 4))
+
+
+def test_a_module_called_twice_stores_its_weights_once():
+    from perfsim.profile import load_profile
+    from perfsim.simulate import simulate
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return self.c(self.c(x))
+
+    g = lower(Twice(), (8, 4, 4))
+    assert [l.shares_weights for l in g.layers] == [False, True]
+    r = simulate(g, load_profile("edge_1mb"))
+    assert r.summary["model_size_bytes"] == 576 and r.summary["params_inference"] == 576
+    assert r.summary["dram_read_bytes"] == 128 + 2 * 576  # streamed: each call reads the weights
+    res = simulate(g, load_profile("edge_1mb", weights="resident"))
+    assert res.summary["preload_bytes"] == 576
+
+
+def test_dilation_widens_the_rows_a_tile_reads():
+    from perfsim.errors import DoesNotFitError
+    from perfsim.profile import load_profile
+    from perfsim.simulate import simulate
+
+    def need(dilation):
+        net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=dilation, dilation=dilation, bias=False))
+        g = lower(net, (16, 32, 32))
+        with pytest.raises(DoesNotFitError) as e:
+            simulate(g, load_profile("edge_1mb", sram_bytes=64))
+        return int(str(e.value).split("the smallest SRAM that runs it is ")[1].split(" B")[0])
+
+    assert need(4) > need(1)

@@ -542,3 +542,9 @@ def test_values_are_in_base_units():
     r = p.resolved()
     assert r["sram_bytes"] == 262144 and r["dram_bandwidth"] == 4e9 and math.isclose(r["dram_latency"], 1e-7)
     assert set(r) == set(HardwareProfile.model_fields)
+
+
+@pytest.mark.parametrize("value", [True, False, 4.5, "eight"])
+def test_bit_widths_must_be_whole_numbers_not_booleans(value):
+    with pytest.raises(InputError, match="whole number of bits"):
+        load_profile("edge_1mb", activation_bits=value)

@@ -124,13 +124,13 @@ def check_single(graph, result):
     assert all(r.t_total_s >= 0 for r in result.rows)
 
 
-def check_sweep(graph, sizes, batch=1):
+def check_sweep(graph, sizes, batch=1, **fields):
     """Traffic never rises with SRAM; once a size runs, every larger one does."""
     prev = None
     ran = False
     for size in sorted(sizes):
         try:
-            r = simulate(graph, prof(sram_bytes=int(size)), batch=batch)
+            r = simulate(graph, prof(sram_bytes=int(size), **fields), batch=batch)
         except DoesNotFitError:
             assert not ran, f"ran at a smaller SRAM but not at {size} B"
             continue
@@ -145,9 +145,10 @@ def check_sweep(graph, sizes, batch=1):
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=networks(), sizes=st.lists(st.integers(256, 2**20), min_size=3, max_size=8, unique=True),
-       batch=st.sampled_from([1, 1, 2]))
-def test_random_graphs_invariants_across_sram(graph, sizes, batch):
-    check_sweep(graph, sizes, batch)
+       batch=st.sampled_from([1, 1, 2]), latency=st.sampled_from(["0s", "0s", "100ns"]),
+       fold=st.sampled_from([True, True, False]))
+def test_random_graphs_invariants_across_sram(graph, sizes, batch, latency, fold):
+    check_sweep(graph, sizes, batch, dram_latency=latency, fold_batchnorm=fold)
     big = simulate(graph, prof(sram_bytes=2**30), batch=batch)
     net_in, weights, net_out, s = compulsory(graph, big)
     assert s["dram_read_bytes"] == net_in + weights
@@ -189,6 +190,7 @@ def zoo_graphs():
 def test_zoo_invariants_across_sram_16k_to_16m(name, zoo_graphs):
     graph = zoo_graphs[name]
     check_sweep(graph, ZOO_SIZES)
+    check_sweep(graph, ZOO_SIZES, dram_latency="100ns")  # edge_256k's latency: plans weigh bytes, not time
     big = simulate(graph, prof(sram_bytes=2**34))
     net_in, weights, net_out, s = compulsory(graph, big)
     assert (s["dram_read_bytes"], s["dram_write_bytes"]) == (net_in + weights, net_out)

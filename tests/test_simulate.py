@@ -91,6 +91,9 @@ def test_resident_weights_preload_and_fallback(skip_graph):
     r = simulate(skip_graph, profile(weights="resident"))
     assert r.summary["preload_bytes"] == 12 + 16 + 16
     assert r.summary["dram_read_bytes"] == 48
+    # pinned weights are resident: they count in every layer's SRAM figure
+    assert [row.sram_used_bytes for row in r.rows] == [48 + 64 + 44, 64 + 64 + 44, 64 + 64 + 64 + 44,
+                                                        64 + 64 + 64 + 44]
     small = simulate(skip_graph, profile(weights="resident", sram_bytes=200))
     assert small.summary["preload_bytes"] == 0
     assert any("stream instead" in n for n in small.summary["notes"])
@@ -262,3 +265,14 @@ def test_fold_and_fuse_switches_change_vector_time_and_weight_bytes():
     both = simulate(g, profile(fold_batchnorm=False, fuse_activation=False)).rows[0]
     assert both.vector_ops == 4 * n
     assert both.t_total_s == pytest.approx(both.t_data_s + both.t_matrix_s + both.t_vector_s)
+
+
+def test_does_not_fit_also_names_the_network_wide_minimum():
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.Conv2d(16, 64, 1, bias=False))
+    g = lower(net, (3, 32, 32))
+    with pytest.raises(DoesNotFitError) as e:
+        simulate(g, profile(sram_bytes=64))
+    whole = int(str(e.value).split("every layer of the network: ")[1].split(" B")[0])
+    simulate(g, profile(sram_bytes=whole))  # the whole network runs at the quoted size
+    with pytest.raises(DoesNotFitError):
+        simulate(g, profile(sram_bytes=whole - 1))
