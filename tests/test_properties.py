@@ -203,3 +203,84 @@ def test_zoo_faster_hardware_is_never_slower(name, zoo_graphs):
     r0 = simulate(graph, base)
     for field in ("dram_bandwidth", "matrix_flops", "vector_flops"):
         assert simulate(graph, load_profile(base, **{field: getattr(base, field) * 3})).latency_s <= r0.latency_s
+
+
+class DagNet(nn.Module):
+    """A random DAG: each step reads an arbitrary earlier value (long skips), adds or concatenates two."""
+
+    def __init__(self, c_in: int, steps: list[tuple]):
+        super().__init__()
+        self.prog = []
+        self.mods = nn.ModuleList()
+        chans, down = [c_in], [0]
+        for kind, pick, arg in steps:
+            src = pick % len(chans)
+            c = chans[src]
+            if kind == "conv":
+                k, cout, stride = arg
+                self.mods.append(nn.Sequential(nn.Conv2d(c, cout, k, stride, k // 2, bias=False),
+                                               nn.BatchNorm2d(cout), nn.ReLU()))
+                self.prog.append(("m", src, len(self.mods) - 1))
+                chans.append(cout)
+                down.append(down[src] + (stride == 2))
+            elif kind == "dw":
+                self.mods.append(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), nn.BatchNorm2d(c),
+                                               nn.ReLU6()))
+                self.prog.append(("m", src, len(self.mods) - 1))
+                chans.append(c)
+                down.append(down[src])
+            elif kind == "bnrelu_conv":
+                self.mods.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, arg, 3, 1, 1, bias=False)))
+                self.prog.append(("m", src, len(self.mods) - 1))
+                chans.append(arg)
+                down.append(down[src])
+            elif kind in ("add", "cat"):
+                partners = [j for j in range(len(chans)) if j != src and down[j] == down[src]
+                            and (kind == "cat" or chans[j] == c)]
+                if not partners:
+                    continue
+                j = partners[arg % len(partners)]
+                self.prog.append((kind, src, j))
+                chans.append(c if kind == "add" else c + chans[j])
+                down.append(down[src])
+        self.head = nn.Linear(chans[-1], 10)
+
+    def forward(self, x):
+        vals = [x]
+        for op, a, b in self.prog:
+            if op == "m":
+                vals.append(self.mods[b](vals[a]))
+            elif op == "add":
+                vals.append(vals[a] + vals[b])
+            else:
+                vals.append(torch.cat([vals[a], vals[b]], 1))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(vals[-1], 1), 1))
+
+
+dag_step = st.one_of(
+    st.tuples(st.just("conv"), st.integers(0, 99), st.tuples(st.sampled_from([1, 3]), st.sampled_from([4, 8, 16, 32]),
+                                                             st.sampled_from([1, 1, 1, 2]))),
+    st.tuples(st.just("dw"), st.integers(0, 99), st.none()),
+    st.tuples(st.just("bnrelu_conv"), st.integers(0, 99), st.sampled_from([4, 8, 24])),
+    st.tuples(st.sampled_from(["add", "cat"]), st.integers(0, 99), st.integers(0, 99)),
+)
+
+
+@st.composite
+def dag_networks(draw):
+    c_in = draw(st.sampled_from([3, 8]))
+    hw = draw(st.sampled_from([8, 12, 16]))
+    steps = draw(st.lists(dag_step, min_size=2, max_size=10))
+    torch.manual_seed(0)
+    return lower(DagNet(c_in, steps), (c_in, hw, hw))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=dag_networks(), sizes=st.lists(st.integers(512, 2**19), min_size=4, max_size=10, unique=True),
+       variant=st.sampled_from([{}, {"fold_batchnorm": False}, {"weights": "resident"}, {"dram_latency": "100ns"}]))
+def test_random_dags_invariants_across_sram(graph, sizes, variant):
+    check_sweep(graph, sizes, **variant)
+    big = simulate(graph, prof(sram_bytes=2**30, **variant))
+    net_in, weights, net_out, s = compulsory(graph, big)
+    streamed = weights if s["preload_bytes"] == 0 else 0
+    assert (s["dram_read_bytes"], s["dram_write_bytes"]) == (net_in + streamed, net_out)
