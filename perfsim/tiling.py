@@ -23,6 +23,7 @@ for transfers and let traffic rise with SRAM, breaking SPEC's invariant.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from bisect import bisect_right
 from functools import lru_cache
 
 import numpy as np
@@ -93,6 +94,33 @@ def _grid(g: TileGeometry):
 
 
 @dataclass(frozen=True)
+class _Frontier:
+    """A plan's tiles in order of the SRAM they need, with the best tile so far at each step:
+    the best tile that fits a capacity is ``best[bisect_right(need, capacity) - 1]``."""
+
+    need: list[float]
+    best: list[int]  # flat tile index
+
+    @classmethod
+    def build(cls, need: np.ndarray, *keys: np.ndarray) -> "_Frontier":
+        """``keys``: the arrays to minimise, most significant first (ties: the smaller index)."""
+        flat_need = need.ravel()
+        order = np.argsort(flat_need, kind="stable")
+        ks = [k.ravel()[order].tolist() for k in keys]
+        best, cur, cur_key = [], -1, None
+        for pos, idx in enumerate(order.tolist()):
+            key = tuple(k[pos] for k in ks) + (idx,)
+            if cur_key is None or key < cur_key:
+                cur, cur_key = idx, key
+            best.append(cur)
+        return cls(need=flat_need[order].tolist(), best=best)
+
+    def pick(self, capacity: float) -> int | None:
+        i = bisect_right(self.need, capacity) - 1
+        return self.best[i] if i >= 0 else None
+
+
+@dataclass(frozen=True)
 class _PlanArrays:
     """Per-tile quantities of each plan that depend on the geometry alone (cached)."""
 
@@ -104,6 +132,10 @@ class _PlanArrays:
     ki_need: np.ndarray  # keep_in: SRAM per tile
     ki_tiles: np.ndarray
     ow_peak: np.ndarray  # overwrite: peak SRAM per band height r (index r - 1)
+    kio: _Frontier  # keep_in_out over channel blocks: the largest block that fits
+    ki: _Frontier  # keep_in: the fewest tiles that fit
+    ow: _Frontier  # overwrite: the tallest band that fits
+    stream_best: tuple  # per loop order: _Frontier by (read bytes, transfers)
     stream: tuple  # per loop order: (name, need, read bytes, transfers)
     min_sram: int
 
@@ -123,10 +155,16 @@ def _plans(g: TileGeometry, n_in_tensors: int) -> _PlanArrays:
                    np.broadcast_to(np.ceil(I * row_factor) + np.where(n_cb > 1, W * n_rb, W), shape),
                    np.broadcast_to(n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if W else 0)
                                    + n_rb * n_cb, shape)))
-    return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile, ow_peak=_overwrite_peak(g),
-                       ki_need=np.broadcast_to(I + w_tile + out_tile, shape),
-                       ki_tiles=np.broadcast_to(n_cb * n_rb, shape), stream=tuple(stream),
-                       min_sram=int(min(s[1].min() for s in stream)))
+    ki_need = np.broadcast_to(I + w_tile + out_tile, shape)
+    ki_tiles = np.broadcast_to(n_cb * n_rb, shape)
+    ow_peak = _overwrite_peak(g)
+    return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile, ow_peak=ow_peak,
+                       ki_need=ki_need, ki_tiles=ki_tiles, stream=tuple(stream),
+                       min_sram=int(min(s[1].min() for s in stream)),
+                       kio=_Frontier.build(I + g.out_bytes + w_tile[0], -c[0]),
+                       ki=_Frontier.build(ki_need, ki_tiles),
+                       ow=_Frontier.build(ow_peak, -np.arange(1, len(ow_peak) + 1)),
+                       stream_best=tuple(_Frontier.build(need, read, tr) for _, need, read, tr in stream))
 
 
 def _overwrite_peak(g: TileGeometry) -> np.ndarray:
@@ -170,9 +208,8 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
 
     # keep_in_out: stream weight blocks past resident inputs and output
     if W > 0:
-        fit = (I + O + P.w_tile[0]) <= capacity
-        if fit.any():
-            k = int(np.nonzero(fit)[0].max())  # largest block: fewest transfers
+        k = P.kio.pick(capacity)  # the largest block that fits: fewest transfers
+        if k is not None:
             blocks = int(P.n_cb[0, k])
             transfers = n_missing + blocks
             candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
@@ -181,19 +218,19 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
 
     # overwrite: output bands take the place of consumed input rows; everything stays on chip
     if inputs_die and g.out_rows > 1:
-        fit = P.ow_peak <= capacity
-        if fit.any():
-            rows = int(np.nonzero(fit)[0].max()) + 1  # tallest band that fits: fewest tiles
+        k = P.ow.pick(capacity)
+        if k is not None:
+            rows = k + 1  # the tallest band that fits: fewest tiles
             bands = -(-g.out_rows // rows)
             transfers = n_missing + (1 if W else 0)
             candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
                 "overwrite", bands, rows, g.out_channels, "row-bands", missing_in_bytes + W, 0, 0, 0, transfers,
-                int(P.ow_peak[rows - 1]), True, True)))
+                int(P.ow_peak[k]), True, True)))
 
     # keep_in: resident inputs; weight blocks and output tiles stream (bytes fixed: fewest tiles wins)
-    fit = P.ki_need <= capacity
-    if fit.any():
-        ri, ci = np.unravel_index(int(np.argmin(np.where(fit, P.ki_tiles, np.inf))), fit.shape)
+    k = P.ki.pick(capacity)
+    if k is not None:
+        ri, ci = np.unravel_index(k, P.ki_need.shape)
         nt = int(P.ki_tiles[ri, ci])
         blocks = int(P.n_cb[0, ci])
         transfers = n_missing + (blocks if W else 0) + nt
@@ -204,17 +241,15 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
 
     # stream: nothing resident; dirty inputs are written back first
     write = dirty_in_bytes + O
-    for order, need, read, transfers in P.stream:
-        fit = need <= capacity
-        if not fit.any():
+    for (order, need, read, transfers), frontier in zip(P.stream, P.stream_best):
+        k = frontier.pick(capacity)  # least traffic, then fewest transfers
+        if k is None:
             continue
-        total = np.where(fit, read + write + rb_bytes, np.inf)
-        fewest = np.where(total == total.min(), transfers, np.inf)  # least traffic, then fewest transfers
-        ri, ci = np.unravel_index(int(np.argmin(fewest)), total.shape)
+        ri, ci = np.unravel_index(k, need.shape)
         nt = int(P.n_cb[0, ci] * P.n_rb[ri, 0])
         rd = int(read[ri, ci])
         tr = int(transfers[ri, ci]) + n_dirty
-        candidates.append((float(total[ri, ci]), 2, tr, TileChoice(
+        candidates.append((float(rd + write + rb_bytes), 2, tr, TileChoice(
             "stream", nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
             max(0, rd - (missing_in_bytes + W)), tr, int(need[ri, ci]), False, False)))
 
