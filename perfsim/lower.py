@@ -20,7 +20,7 @@ from torch import nn
 
 from .errors import InputError, UnsupportedOpError
 from .graph import (ACTIVATION_KINDS, ALIAS_KINDS, MATRIX_KINDS, VECTOR_OPS_PER_ELEMENT, Graph, Layer, Op,
-                    OpKind, Tensor, Unit, unit_of)
+                    OpKind, Tensor, unit_of)
 
 # --------------------------------------------------------------------------
 # Values flowing through the traced graph

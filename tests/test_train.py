@@ -402,7 +402,6 @@ def test_scheduled_lr_reaches_the_optimizer():
 def test_group_lasso_is_added_to_the_loss():
     """CondenseNet's regulariser: train(group_lasso=w) adds w * model.group_lasso() to every step's loss."""
     import numpy as np
-    import torch
     from torch import nn
 
     from perfsim.train import train
