@@ -6,8 +6,25 @@ PERFSIM_PROPERTY_EXAMPLES=1500 pytest tests/test_properties.py
 """
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def graph_cache(tmp_path_factory):
+    """One lowered-graph cache for the session: each zoo model is lowered once."""
+    d = tmp_path_factory.getbasetemp() / "perfsim-graph-cache"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch, graph_cache):
+    """Run in an empty folder (no ./hardware_profiles/ or ./reports/ of the repository) with the session cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PERFSIM_CACHE_DIR", str(graph_cache))
+    return tmp_path

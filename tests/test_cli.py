@@ -103,19 +103,9 @@ def mobilenet_macs(alpha: float = 1.0, side: int = 28, classes: int = 10) -> int
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def graph_cache(tmp_path_factory):
-    """One lowered-graph cache for the session (shared with test_profile.py by path, not by conftest)."""
-    d = tmp_path_factory.getbasetemp() / "perfsim-graph-cache"
-    d.mkdir(exist_ok=True)
-    return d
-
-
 @pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch, graph_cache):
-    monkeypatch.setenv("PERFSIM_CACHE_DIR", str(graph_cache))
+def _env(isolated, monkeypatch):
     monkeypatch.delenv("PERFSIM_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def cli_run(capsys, *args):

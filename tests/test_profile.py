@@ -47,19 +47,9 @@ vector_flops: 20GFLOPS
 """
 
 
-@pytest.fixture(scope="session")
-def graph_cache(tmp_path_factory):
-    """One lowered-graph cache for the session (shared with test_cli.py by path, not by conftest)."""
-    d = tmp_path_factory.getbasetemp() / "perfsim-graph-cache"
-    d.mkdir(exist_ok=True)
-    return d
-
-
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch, graph_cache):
+def _isolated(isolated):
     """Every test runs in an empty folder: no ./hardware_profiles/ of the repository shadows the shipped ones."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PERFSIM_CACHE_DIR", str(graph_cache))
 
 
 def write(path: Path, text: str) -> Path:
