@@ -446,6 +446,15 @@ def _run_with_hooks(model: nn.Module, input_size, hook_for) -> None:
         model.train(was_training)
 
 
+def _conv_macs_hook(total: list[int]):
+    """A forward hook adding a Conv2d's N*Ho*Wo*Co*(Ci/groups)*Kh*Kw to ``total[0]``."""
+    def f(mod, inp, out):
+        n, co, ho, wo = out.shape
+        kh, kw = mod.kernel_size
+        total[0] += n * ho * wo * co * (mod.in_channels // mod.groups) * kh * kw
+    return f
+
+
 def conv_fc_macs(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
     """Conv + FC multiply-accumulates as executed: N*Ho*Wo*Co*(Ci/groups)*Kh*Kw per conv,
     N*in*out per linear. A training-form masked conv/linear is executed dense and counted so."""
@@ -453,11 +462,7 @@ def conv_fc_macs(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
 
     def hook_for(m):
         if isinstance(m, nn.Conv2d):
-            def f(mod, inp, out):
-                n, co, ho, wo = out.shape
-                kh, kw = mod.kernel_size
-                total[0] += n * ho * wo * co * (mod.in_channels // mod.groups) * kh * kw
-            return f
+            return _conv_macs_hook(total)
         if isinstance(m, LearnedGroupConv):
             def f(mod, inp, out):
                 n, co, ho, wo = out.shape
@@ -498,11 +503,7 @@ def condensenet_flops(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
         if any(True for _ in m.children()):
             return None  # containers: their leaves are counted
         if isinstance(m, nn.Conv2d):
-            def f(mod, inp, out):
-                n, co, ho, wo = out.shape
-                kh, kw = mod.kernel_size
-                total[0] += n * ho * wo * co * (mod.in_channels // mod.groups) * kh * kw
-            return f
+            return _conv_macs_hook(total)
         if isinstance(m, (nn.ReLU, nn.ReLU6)):
             def f(mod, inp, out):
                 total[0] += inp[0].numel()

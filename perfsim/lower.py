@@ -47,7 +47,6 @@ class _Ctx:
     act_inputs: list[fx.Node]
     out_shape: tuple[int, ...]
     in_shapes: tuple[tuple[int, ...], ...]
-    values: dict[str, _Value]
     seen_params: set[int]
     const_params: list[Any] = field(default_factory=list)
 
@@ -517,7 +516,7 @@ def _trace_ops(module: nn.Module, input_shape: tuple[int, ...]):
                         if values.get(a.name) is not None and values[a.name].kind == "const"]
         ctx = _Ctx(node=node, name=name, target=target, module=module_obj, act_inputs=act_inputs,
                    out_shape=shape, in_shapes=tuple(values[a.name].shape for a in act_inputs),
-                   values=values, seen_params=seen_params,
+                   seen_params=seen_params,
                    const_params=[p for c in const_inputs for p in values[c.name].params])
         op = handler(ctx)
         ops.append(op)

@@ -106,10 +106,7 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> 
         co, ho = outs[1], outs[2]
     else:  # linear / flattened: channels are the features, one "row"
         co, ho = (outs[-1] if outs else 1), 1
-    if len(ins) == 4:
-        ci, hi = ins[1], ins[2]
-    else:
-        ci, hi = (ins[-1] if ins else 1), 1
+    hi = ins[2] if len(ins) == 4 else 1  # input rows
     if layer.unit.value == "matrix" and layer.kernel is not None:
         dil = layer.dilation[0] if layer.dilation else 1
         kh, sh = dil * (layer.kernel[0] - 1) + 1, layer.stride[0]  # rows one output row reads
@@ -127,7 +124,7 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> 
         kh, sh, groups = 1, 1, 1
     pad = layer.padding[0] if (layer.padding and len(ins) == 4 and kh > 1) else 0
     return TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
-                        in_channels=ci, in_rows=hi, out_channels=co, out_rows=ho,
+                        in_rows=hi, out_channels=co, out_rows=ho,
                         kernel_rows=kh, stride_rows=sh, groups=groups, pad_rows=pad)
 
 

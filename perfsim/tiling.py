@@ -34,7 +34,6 @@ class TileGeometry:
     in_bytes: int  # all input parts together
     out_bytes: int
     weight_bytes: int  # 0 for vector layers and for resident weights
-    in_channels: int
     in_rows: int
     out_channels: int
     out_rows: int
@@ -66,7 +65,6 @@ def _divisors(n: int) -> np.ndarray:
     return np.array(sorted(set(small + [n // d for d in small])), dtype=np.int64)
 
 
-@lru_cache(maxsize=4096)  # a pure function of the geometry: sweeps over SRAM sizes reuse it
 def _grid(g: TileGeometry):
     """Candidate tiles: c over the divisors of the output channels, r over every band height."""
     c = _divisors(max(1, g.out_channels))[None, :].astype(float)
@@ -199,12 +197,9 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
     """
     P = _plans(g, n_in_tensors)
     I, O, W = g.in_bytes, g.out_bytes, g.weight_bytes
-    rb_bytes = O if out_read_back else 0
-    rb_transfers = 1 if out_read_back else 0
+    rb_bytes = O if out_read_back else 0  # what a later reader reads back of an output left in DRAM
+    # candidates: (DRAM bytes incl. the read-back, rank: keep more first, transfers, choice)
     candidates: list[tuple[float, int, int, TileChoice]] = []
-
-    def cost(read: float, write: float, transfers: float) -> float:
-        return read + write  # DRAM bytes, this layer's and the later read-back
 
     # keep_in_out: stream weight blocks past resident inputs and output
     if W > 0:
@@ -212,7 +207,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
         if k is not None:
             blocks = int(P.n_cb[0, k])
             transfers = n_missing + blocks
-            candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
+            candidates.append((missing_in_bytes + W, 0, transfers, TileChoice(
                 "keep_in_out", blocks, g.out_rows, int(P.c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
                 transfers, int(I + O + P.w_tile[0, k]), True, True)))
 
@@ -223,7 +218,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
             rows = k + 1  # the tallest band that fits: fewest tiles
             bands = -(-g.out_rows // rows)
             transfers = n_missing + (1 if W else 0)
-            candidates.append((cost(missing_in_bytes + W, 0, transfers), 0, transfers, TileChoice(
+            candidates.append((missing_in_bytes + W, 0, transfers, TileChoice(
                 "overwrite", bands, rows, g.out_channels, "row-bands", missing_in_bytes + W, 0, 0, 0, transfers,
                 int(P.ow_peak[k]), True, True)))
 
@@ -235,7 +230,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
         blocks = int(P.n_cb[0, ci])
         transfers = n_missing + (blocks if W else 0) + nt
         read = missing_in_bytes + W
-        candidates.append((cost(read, O + rb_bytes, transfers + rb_transfers), 1, transfers, TileChoice(
+        candidates.append((read + O + rb_bytes, 1, transfers, TileChoice(
             "keep_in", nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, O, rb_bytes, 0, transfers,
             int(P.ki_need[ri, ci]), True, False)))
 
