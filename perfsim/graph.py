@@ -112,7 +112,8 @@ class Layer:
 
     index: int
     name: str
-    op: str  # conv, conv_dw, conv_group, conv_pw, linear, maxpool, avgpool, ...
+    op: str  # the report's label: conv, conv_dw, conv_group, conv_pw, linear, maxpool, batchnorm+relu, ...
+    kind: OpKind  # the main op's kind: what code decides by (never the label)
     unit: Unit
     ops: tuple[str, ...]  # names of the traced ops in this row, in order
     inputs: tuple[int, ...]  # physical tensors read (every part of a concat)
@@ -189,7 +190,8 @@ class Graph:
 
         ops = tuple(Op(**{k: (OpKind(v) if k == "kind" else tup(v)) for k, v in o.items()}) for o in d["ops"])
         tensors = tuple(Tensor(**{k: tup(v) for k, v in t.items()}) for t in d["tensors"])
-        layers = tuple(Layer(**{k: (Unit(v) if k == "unit" else tup(v)) for k, v in l.items()}) for l in d["layers"])
+        conv = {"unit": Unit, "kind": OpKind}
+        layers = tuple(Layer(**{k: (conv[k](v) if k in conv else tup(v)) for k, v in l.items()}) for l in d["layers"])
         return cls(name=d["name"], input_shape=tup(d["input_shape"]), ops=ops, tensors=tensors,
                    layers=layers, inputs=tup(d["inputs"]), outputs=tup(d["outputs"]),
                    params=d["params"], meta=d.get("meta", {}))

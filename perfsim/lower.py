@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, UnsupportedOpError
-from .graph import (ACTIVATION_KINDS, ALIAS_KINDS, MATRIX_KINDS, VECTOR_OPS_PER_ELEMENT, Graph, Layer, Op,
-                    OpKind, Tensor, unit_of)
+from .fuse import fuse
+from .graph import ALIAS_KINDS, VECTOR_OPS_PER_ELEMENT, Graph, Op, OpKind
 
 # --------------------------------------------------------------------------
 # Values flowing through the traced graph
@@ -30,8 +30,6 @@ from .graph import (ACTIVATION_KINDS, ALIAS_KINDS, MATRIX_KINDS, VECTOR_OPS_PER_
 @dataclass
 class _Value:
     kind: str  # "act" (activation), "const" (parameters and what is computed from them), "other"
-    parts: tuple[str, ...] = ()  # act: the producing op values whose data this value is
-    whole: bool = True  # act: the value is exactly its single part (reshaped/permuted at most)
     params: tuple[Any, ...] = ()  # const: parameter tensors it is computed from
     shape: tuple[int, ...] = ()
 
@@ -480,19 +478,17 @@ def _trace_ops(module: nn.Module, input_shape: tuple[int, ...]):
     values: dict[str, _Value] = {}
     ops: list[Op] = []
     seen_params: set[int] = set()
-    inputs: list[str] = []
+    inputs: list[tuple[str, tuple[int, ...]]] = []
     outputs: list[str] = []
     for node in gm.graph.nodes:
         shape = node.meta.get("perfsim_shape")
         if node.op == "placeholder":
-            values[node.name] = _Value("act", parts=(node.name,), shape=shape)
-            inputs.append(node.name)
+            values[node.name] = _Value("act", shape=shape)
+            inputs.append((node.name, shape))
             continue
         if node.op == "output":
-            for a in _flatten_args(node.args):
-                v = values.get(a.name)
-                if v is not None and v.kind == "act":
-                    outputs.extend(v.parts)
+            outputs.extend(a.name for a in _flatten_args(node.args)
+                           if values.get(a.name) is not None and values[a.name].kind == "act")
             continue
         if node.meta.get("perfsim_is_const"):
             values[node.name] = _Value("const", params=tuple(_const_params(gm, node)), shape=shape or ())
@@ -509,174 +505,23 @@ def _trace_ops(module: nn.Module, input_shape: tuple[int, ...]):
         if handler is None:
             raise UnsupportedOpError(f"cannot lower {target} at {name!r}: no lowering rule for it")
         if shape and isinstance(shape[0], tuple):  # split/chunk: a tuple of views of the source
-            parts = tuple(p for a in act_inputs for p in values[a.name].parts)
-            values[node.name] = _Value("act", parts=parts, whole=False)
-            continue
+            shape = values[act_inputs[0].name].shape  # each piece (via getitem) reads the whole source
         const_inputs = [a for a in _flatten_args((node.args, node.kwargs))
                         if values.get(a.name) is not None and values[a.name].kind == "const"]
         ctx = _Ctx(node=node, name=name, target=target, module=module_obj, act_inputs=act_inputs,
                    out_shape=shape, in_shapes=tuple(values[a.name].shape for a in act_inputs),
                    seen_params=seen_params,
                    const_params=[p for c in const_inputs for p in values[c.name].params])
-        op = handler(ctx)
-        ops.append(op)
-        if op.kind in ALIAS_KINDS:
-            parts = tuple(dict.fromkeys(p for a in act_inputs for p in values[a.name].parts))
-            whole = op.kind is OpKind.ALIAS and len(act_inputs) == 1 and values[act_inputs[0].name].whole
-            values[node.name] = _Value("act", parts=parts, whole=whole, shape=shape)
-        else:
-            values[node.name] = _Value("act", parts=(node.name,), shape=shape)
+        ops.append(handler(ctx))
+        values[node.name] = _Value("act", shape=shape)
     total_params = sum(p.numel() for p in module.parameters())
-    return ops, values, inputs, outputs, total_params
+    return ops, inputs, outputs, total_params
 
 
 def _flatten_args(args: Any) -> list[fx.Node]:
     out: list[fx.Node] = []
     fx.node.map_arg(args, lambda n: out.append(n) or n)
     return out
-
-
-# --------------------------------------------------------------------------
-# Fusion into layers (SPEC "Layers")
-# --------------------------------------------------------------------------
-
-
-def _conv_label(op: Op) -> str:
-    cin = op.in_shapes[0][1]
-    if op.groups > 1 and op.groups == cin:
-        return "conv_dw"
-    if op.groups > 1:
-        return "conv_group"
-    if op.kernel == (1, 1):
-        return "conv_pw"
-    return "conv"
-
-
-def _fuse(name: str, input_shape, ops: list[Op], values: dict[str, _Value], inputs: list[str],
-          outputs: list[str], total_params: int) -> Graph:
-    by_name = {op.name: op for op in ops}
-    compute = [op for op in ops if op.kind not in ALIAS_KINDS]
-
-    def parts_of(op: Op) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(p for i in op.inputs for p in values[i].parts))
-
-    # readers of each produced value (network outputs count as readers)
-    readers: dict[str, list[str]] = {}
-    for op in compute:
-        for p in parts_of(op):
-            readers.setdefault(p, []).append(op.name)
-    for p in outputs:
-        readers.setdefault(p, []).append("<output>")
-
-    def sole_whole_reader(op: Op) -> str | None:
-        """The producer whose value ``op`` reads whole, if op is that value's only reader."""
-        if len(op.inputs) != 1:
-            return None
-        v = values[op.inputs[0]]
-        if not v.whole or len(v.parts) != 1:
-            return None
-        src = v.parts[0]
-        return src if readers.get(src) == [op.name] else None
-
-    claimed: dict[str, str] = {}  # op name -> the matrix op whose row holds it
-    epilogue: dict[str, list[Op]] = {}
-    prologue: dict[str, list[Op]] = {}
-    # 1. epilogues: BN folds into the producing matrix op, then the activation is its output stage
-    consumers: dict[str, list[Op]] = {}
-    for op in compute:
-        src = sole_whole_reader(op)
-        if src is not None:
-            consumers.setdefault(src, []).append(op)
-    for m in compute:
-        if m.kind not in MATRIX_KINDS:
-            continue
-        chain: list[Op] = []
-        last = m.name
-        nxt = consumers.get(last, [None])[0]
-        if nxt is not None and nxt.kind is OpKind.BATCHNORM:
-            chain.append(nxt)
-            last = nxt.name
-            nxt = consumers.get(last, [None])[0]
-        if nxt is not None and nxt.kind in ACTIVATION_KINDS:
-            chain.append(nxt)
-        for op in chain:
-            claimed[op.name] = m.name
-        epilogue[m.name] = chain
-    # 2. prologues: an unfoldable BN and/or activation feeding exactly one matrix op
-    for m in compute:
-        if m.kind not in MATRIX_KINDS:
-            continue
-        chain = []
-        cur = m
-        for wanted in (ACTIVATION_KINDS, frozenset({OpKind.BATCHNORM})):
-            src = sole_whole_reader(cur)
-            prev = by_name.get(src) if src else None
-            if prev is None or prev.name in claimed or prev.kind not in wanted:
-                continue
-            chain.insert(0, prev)
-            cur = prev
-        for op in chain:
-            claimed[op.name] = m.name
-        prologue[m.name] = chain
-    # 3. standalone vector rows; an unclaimed BN with its sole following activation is one row
-    rows: list[tuple[Op, list[Op]]] = []  # (main op, all ops of the row in order)
-    for op in compute:
-        if op.name in claimed and op.kind not in MATRIX_KINDS:
-            continue
-        if op.kind in MATRIX_KINDS:
-            rows.append((op, prologue[op.name] + [op] + epilogue[op.name]))
-            continue
-        row = [op]
-        if op.kind is OpKind.BATCHNORM:
-            nxt = consumers.get(op.name, [None])[0]
-            if nxt is not None and nxt.kind in ACTIVATION_KINDS and nxt.name not in claimed:
-                row.append(nxt)
-                claimed[nxt.name] = op.name
-        rows.append((op, row))
-
-    # physical tensors: network inputs, then one per row output
-    tensors: list[Tensor] = []
-    tensor_of: dict[str, int] = {}
-    for i in inputs:
-        tensor_of[i] = len(tensors)
-        tensors.append(Tensor(len(tensors), tuple(values[i].shape), -1))
-    layers: list[Layer] = []
-    for index, (main, row) in enumerate(rows):
-        first, last = row[0], row[-1]
-        in_ids = []
-        for p in parts_of(first):
-            if p not in tensor_of:
-                raise RuntimeError(f"internal: {first.name} reads {p}, which no row writes")
-            in_ids.append(tensor_of[p])
-        tensor_of[last.name] = len(tensors)
-        tensors.append(Tensor(len(tensors), last.out_shape, index))
-        is_matrix = main.kind in MATRIX_KINDS
-        pro = prologue.get(main.name, []) if is_matrix else []
-        epi = epilogue.get(main.name, []) if is_matrix else []
-        epi_bn = [o for o in epi if o.kind is OpKind.BATCHNORM]
-        epi_act = [o for o in epi if o.kind in ACTIVATION_KINDS]
-        label = (_conv_label(main) if main.kind is OpKind.CONV else
-                 "+".join(o.kind.value for o in row) if not is_matrix else main.kind.value)
-        layers.append(Layer(
-            index=index, name=main.path, op=label, unit=unit_of(main.kind),
-            ops=tuple(o.path for o in row), inputs=tuple(dict.fromkeys(in_ids)), output=tensor_of[last.name],
-            in_shape=main.in_shapes[0] if main.in_shapes else (), out_shape=last.out_shape,
-            kernel=main.kernel, stride=main.stride, padding=main.padding, groups=main.groups,
-            dilation=main.dilation,
-            shares_weights=is_matrix and main.weight_elems > 0 and main.params == 0,
-            macs=main.macs, params=sum(o.params for o in row),
-            weight_elems=main.weight_elems, bias_elems=main.bias_elems,
-            vector_ops_fixed=(sum(o.vector_ops for o in pro) if is_matrix else sum(o.vector_ops for o in row)),
-            epilogue_bn_channels=sum(o.bn_channels for o in epi_bn),
-            epilogue_bn_ops=sum(o.vector_ops for o in epi_bn),
-            epilogue_act_ops=sum(o.vector_ops for o in epi_act),
-            prologue_bn_channels=(sum(o.bn_channels for o in pro if o.kind is OpKind.BATCHNORM) if is_matrix
-                                  else sum(o.bn_channels for o in row if o.kind is OpKind.BATCHNORM)),
-        ))
-    out_ids = tuple(dict.fromkeys(tensor_of[p] for p in outputs if p in tensor_of))
-    return Graph(name=name, input_shape=tuple(input_shape), ops=tuple(ops), tensors=tuple(tensors),
-                 layers=tuple(layers), inputs=tuple(tensor_of[i] for i in inputs), outputs=out_ids,
-                 params=total_params)
 
 
 def lower(module: nn.Module, input_shape, *, name: str | None = None) -> Graph:
@@ -688,7 +533,7 @@ def lower(module: nn.Module, input_shape, *, name: str | None = None) -> Graph:
         raise InputError(f"input shape must be positive, got {'x'.join(map(str, shape))}")
     if shape[0] != 1:
         raise InputError("lower() works at batch 1; give the batch to simulate()")
-    ops, values, inputs, outputs, total_params = _trace_ops(module, shape)
+    ops, inputs, outputs, total_params = _trace_ops(module, shape)
     if not any(op.kind not in ALIAS_KINDS for op in ops):
         raise InputError(f"{type(module).__name__} has no operation perfsim can simulate")
-    return _fuse(name or type(module).__name__, shape, ops, values, inputs, outputs, total_params)
+    return fuse(name or type(module).__name__, shape, ops, inputs, outputs, total_params)
