@@ -489,40 +489,34 @@ def condensenet_flops(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
     full condensation the reference's dense/C). Unknown leaf modules raise TypeError."""
     total = [0]
 
+    def add(n: int) -> None:
+        total[0] += n
+
+    def avg_pool(mod, inp, out):
+        k = mod.kernel_size
+        kh, kw = (k, k) if isinstance(k, int) else k
+        add(out.numel() * kh * kw)
+
+    # (module types, forward hook): the first match wins; the masked forms come first
+    rules = (
+        ((LearnedGroupConv,), lambda mod, inp, out: add(out.shape[0] * out.shape[2] * out.shape[3]
+                                                        * int(mod.mask.sum()))),
+        ((LearnedLinear,), lambda mod, inp, out: add(inp[0].shape[0] * (int(mod.mask.sum()) * mod.out_features
+                                                                        + mod.out_features))),
+        ((nn.Conv2d,), _conv_macs_hook(total)),
+        ((nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d), lambda mod, inp, out: add(inp[0].numel())),
+        ((nn.AvgPool2d,), avg_pool),
+        ((nn.Linear,), lambda mod, inp, out: add(inp[0].shape[0] * (mod.in_features * mod.out_features
+                                                                    + mod.out_features))),
+    )
+
     def hook_for(m):
-        if isinstance(m, LearnedGroupConv):
-            def f(mod, inp, out):
-                n, _, ho, wo = out.shape
-                total[0] += n * ho * wo * int(mod.mask.sum())
-            return f
-        if isinstance(m, LearnedLinear):
-            def f(mod, inp, out):
-                total[0] += inp[0].shape[0] * (int(mod.mask.sum()) * mod.out_features
-                                               + mod.out_features)
-            return f
-        if any(True for _ in m.children()):
+        masked = isinstance(m, (LearnedGroupConv, LearnedLinear))
+        if not masked and any(True for _ in m.children()):
             return None  # containers: their leaves are counted
-        if isinstance(m, nn.Conv2d):
-            return _conv_macs_hook(total)
-        if isinstance(m, (nn.ReLU, nn.ReLU6)):
-            def f(mod, inp, out):
-                total[0] += inp[0].numel()
-            return f
-        if isinstance(m, nn.AvgPool2d):
-            def f(mod, inp, out):
-                k = mod.kernel_size
-                kh, kw = (k, k) if isinstance(k, int) else k
-                total[0] += out.numel() * kh * kw
-            return f
-        if isinstance(m, nn.AdaptiveAvgPool2d):
-            def f(mod, inp, out):
-                total[0] += inp[0].numel()
-            return f
-        if isinstance(m, nn.Linear):
-            def f(mod, inp, out):
-                total[0] += inp[0].shape[0] * (mod.in_features * mod.out_features
-                                               + mod.out_features)
-            return f
+        for types, hook in rules:
+            if isinstance(m, types):
+                return hook
         if isinstance(m, _ZERO_COST):
             return None
         raise TypeError(f"condensenet_flops: no rule for {type(m).__name__}")

@@ -145,7 +145,7 @@ def _as_loader(data: Any, *, train: bool, batch_size: int, crop_size: int | None
     return data, None, None, None
 
 
-def train(model, train_data, *, epochs: int, batch_size: int = 128, lr: float = 0.1,
+def train(model, train_data, *, epochs: int,  # noqa: C901 -- one loop, its options checked up front; split with the training CLI (issue 10) batch_size: int = 128, lr: float = 0.1,
           momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
           schedule: str = "cosine", milestones: Sequence[float] = (0.5, 0.75),
           gamma: float = 0.1, warmup_epochs: float = 0.0, seed: int = 0,

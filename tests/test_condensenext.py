@@ -100,7 +100,7 @@ def test_reconstruction_choices():
     # ReLU6 everywhere, no plain ReLU
     assert any(isinstance(m, nn.ReLU6) for m in model.modules())
     assert not any(type(m) is nn.ReLU for m in model.modules())
-    assert [g for g in (8, 16, 32)] == sorted({l.conv_pw.out_channels for l in layers})
+    assert [g for g in (8, 16, 32)] == sorted({layer.conv_pw.out_channels for layer in layers})
 
 
 def test_pruning_schedule():
