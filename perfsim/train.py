@@ -145,7 +145,7 @@ def _as_loader(data: Any, *, train: bool, batch_size: int, crop_size: int | None
     return data, None, None, None
 
 
-def train(model, train_data, *, epochs: int,  # noqa: C901 -- one loop, its options checked up front; split with the training CLI (issue 10) batch_size: int = 128, lr: float = 0.1,
+def train(model, train_data, *, epochs: int, batch_size: int = 128, lr: float = 0.1,  # noqa: C901
           momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
           schedule: str = "cosine", milestones: Sequence[float] = (0.5, 0.75),
           gamma: float = 0.1, warmup_epochs: float = 0.0, seed: int = 0,
@@ -157,6 +157,9 @@ def train(model, train_data, *, epochs: int,  # noqa: C901 -- one loop, its opti
           show_progress: bool = True, num_threads: int | None = None,
           group_lasso: float = 0.0) -> TrainResult:
     """Train ``model`` in place with SGD on the CPU; returns the :class:`TrainResult` history.
+
+    (One loop with its options checked up front; it splits into recipe and loop with the
+    training CLI, issue 10 -- hence the complexity exemption.)
 
     ``train_data``: ``(images, labels)`` numpy arrays -- uint8 ``(N, C, H, W)`` images are
     normalised per channel (``mean``/``std`` on the 0..1 scale; default: the statistics of
