@@ -219,8 +219,122 @@ class _Namer:
 @dataclass
 class _Const:
     shape: tuple[int, ...] | None
-    from_initializer: bool  # an initializer, or computed from one (a literal Constant is not)
-    value: Any = None  # numpy array when known without evaluating a subgraph
+    from_initializer: bool  # an initializer, or computed from one's data (a literal Constant is not)
+    value: Any = None  # numpy array, when known
+    evaluated: bool = False
+
+
+_EVAL_MAX_NODES = 64
+_EVAL_MAX_ELEMS = 65536
+
+
+class _Constants:
+    """Values that read no activation data: initializers, literals and what is computed from them.
+
+    ``Shape``/``Size`` read only an activation's shape and ``CastLike`` only its type, so their
+    results are constants too. Small values (bounds, axes) are evaluated on demand with
+    ``onnx.reference`` from the constant subgraph behind them.
+    """
+
+    def __init__(self, model, shapes: dict[str, tuple[int, ...] | None]):
+        from onnx import numpy_helper
+        self.model = model
+        self.shapes = shapes
+        self.info: dict[str, _Const] = {}
+        self.initializers = {i.name: i for i in model.graph.initializer}
+        self.producers: dict[str, Any] = {}
+        self.order: dict[int, int] = {}
+        for i in model.graph.initializer:
+            shape = tuple(int(d) for d in i.dims)
+            self.info[i.name] = _Const(shape, True, numpy_helper.to_array(i) if prod(shape) <= 16 else None, True)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.info
+
+    def __getitem__(self, name: str) -> _Const:
+        return self.info[name]
+
+    def reads_data(self, node, name: str) -> bool:
+        """Does ``node`` read the data of its input ``name`` (not only its shape or type)?"""
+        if node.domain in _ONNX_DOMAINS and node.op_type in _SHAPE_ONLY:
+            return False
+        return not (node.domain in _ONNX_DOMAINS and node.op_type == "CastLike" and name != node.input[0])
+
+    def is_constant(self, node) -> bool:
+        return all(i in self.info for i in node.input if i and self.reads_data(node, i))
+
+    def add(self, node) -> None:
+        from onnx import helper, numpy_helper
+        value = None
+        if node.op_type == "Constant" and node.domain in _ONNX_DOMAINS and node.attribute:
+            v = helper.get_attribute_value(node.attribute[0])
+            value = numpy_helper.to_array(v) if hasattr(v, "dims") else np.asarray(v)
+        derived = any(self.info[i].from_initializer for i in node.input if i and self.reads_data(node, i))
+        same = node.op_type == "Identity" and node.input[0] in self.info
+        for o in node.output:
+            if not o:
+                continue
+            shape = self.shapes.get(o)
+            if shape is None and value is not None:
+                shape = tuple(value.shape)
+            if shape is None and same:
+                shape = self.info[node.input[0]].shape
+            self.info[o] = _Const(shape, derived, value, value is not None)
+            self.producers[o] = node
+        self.order[id(node)] = len(self.order)  # nodes arrive in graph (topological) order
+
+    def value(self, name: str, act_shapes: dict[str, Any]):
+        """The numeric value of a small constant (None when it cannot be had cheaply)."""
+        c = self.info[name]
+        if not c.evaluated:
+            c.evaluated = True
+            try:
+                c.value = self._evaluate(name, act_shapes)
+            except Exception:  # an op the reference runtime lacks, a malformed literal: not a value
+                c.value = None
+        return c.value
+
+    def _slice(self, name: str) -> tuple[list, list[str]] | None:
+        nodes, inits, stack, seen = {}, [], [name], set()
+        while stack:
+            v = stack.pop()
+            if v in seen or not v:
+                continue
+            seen.add(v)
+            node = self.producers.get(v)
+            if node is None:
+                if v not in self.initializers:
+                    return None
+                inits.append(v)
+                continue
+            nodes[id(node)] = node
+            stack.extend(i for i in node.input if self.reads_data(node, i) or i in self.info)
+            if len(nodes) > _EVAL_MAX_NODES:
+                return None
+        return sorted(nodes.values(), key=lambda n: self.order[id(n)]), inits
+
+    def _evaluate(self, name: str, act_shapes: dict[str, Any]):
+        from onnx import TensorProto, helper, numpy_helper
+        from onnx.reference import ReferenceEvaluator
+        got = self._slice(name)
+        if got is None:
+            return None
+        nodes, inits = got
+        if sum(prod(self.info[i].shape or ()) for i in inits) > _EVAL_MAX_ELEMS:
+            return None
+        feeds = []  # an activation a Shape/Size/CastLike reads: a zero tensor of its shape stands in
+        for n in nodes:
+            for i in n.input:
+                if i and i not in self.info and i not in {f.name for f in feeds}:
+                    shape = act_shapes.get(i)
+                    if shape is None:
+                        return None
+                    feeds.append(numpy_helper.from_array(np.zeros(shape, np.float32), i))
+        graph = helper.make_graph(nodes, "constants", [], [helper.make_tensor_value_info(name, TensorProto.UNDEFINED,
+                                                                                         None)],
+                                  initializer=[self.initializers[i] for i in inits] + feeds)
+        model = helper.make_model(graph, opset_imports=list(self.model.opset_import), ir_version=self.model.ir_version)
+        return np.asarray(ReferenceEvaluator(model).run(None, {})[0])
 
 
 @dataclass
@@ -253,6 +367,12 @@ class _Ctx:
             raise _Unsupported(f"{self.op_type} with a computed {what}")
         return name
 
+    def bias(self, i: int) -> str | None:
+        """Input ``i`` as a bias: a parameter's data, or None (absent, or a literal the exporter made up,
+        as the dynamo exporter's zero bias of a bias-less conv)."""
+        name = self.const(i, "bias", required=False)
+        return name if self.imp.learned(name) else None
+
     def shape_of(self, name: str) -> tuple[int, ...]:
         s = self.imp.consts[name].shape
         if s is None:
@@ -260,7 +380,7 @@ class _Ctx:
         return s
 
     def value_of(self, name: str | None):
-        return None if name is None else self.imp.consts[name].value
+        return None if name is None else self.imp.consts.value(name, self.imp.act_shapes)
 
 
 Rule = Callable[[_Ctx], "Op | list[Op] | None"]
@@ -311,7 +431,7 @@ def _begin_pads(ctx: _Ctx, kernel: Sequence[int], strides: Sequence[int], dilati
 @handles("Conv")
 def _conv(ctx: _Ctx) -> Op:
     w = ctx.const(1, "weight")
-    b = ctx.const(2, "bias", required=False)
+    b = ctx.bias(2)
     wshape = ctx.shape_of(w)
     if len(wshape) != 4 or len(ctx.in_shapes[0]) != 4:
         raise _Unsupported(f"Conv ({len(wshape) - 2}-D)")
@@ -348,7 +468,7 @@ def _gemm(ctx: _Ctx) -> Op:
         raise _Unsupported("Gemm with a constant left operand")
     if len(ctx.acts) == 2:
         return _activation_matmul(ctx, k)
-    return _linear(ctx, ctx.const(1, "weight"), ctx.const(2, "bias", required=False), k)
+    return _linear(ctx, ctx.const(1, "weight"), ctx.bias(2), k)
 
 
 @handles("MatMul")
@@ -378,10 +498,9 @@ handles("Softmax")(_elementwise(OpKind.SOFTMAX))
 def _batchnorm(ctx: _Ctx) -> Op:
     if ctx.attrs.get("training_mode", 0) or ctx.imp.used_beyond_first(ctx.node):
         raise _Unsupported("BatchNormalization in training mode")
-    scale, bias = ctx.const(1, "scale"), ctx.const(2, "bias")
-    ctx.const(3, "running mean")
-    ctx.const(4, "running variance")  # buffers: never parameters (SPEC)
-    return _op(ctx, OpKind.BATCHNORM, params=ctx.imp.param(scale) + ctx.imp.param(bias),
+    ctx.const(1, "scale"), ctx.const(2, "bias"), ctx.const(3, "running mean"), ctx.const(4, "running variance")
+    affine = [c for c in ctx.node.input[1:3] if ctx.imp.learned(c)]  # the statistics are buffers: never parameters
+    return _op(ctx, OpKind.BATCHNORM, params=sum(ctx.imp.param(c) for c in affine),
                bn_channels=ctx.in_shapes[0][1], vector_ops=2 * prod(ctx.out_shape))
 
 
@@ -451,7 +570,7 @@ def _reduce_mean(ctx: _Ctx) -> Op:
 @handles("Add", "Sub", "Mul", "Div")
 def _binary(ctx: _Ctx) -> Op | None:
     consts = [i for i in ctx.node.input if i in ctx.imp.consts]
-    learned = [c for c in dict.fromkeys(consts) if ctx.imp.consts[c].from_initializer]
+    learned = [c for c in dict.fromkeys(consts) if ctx.imp.learned(c)]
     if ctx.op_type == "Add" and len(ctx.acts) == 1 and len(learned) == 1 and ctx.imp.fold_bias(ctx, learned[0]):
         return None  # MatMul + Add(bias): one linear layer, as torch's nn.Linear
     kind = OpKind.ADD if ctx.op_type == "Add" and len(ctx.acts) >= 2 else OpKind.ELEMENTWISE
@@ -503,19 +622,33 @@ def _concat(ctx: _Ctx) -> Op:
 class _Importer:
     model: Any
     path: Path
-    consts: dict[str, _Const] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict)  # inferred, static only
     act_shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict)  # None: unknown
-    shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     readers: dict[str, int] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)  # value -> the op that stands for it
-    counted: set[str] = field(default_factory=set)
+    counted: dict[str, int] = field(default_factory=dict)  # parameter values counted, and their size
     ops: list[Op] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)  # op name -> position in ops
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     unknown_shape: list[tuple[str, str]] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
-    index: dict[str, int] = field(default_factory=dict)  # op name -> position in ops
 
-    # ---- values ----
+    def __post_init__(self) -> None:
+        g = self.model.graph
+        for vi in [*g.input, *g.value_info, *g.output]:
+            dims = _dims(vi)
+            static = vi.type.tensor_type.HasField("shape") and all(isinstance(d, int) and d > 0 for d in dims)
+            self.shapes[vi.name] = tuple(dims) if static else None
+        self.consts = _Constants(self.model, self.shapes)
+        self.names.update(i.name for i in g.initializer)
+        for n in g.node:
+            self.names.update(n.output)
+            for i in n.input:
+                if i:
+                    self.readers[i] = self.readers.get(i, 0) + 1
+        for o in g.output:
+            self.readers[o.name] = self.readers.get(o.name, 0) + 1
+
     def shape(self, name: str) -> tuple[int, ...] | None:
         return self.shapes.get(name)
 
@@ -531,56 +664,16 @@ class _Importer:
     def used_beyond_first(self, node) -> bool:
         return any(self.readers.get(o, 0) for o in node.output[1:] if o)
 
+    def learned(self, name: str | None) -> bool:
+        """Is this constant a parameter's data (an initializer or computed from one), not a literal?"""
+        return bool(name) and self.consts[name].from_initializer
+
     def param(self, name: str | None) -> int:
         """Elements of a parameter value, the first time it is used (shared weights count once)."""
         if not name or name in self.counted:
             return 0
-        self.counted.add(name)
-        return prod(self.consts[name].shape or ())
-
-    # ---- passes ----
-    def collect(self) -> None:
-        from onnx import numpy_helper
-        g = self.model.graph
-        for vi in [*g.input, *g.value_info, *g.output]:
-            dims = _dims(vi)
-            static = vi.type.tensor_type.HasField("shape") and all(isinstance(d, int) and d > 0 for d in dims)
-            self.shapes[vi.name] = tuple(dims) if static else None
-        for init in g.initializer:
-            shape = tuple(int(d) for d in init.dims)
-            self.shapes[init.name] = shape
-            small = prod(shape) <= 16
-            self.consts[init.name] = _Const(shape, True, numpy_helper.to_array(init) if small else None)
-        for n in g.node:
-            self.names.update(n.output)
-            for i in n.input:
-                if i:
-                    self.readers[i] = self.readers.get(i, 0) + 1
-        for o in g.output:
-            self.readers[o.name] = self.readers.get(o.name, 0) + 1
-
-    def _constant_node(self, node) -> None:
-        from onnx import helper, numpy_helper
-        value = None
-        for a in node.attribute:
-            v = helper.get_attribute_value(a)
-            value = numpy_helper.to_array(v) if a.name in ("value", "sparse_value") and hasattr(v, "dims") else v
-        shape = self.shape(node.output[0])
-        if shape is None and value is not None:
-            shape = tuple(np.asarray(value).shape)
-        self.consts[node.output[0]] = _Const(shape, False, value)
-
-    def _mark_const(self, node) -> None:
-        if node.op_type == "Constant" and node.domain in _ONNX_DOMAINS:
-            self._constant_node(node)
-            return
-        derived = any(self.consts[i].from_initializer for i in node.input if i in self.consts)
-        value, shape = None, None
-        if node.op_type == "Identity" and node.input and node.input[0] in self.consts:
-            value, shape = self.consts[node.input[0]].value, self.consts[node.input[0]].shape
-        for o in node.output:
-            if o:
-                self.consts[o] = _Const(self.shape(o) or shape, derived, value)
+        self.counted[name] = prod(self.consts[name].shape or ())
+        return self.counted[name]
 
     def _refuse(self, label: str, node) -> None:
         self.unsupported.setdefault(label, []).append(node.name or node.output[0])
@@ -601,11 +694,6 @@ class _Importer:
         self.renamed[ctx.node.output[0]] = prev.name
         return True
 
-    def _is_constant(self, node) -> bool:
-        if node.op_type in _SHAPE_ONLY and node.domain in _ONNX_DOMAINS:
-            return True
-        return not any(i and i not in self.consts for i in node.input)
-
     def _context(self, node, namer: _Namer) -> _Ctx | None:
         """The rule's view of ``node``; None when a shape is unknown (after an unsupported node, or dynamic)."""
         acts = [i for i in node.input if i and i not in self.consts]
@@ -622,8 +710,8 @@ class _Importer:
                     in_shapes=tuple(in_shapes), out_shape=outs[0], imp=self)
 
     def run_node(self, node, namer: _Namer) -> None:
-        if self._is_constant(node):
-            self._mark_const(node)
+        if self.consts.is_constant(node):
+            self.consts.add(node)
             return
         if node.domain not in _ONNX_DOMAINS or node.op_type not in _RULES:
             label = node.op_type if node.domain in _ONNX_DOMAINS else f"{node.domain}.{node.op_type}"
@@ -676,7 +764,6 @@ def lower_onnx(path, input_shape=None, *, name: str | None = None) -> Graph:
     shape = _resolve_input_shape(vi, input_shape, path)
     model = _infer_shapes(onnx, model, vi.name, shape, path)
     imp = _Importer(model, path)
-    imp.collect()
     imp.act_shapes[vi.name] = shape
     namer = _Namer(model.graph.node)
     for node in model.graph.node:
@@ -685,7 +772,7 @@ def lower_onnx(path, input_shape=None, *, name: str | None = None) -> Graph:
     if not any(op.kind not in ALIAS_KINDS for op in imp.ops):
         raise InputError(f"{path.name} has no operation perfsim can simulate")
     outputs = [imp.source(o.name) for o in model.graph.output if o.name in imp.act_shapes]
-    total = sum(prod(imp.consts[n].shape or ()) for n in imp.counted)
+    total = sum(imp.counted.values())
     graph = fuse(name or path.stem, shape, imp.ops, [(vi.name, shape)], outputs, total)
     graph.meta.update({"source": "onnx", "producer": f"{model.producer_name} {model.producer_version}".strip(),
                        "opset": max((o.version for o in model.opset_import if o.domain in _ONNX_DOMAINS), default=0)})
