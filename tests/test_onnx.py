@@ -354,6 +354,12 @@ def test_unsupported_ops_listed_in_one_error(tmp_path):
     with pytest.raises(UnsupportedOpError, match=r"com\.example\.Fancy x1 \(first at 'fancy'\)"):
         lower_onnx(tmp_path / "custom.onnx")
 
+    bn = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], name="/bn/BN",
+                          training_mode=1)  # TrainingMode.TRAINING exports this: statistics of the batch
+    path = _save(tmp_path, [bn], [_init(n, 3) for n in "sbmv"], [1, 3, 4, 4], fname="train.onnx")
+    with pytest.raises(UnsupportedOpError, match="BatchNormalization in training mode x1"):
+        lower_onnx(path)
+
 
 def test_activation_matmul_and_other_clips(tmp_path):
     mm = _save(tmp_path, [helper.make_node("MatMul", ["x", "x"], ["y"], name="/mm/MatMul")], [], [1, 3, 4, 4],
