@@ -61,7 +61,7 @@ def _load(onnx, path: Path):
         raise InputError(f"ONNX file not found: {path}")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise InputError(f"{path} is {size / 2 ** 30:.1f} GiB; an ONNX model file is at most 2 GiB "
+        raise InputError(f"{path} is {size / 2 ** 30:.2f} GiB; an ONNX model file is at most 2 GiB "
                          "(larger weights live in external data files)")
     try:
         model = onnx.load(str(path))

@@ -310,7 +310,7 @@ def _one_line(excinfo) -> str:
     return msg
 
 
-def test_not_onnx_and_truncated_files(tmp_path):
+def test_not_onnx_truncated_and_oversized_files(tmp_path, monkeypatch):
     (tmp_path / "text.onnx").write_text("not a model\n" * 20)
     with pytest.raises(InputError) as e:
         lower_onnx(tmp_path / "text.onnx")
@@ -327,6 +327,10 @@ def test_not_onnx_and_truncated_files(tmp_path):
     assert "cut.onnx" in _one_line(e)
     with pytest.raises(InputError, match="not found"):
         lower_onnx(tmp_path / "absent.onnx")
+    monkeypatch.setattr("perfsim.onnx_import.MAX_FILE_BYTES", 100)  # the real limit, 2 GiB, is protobuf's
+    with pytest.raises(InputError, match="an ONNX model file is at most 2 GiB") as e:
+        lower_onnx(tmp_path / "text.onnx")
+    _one_line(e)
 
 
 def test_unsupported_ops_listed_in_one_error(tmp_path):
