@@ -282,7 +282,9 @@ def _build(source: ModelSource, options: ModelOptions) -> Graph:
             from .onnx_import import lower_onnx
             return lower_onnx(source.path, options.input_shape, name=source.label)
         make, default_shape = _FACTORIES[source.kind](source, options)
-        module = _built_module(make, source)
+        # a zoo model at its own classes is known small; any other model is counted on meta first
+        module = _built_module(make, source, count_first=source.kind is not SourceKind.ZOO
+                               or options.num_classes is not None)
         shape = _scaled(options.input_shape or default_shape(module), options.resolution)
         check_input_shape(shape)
         return _lowering()(module, shape, name=source.label)
@@ -298,16 +300,18 @@ def _param_count(module: Any, label: str) -> int:
     return n
 
 
-def _built_module(make: Callable[[], Any], source: ModelSource):
+def _built_module(make: Callable[[], Any], source: ModelSource, *, count_first: bool):
     """Build on the meta device first (no memory) to refuse an oversized model, then for real.
     A factory that cannot build on meta (e.g. ``.item()`` on a tensor) is counted after the real build."""
     import torch
     label = str(source)
-    try:
-        with torch.device("meta"):
-            meta = make()
-    except Exception:
-        meta = None
+    meta = None
+    if count_first:
+        try:
+            with torch.device("meta"):
+                meta = make()
+        except Exception:
+            meta = None
     if meta is not None:
         _param_count(meta, label)
         del meta
