@@ -186,12 +186,12 @@ def _print_paper(d: dict) -> None:
 
 
 @cli.command("clc-groups", context_settings=CONTEXT)
-@click.argument("m", type=int)
-@click.argument("l", type=int)
-@click.argument("n", type=int)
+@click.argument("m", type=int, metavar="M")
+@click.argument("mid", type=int, metavar="L")
+@click.argument("n", type=int, metavar="N")
 @click.option("--kernel-area", type=int, default=9, show_default=True, help="A: spatial area of the IGC kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def clc_groups_cmd(m, l, n, kernel_area, as_json):
+def clc_groups_cmd(m, mid, n, kernel_area, as_json):
     """clcNet's group minimiser (paper Eq. 2): the (g1, g2) minimising
     C = A*L*M/g1 + N*L/g2 under the full-channel-receptive-field rule g1*g2 <= L.
 
@@ -199,15 +199,15 @@ def clc_groups_cmd(m, l, n, kernel_area, as_json):
     """
     from .clc import clc_groups
 
-    for label, v in (("M", m), ("L", l), ("N", n), ("--kernel-area", kernel_area)):
+    for label, v in (("M", m), ("L", mid), ("N", n), ("--kernel-area", kernel_area)):
         if v <= 0:
             raise InputError(f"{label} must be positive, got {v}")
-    res = clc_groups(m, l, n, kernel_area=kernel_area)
+    res = clc_groups(m, mid, n, kernel_area=kernel_area)
     if as_json:
-        click.echo(json.dumps({"M": m, "L": l, "N": n, "kernel_area": kernel_area, "g1": res.g1, "g2": res.g2,
+        click.echo(json.dumps({"M": m, "L": mid, "N": n, "kernel_area": kernel_area, "g1": res.g1, "g2": res.g2,
                                "cost": res.cost}))
         return
-    click.echo(f"M={m} L={l} N={n} A={kernel_area}: g1={res.g1} g2={res.g2} cost={res.cost:g}")
+    click.echo(f"M={m} L={mid} N={n} A={kernel_area}: g1={res.g1} g2={res.g2} cost={res.cost:g}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -741,13 +741,13 @@ def test_a_cached_run_does_not_import_torch(tmp_path):
 @pytest.mark.parametrize("row", __import__("perfsim.clc", fromlist=["TABLE1"]).TABLE1)
 def test_clc_groups_command_reproduces_table1(capsys, row):
     """`perfsim clc-groups M L N --json` gives the paper's Table 1 (g1, g2) for A = 9."""
-    m, l, n, g1, g2 = row
-    rc, out, err = cli_run(capsys, "clc-groups", str(m), str(l), str(n), "--json")
+    m, mid, n, g1, g2 = row
+    rc, out, err = cli_run(capsys, "clc-groups", str(m), str(mid), str(n), "--json")
     assert rc == 0, err
     got = json.loads(out)
     assert (got["g1"], got["g2"]) == (g1, g2)
-    assert got["cost"] == 9 * l * m // g1 + n * l // g2
-    rc, out, _ = cli_run(capsys, "clc-groups", str(m), str(l), str(n))
+    assert got["cost"] == 9 * mid * m // g1 + n * mid // g2
+    rc, out, _ = cli_run(capsys, "clc-groups", str(m), str(mid), str(n))
     assert rc == 0 and f"g1={g1} g2={g2}" in out
 
 
