@@ -348,13 +348,21 @@ def _import_file(source: ModelSource) -> ModuleType:
     return module
 
 
+def _library(name: str) -> ModuleType:
+    """torchvision or timm; failing to import it depends on the environment: never cached."""
+    from . import thirdparty
+    try:
+        return thirdparty.import_torchvision() if name == "torchvision" else thirdparty.import_timm()
+    except InputError as e:
+        raise UserCodeError(str(e)) from None
+
+
 def _classes(options: ModelOptions) -> dict[str, int]:
     return {} if options.num_classes is None else {"num_classes": options.num_classes}
 
 
 def _torchvision_factory(source: ModelSource, options: ModelOptions):
-    from .thirdparty import import_torchvision
-    tv = import_torchvision()
+    tv = _library("torchvision")
     if source.name not in tv.models.list_models(module=tv.models):
         raise InputError(f"unknown torchvision classification model {_show(source.name)} "
                          "(see: perfsim models --source torchvision)")
@@ -373,8 +381,7 @@ def _torchvision_factory(source: ModelSource, options: ModelOptions):
 
 
 def _timm_factory(source: ModelSource, options: ModelOptions):
-    from .thirdparty import import_timm
-    timm = import_timm()
+    timm = _library("timm")
     if not timm.is_model(source.name):
         raise InputError(f"unknown timm model {_show(source.name)} (see: perfsim models --source timm)")
     kwargs = _classes(options)

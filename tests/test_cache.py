@@ -448,3 +448,12 @@ def test_a_failing_user_factory_is_not_cached(tmp_path):
         done = run_cli(args, tmp_path, env)
         assert done.returncode == 2 and "weights.bin" in done.stderr and done.stderr.split()[-1] == "TORCH"
     assert not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_a_library_that_fails_to_import_is_not_cached(cache_folder, monkeypatch):
+    """Metadata says timm is there but importing it fails: fixed by installing, so never stored."""
+    from perfsim.errors import InputError
+    monkeypatch.setitem(sys.modules, "timm", None)
+    with pytest.raises(InputError, match=r"perfsim\[timm\]"):
+        load_graph("timm:resnet10t", ModelOptions(resolution=0.25))
+    assert not cache_folder.exists() or not entries(cache_folder)
