@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import InputError
-from .sources import LoweredModel, ModelOptions, load_graph
+from .sources import LoweredModel, ModelOptions, ModelSource, load_graph
 
 
 def simulator():
@@ -44,13 +44,14 @@ def run_model(model: str, *, profile: str = "edge_1mb", overrides: Sequence[str]
               use_cache: bool = True) -> RunOutcome:
     """Lower ``model`` (or take it from the cache), simulate it on ``profile`` with ``overrides``
     (``field=value`` strings) and write the report folder (``out`` or reports/<model>/<profile>/)."""
-    from .profile import load_profile, parse_override
-
     if batch < 1:
         raise InputError(f"--batch must be a positive integer, got {batch}")
+    source = ModelSource.parse(model)
+    source.check(options)  # bad model options fail before the profile is read (and before torch)
+    from .profile import load_profile, parse_override
     pairs = [parse_override(o) for o in overrides]
     hw = load_profile(profile, **dict(pairs))
-    lowered = load_graph(model, options, use_cache=use_cache)
+    lowered = load_graph(source, options, use_cache=use_cache)
     result = simulator()(lowered.graph, hw, batch=batch, model=lowered.graph.name)
 
     from .report import write_report
