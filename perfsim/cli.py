@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from pathlib import Path
 
 import click
 
 from .errors import InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _safe(text: str) -> str:
-    """A path component from a model or profile name: never empty, hidden, '.' or '..'."""
-    s = re.sub(r"[^A-Za-z0-9._=+-]+", "_", text)
-    return "_" + s[1:] if s.startswith(".") else (s or "_")
 
 
 def _one_line(text: object) -> str:
@@ -60,69 +52,45 @@ def cli() -> None:
 @click.option("--no-cache", is_flag=True, help="Lower the model again instead of using the graph cache.")
 def run(model, profile_name, overrides, out, batch, width, resolution, num_classes, input_shape, as_json,
         no_plots, no_cache):
-    """Simulate MODEL (a registry name, or path/to/file.py:factory) on a hardware profile.
+    """Simulate MODEL on a hardware profile. MODEL is a zoo name (see `perfsim models`),
+    path/to/file.py:factory, torchvision:NAME, timm:NAME or file.onnx.
 
     Prints a per-layer table and totals, and writes layers.csv, summary.json and
     plots under reports/<model>/<profile>/ (or --out).
     """
-    from .pipeline import ModelRequest, graph_for, parse_shape
-    from .profile import load_profile, parse_override
+    from .runner import run_model
+    from .sources import ModelOptions, parse_shape
 
-    if batch < 1:
-        raise InputError(f"--batch must be a positive integer, got {batch}")
-    pairs = [parse_override(o) for o in overrides]
-    profile = load_profile(profile_name, **dict(pairs))
-    shape = parse_shape(input_shape) if input_shape else None
-    req = ModelRequest(model, num_classes=num_classes, width=width, resolution=resolution, input_shape=shape)
-    graph, _info = graph_for(req, use_cache=not no_cache)
+    options = ModelOptions(num_classes=num_classes, width=width, resolution=resolution,
+                           input_shape=parse_shape(input_shape) if input_shape is not None else None)
+    done = run_model(model, profile=profile_name, overrides=overrides, out=out, batch=batch, options=options,
+                     plots=not no_plots, use_cache=not no_cache)
 
-    from .report import format_table, format_totals, summary_json, write_report
-    from .simulate import simulate
-
-    result = simulate(graph, profile, batch=batch, model=graph.name)
-    if out is None:
-        model_part = graph.name + (f"_w{width:g}" if width and width != 1 else "") \
-            + (f"_r{resolution:g}" if resolution != 1 else "") + (f"_c{num_classes}" if num_classes else "")
-        profile_part = profile.name + "".join(f"+{k}={v}" for k, v in pairs) + (f"_b{batch}" if batch > 1 else "")
-        out = Path("reports") / _safe(model_part) / _safe(profile_part)
-    out = Path(out)
-    try:
-        folder = write_report(result, out, plots=not no_plots)
-    except OSError as e:
-        raise InputError(f"cannot write the report to {out}/: {e.strerror or e}") from None
+    from .report import format_table, format_totals, summary_json
     if as_json:
-        click.echo(summary_json(result), nl=False)
+        click.echo(summary_json(done.result), nl=False)
         return
-    click.echo(format_table(result))
+    click.echo(format_table(done.result))
     click.echo("")
-    click.echo(format_totals(result))
-    click.echo(f"report           {folder}/")
+    click.echo(format_totals(done.result))
+    click.echo(f"report           {done.folder}/")
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--source", "source", type=click.Choice(["zoo", "torchvision", "timm"]), default="zoo",
+              show_default=True, help="Which models: the zoo (with sizes), or torchvision's / timm's names.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--no-cache", is_flag=True, help="Lower every model again instead of using the graph cache.")
-def models(as_json, no_cache):
-    """List the model zoo: input shape, classes, params, MACs and source."""
-    import importlib.util
+def models(source, as_json, no_cache):
+    """List the models perfsim can run: the zoo (input shape, classes, params, MACs and source),
+    or the names of torchvision's / timm's classification models (run as torchvision:NAME, timm:NAME)."""
+    from .sources import list_names, zoo_catalog
 
-    from . import zoo
-    from .pipeline import ModelRequest, graph_for
-
-    rows = []
-    missing = []
-    for spec in zoo.specs():
-        if importlib.util.find_spec(spec.module_name) is None:
-            missing.append(spec.name)
-            continue
-        graph, _ = graph_for(ModelRequest(spec.name), use_cache=not no_cache)
-        row = {"name": spec.name, "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-               "params": sum(l.params for l in graph.layers), "macs": graph.macs,
-               "layers": len(graph.layers), "source": spec.source, "description": spec.description}
-        if spec.count_convention == "condensenet":  # the paper counts differently: report both, named
-            from .conventions import condensenet_flops
-            row["flops_condensenet_convention"] = condensenet_flops(graph)
-        rows.append(row)
+    if source != "zoo":
+        names = list_names(source)
+        click.echo(json.dumps(names, indent=2) if as_json else "\n".join(names))
+        return
+    rows, missing = zoo_catalog(use_cache=not no_cache)
     if missing:
         click.echo(f"perfsim: note: not installed, skipped: {', '.join(missing)}", err=True)
     if as_json:
@@ -159,112 +127,6 @@ def profiles(as_json):
             click.echo(f"{'':14} {p.description}")
 
 
-def _paper_mobilenet(use_cache: bool = True) -> dict:
-    """Seed paper 001 against perfsim: the facts ``perfsim paper mobilenet`` prints, as data."""
-    from .papers import mobilenet_cifar as pm
-    from .pipeline import ModelRequest, graph_for
-    from .profile import load_profile
-    from .simulate import simulate
-
-    graph, _ = graph_for(ModelRequest("mobilenet"), use_cache=use_cache)
-    base = load_profile("edge_1mb")
-    live = simulate(graph, base, model="mobilenet")
-    replay = simulate(graph, load_profile(base, memory_policy="paper"), model="mobilenet")
-    replay_1bit = simulate(graph, load_profile(base, memory_policy="paper", weight_bits=1, bias_bits=1),
-                           model="mobilenet")
-    conv = [i for i, r in enumerate(live.rows) if r.unit == "matrix" and r.kernel]
-    n_rows = len(pm.TABLE4)
-    if len(conv) != n_rows or conv != list(range(n_rows)):
-        raise RuntimeError(f"the mobilenet registry model has {len(conv)} conv layers ahead of its head; "
-                           f"the paper's tables have {n_rows}")
-
-    # (a) Table 4's compute column against 2 MACs / matrix_flops
-    compute = pm.compare_compute([live.rows[i].t_matrix_s for i in conv])
-    for c, i in zip(compute, conv):
-        c["layer"] = live.rows[i].layer
-    differ = [c["row"] for c in compute if not c["match"]]
-    unexplained = [c["row"] for c in compute if c["note"] == "unexplained"]
-
-    # (b) the Table 3 accounting replayed with true shapes and the profile's bits
-    def first_flush(result) -> int | None:
-        return next((k + 1 for k, i in enumerate(conv) if result.rows[i].plan == "paper-flush"), None)
-
-    flush = first_flush(replay)
-    flush_1bit = first_flush(replay_1bit)
-    paper_sum = sum(t[2] for t in pm.TABLE4)
-    gap = pm.TABLE4_PRINTED_TOTAL_S - paper_sum
-    gap_row = min(range(n_rows), key=lambda k: abs(pm.TABLE4[k][2] - gap)) + 1
-    gap_is_row = abs(pm.TABLE4[gap_row - 1][2] - gap) <= 1e-3 * abs(gap)
-    paper_mem = [t[2] / 8 for t in pm.TABLE3]  # bits -> bytes
-    paper_flush = pm.TABLE3_FIRST_FLUSH_ROW
-    replay_out = {
-        "profile": replay.profile.name + "+memory_policy=paper",
-        "sram_bytes": base.sram_bytes,
-        "weight_bits": base.weight_bits,
-        "bias_bits": base.bias_bits,
-        "first_flush_row": flush,
-        "first_flush_layer": live.rows[conv[flush - 1]].layer if flush else None,
-        "first_flush_total_bytes": replay.rows[conv[flush - 1]].sram_used_bytes if flush else None,
-        "paper_first_flush_row": paper_flush,
-        "paper_first_flush_total_bytes": paper_mem[paper_flush - 1],
-        "paper_total_before_flush_bytes": paper_mem[paper_flush - 2],
-        "first_flush_row_1bit_weights": flush_1bit,
-        "peak_total_1bit_weights_bytes": max(replay_1bit.rows[i].sram_used_bytes for i in conv),
-        "conv_latency_s": sum(replay.rows[i].t_total_s for i in conv),
-        "latency_s": replay.latency_s,
-        "paper_printed_total_s": pm.TABLE4_PRINTED_TOTAL_S,
-        "paper_rows_sum_s": paper_sum,
-        "paper_total_gap_s": gap,
-        "paper_total_gap_row": gap_row if gap_is_row else None,
-    }
-
-    # (c) the known differences, each with the numbers that show it
-    true_out_bits = [live.rows[i].out_bytes * 8 for i in conv]  # 8-bit activations, as the paper's
-    shape_rows = [k + 1 for k in range(n_rows) if pm.TABLE3[k][1] != true_out_bits[k]]
-    weights = [graph.layers[i].weight_elems for i in conv]  # Co * Ci/groups * Kh * Kw
-    moved_rows = [k + 1 for k in range(1, n_rows) if k + 1 != paper_flush and pm.TABLE3[k][3] != 2 * weights[k]]
-    diffs = [
-        f"Table 4's compute time is 2*MACs / {base.matrix_flops / 1e12:g} TFLOPS: {n_rows - len(differ)} of "
-        f"{n_rows} rows agree to 4 significant figures; rows {', '.join(map(str, differ)) or 'none'} "
-        "(the stride-2 depthwise layers) were costed at the layer's input size, 4x the true MACs"
-        + (f"; unexplained: rows {', '.join(map(str, unexplained))}" if unexplained else ""),
-        "Table 3 counts each weight as 1 bit (data moved = 2 x weights, in and out); the replay stores "
-        f"weights at {base.weight_bits} bits and folded-BN biases at {base.bias_bits} bits, so its running "
-        f"total passes {base.sram_bytes:,} B at row {flush}, not row {paper_flush}",
-        "with 1-bit weights and true shapes the running total peaks at "
-        f"{replay_out['peak_total_1bit_weights_bytes']:,} B and "
-        + ("never flushes" if flush_1bit is None else f"first flushes at row {flush_1bit}")
-        + f": the paper's row-{paper_flush} flush comes from its size errors: rows "
-        + ", ".join(f"{k} ({pm.TABLE3[k - 1][1]:,} output bits, true {true_out_bits[k - 1]:,})"
-                    for k in shape_rows),
-        "Table 3 moves 2 x weights (1 bit each) except at rows "
-        + ", ".join(f"{k} ({pm.TABLE3[k - 1][3]:,} bits = 2 x {pm.TABLE3[k - 1][3] // 2:,} weights; "
-                    f"the layer has {weights[k - 1]:,})" for k in moved_rows)
-        + ": row 5 is costed as a 64->128 layer, row 9 moves 64x128 weights for a 128->128 layer",
-        f"the flush at row {paper_flush} means a 10^6-byte limit: its running total is "
-        f"{paper_mem[paper_flush - 2]:,.0f} B at row {paper_flush - 1} and {paper_mem[paper_flush - 1]:,.0f} B at "
-        f"row {paper_flush}, below 1 MiB ({2**20:,} B); edge_1mb's sram_bytes is {base.sram_bytes:,} B",
-        "after a flush nothing is read back, the network output is never written, and the pool and FC "
-        "layers are not in the tables; the replay keeps these rules, the liveness policy does not "
-        f"(edge_1mb, liveness: {live.latency_s:.6g} s, peak SRAM {live.summary['peak_sram_bytes']:,} B, "
-        f"{live.summary['spill_bytes']:,} B spilled)",
-        f"Table 4's printed total {pm.TABLE4_PRINTED_TOTAL_S:.9f} s is not the sum of its rows "
-        f"({paper_sum:.9f} s): the difference, {gap:.6g} s, "
-        + (f"equals row {gap_row}'s time" if gap_is_row else "matches no single row"),
-    ]
-    return {
-        "model": "mobilenet",
-        "paper": "seed paper 001: MobileNet on CIFAR-10, Section 5, Tables 3 and 4",
-        "profile": base.resolved(),
-        "compute": {"rows": compute, "matching_rows": n_rows - len(differ), "differing_rows": differ,
-                    "unexplained_rows": unexplained},
-        "replay": replay_out,
-        "liveness": {"latency_s": live.latency_s, "conv_latency_s": sum(live.rows[i].t_total_s for i in conv),
-                     "peak_sram_bytes": live.summary["peak_sram_bytes"]},
-        "differences": diffs,
-    }
-
-
 @cli.command(context_settings=CONTEXT)
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
@@ -280,10 +142,15 @@ def paper(model, as_json, no_cache):
     if model != "mobilenet":
         raise InputError(f"perfsim paper supports only 'mobilenet' (seed paper 001's Tables 3 and 4), "
                          f"not {model!r}")
-    d = _paper_mobilenet(use_cache=not no_cache)
+    from .papers.mobilenet_analysis import analyse
+    d = analyse(use_cache=not no_cache)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
+    _print_paper(d)
+
+
+def _print_paper(d: dict) -> None:
     from .units import format_bytes, format_seconds
 
     c, r = d["compute"], d["replay"]
@@ -319,12 +186,12 @@ def paper(model, as_json, no_cache):
 
 
 @cli.command("clc-groups", context_settings=CONTEXT)
-@click.argument("m", type=int)
-@click.argument("l", type=int)
-@click.argument("n", type=int)
+@click.argument("m", type=int, metavar="M")
+@click.argument("mid", type=int, metavar="L")
+@click.argument("n", type=int, metavar="N")
 @click.option("--kernel-area", type=int, default=9, show_default=True, help="A: spatial area of the IGC kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def clc_groups_cmd(m, l, n, kernel_area, as_json):
+def clc_groups_cmd(m, mid, n, kernel_area, as_json):
     """clcNet's group minimiser (paper Eq. 2): the (g1, g2) minimising
     C = A*L*M/g1 + N*L/g2 under the full-channel-receptive-field rule g1*g2 <= L.
 
@@ -332,15 +199,15 @@ def clc_groups_cmd(m, l, n, kernel_area, as_json):
     """
     from .clc import clc_groups
 
-    for label, v in (("M", m), ("L", l), ("N", n), ("--kernel-area", kernel_area)):
+    for label, v in (("M", m), ("L", mid), ("N", n), ("--kernel-area", kernel_area)):
         if v <= 0:
             raise InputError(f"{label} must be positive, got {v}")
-    res = clc_groups(m, l, n, kernel_area=kernel_area)
+    res = clc_groups(m, mid, n, kernel_area=kernel_area)
     if as_json:
-        click.echo(json.dumps({"M": m, "L": l, "N": n, "kernel_area": kernel_area, "g1": res.g1, "g2": res.g2,
+        click.echo(json.dumps({"M": m, "L": mid, "N": n, "kernel_area": kernel_area, "g1": res.g1, "g2": res.g2,
                                "cost": res.cost}))
         return
-    click.echo(f"M={m} L={l} N={n} A={kernel_area}: g1={res.g1} g2={res.g2} cost={res.cost:g}")
+    click.echo(f"M={m} L={mid} N={n} A={kernel_area}: g1={res.g1} g2={res.g2} cost={res.cost:g}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,8 @@ folder of the repository), which does.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import InputError
@@ -67,13 +64,6 @@ class ModelSpec:
         c, h, w = self.input_shape
         return (c, max(1, round(h * resolution)), max(1, round(w * resolution)))
 
-    def source_digest(self) -> str:
-        """Hash of the model's source file: part of the lowered-graph cache key."""
-        spec = importlib.util.find_spec(self.module_name)
-        if spec is None or spec.origin is None:
-            return "missing"
-        return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]
-
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -89,8 +79,10 @@ def get(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:75] + "...'"
         raise InputError(
-            f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}"
+            f"unknown model {shown}; known models: {', '.join(sorted(_REGISTRY))} "
+            "(or path/to/file.py:factory, torchvision:NAME, timm:NAME, file.onnx)"
         ) from None
 
 

@@ -76,6 +76,11 @@ def with_gelu():
 
 def with_sigmoid():
     return Sig()
+
+
+def leaves():
+    import sys
+    sys.exit(4)
 '''
 
 
@@ -369,6 +374,14 @@ BAD = {
     "missing model": (["run"], ["MODEL"]),
     "unknown command": (["frobnicate"], ["frobnicate"]),
     "bad input shape": (["run", "mobilenet", "--input-shape", "3x0x28"], ["--input-shape"]),
+    "empty input shape": (["run", "mobilenet", "--input-shape", ""], ["--input-shape"]),
+    "huge input shape": (["run", "mobilenet", "--input-shape", "3x40000x40000"], ["elements"]),
+    "huge classes": (["run", "mobilenet", "--classes", "1000000000"], ["--classes"]),
+    "file model without a factory": (["run", "nets.py"], ["factory"]),
+    "unknown source prefix": (["run", "keras:resnet"], ["keras", "torchvision:NAME"]),
+    "width on torchvision": (["run", "torchvision:resnet18", "--width", "0.5"], ["--width"]),
+    "unknown models source": (["models", "--source", "keras"], ["--source"]),
+    "factory that exits": (["run", "nets.py:leaves", "--input-shape", "3x16x16"], ["sys.exit(4)"]),
     "unsupported module": (["run", "nets.py:with_gelu", "--input-shape", "3x16x16"], ["GELU"]),
     "unsupported function": (["run", "nets.py:with_sigmoid", "--input-shape", "3x16x16"], ["sigmoid"]),
     "file model without shape": (["run", "nets.py:small"], ["--input-shape"]),
@@ -659,6 +672,22 @@ def test_paper_text(capsys):
         assert fact in diffs, fact
 
 
+def test_paper_finds_conv_rows_by_kind_not_by_kernel_text():
+    """Table rows are the layers whose kind is CONV: a kernel-carrying pool ahead of them is refused."""
+    from dataclasses import replace
+
+    from perfsim.graph import OpKind
+    from perfsim.papers.mobilenet_analysis import conv_rows
+    from perfsim.sources import load_graph
+    graph = load_graph("mobilenet").graph
+    assert conv_rows(graph) == list(range(27))
+    assert [layer.kind for layer in graph.layers[27:]] != [OpKind.CONV] * (len(graph.layers) - 27)
+    pool_first = replace(graph, layers=(replace(graph.layers[0], kind=OpKind.MAXPOOL),) + graph.layers[1:])
+    assert pool_first.layers[0].kernel == (3, 3)  # the same kernel text: only the kind tells them apart
+    with pytest.raises(RuntimeError, match="27"):
+        conv_rows(pool_first)
+
+
 def test_paper_needs_a_model(capsys):
     rc, out, err = cli_run(capsys, "paper")
     assert_input_error(rc, out, err, "MODEL")
@@ -712,13 +741,13 @@ def test_a_cached_run_does_not_import_torch(tmp_path):
 @pytest.mark.parametrize("row", __import__("perfsim.clc", fromlist=["TABLE1"]).TABLE1)
 def test_clc_groups_command_reproduces_table1(capsys, row):
     """`perfsim clc-groups M L N --json` gives the paper's Table 1 (g1, g2) for A = 9."""
-    m, l, n, g1, g2 = row
-    rc, out, err = cli_run(capsys, "clc-groups", str(m), str(l), str(n), "--json")
+    m, mid, n, g1, g2 = row
+    rc, out, err = cli_run(capsys, "clc-groups", str(m), str(mid), str(n), "--json")
     assert rc == 0, err
     got = json.loads(out)
     assert (got["g1"], got["g2"]) == (g1, g2)
-    assert got["cost"] == 9 * l * m // g1 + n * l // g2
-    rc, out, _ = cli_run(capsys, "clc-groups", str(m), str(l), str(n))
+    assert got["cost"] == 9 * mid * m // g1 + n * mid // g2
+    rc, out, _ = cli_run(capsys, "clc-groups", str(m), str(mid), str(n))
     assert rc == 0 and f"g1={g1} g2={g2}" in out
 
 
