@@ -77,7 +77,7 @@ def run(model, profile_name, overrides, out, batch, width, resolution, num_class
     graph, _info = graph_for(req, use_cache=not no_cache)
 
     from .report import format_table, format_totals, summary_json, write_report
-    from .simulate import simulate
+    from .simulator import simulate
 
     result = simulate(graph, profile, batch=batch, model=graph.name)
     if out is None:
@@ -164,7 +164,7 @@ def _paper_mobilenet(use_cache: bool = True) -> dict:
     from .papers import mobilenet_cifar as pm
     from .pipeline import ModelRequest, graph_for
     from .profile import load_profile
-    from .simulate import simulate
+    from .simulator import simulate
 
     graph, _ = graph_for(ModelRequest("mobilenet"), use_cache=use_cache)
     base = load_profile("edge_1mb")

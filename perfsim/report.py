@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError
-from .simulate import COLUMNS, SimResult
+from .results import COLUMNS, SimResult
 from .units import format_bytes, format_count, format_seconds
 
 PLOTS = ("time_per_layer.png", "sram_occupancy.png", "dram_traffic.png", "roofline.png")

@@ -22,11 +22,14 @@ for transfers and let traffic rise with SRAM, breaking SPEC's invariant.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from bisect import bisect_right
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from .graph import Layer, OpKind, Unit
+from .results import Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +46,42 @@ class TileGeometry:
     pad_rows: int = 0  # top padding: output row y reads input rows from y*stride - pad_rows
 
 
+def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> TileGeometry:
+    """How a layer's tensors split into row bands and channel blocks (the memory plan's hand-off)."""
+    ins, outs = layer.in_shape, layer.out_shape
+    if len(outs) == 4:
+        co, ho = outs[1], outs[2]
+    else:  # linear / flattened: channels are the features, one "row"
+        co, ho = (outs[-1] if outs else 1), 1
+    hi = ins[2] if len(ins) == 4 else 1  # input rows
+    kh, sh, groups = _window(layer, hi, co)
+    pad = layer.padding[0] if (layer.padding and len(ins) == 4 and kh > 1) else 0
+    return TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
+                        in_rows=hi, out_channels=co, out_rows=ho,
+                        kernel_rows=kh, stride_rows=sh, groups=groups, pad_rows=pad)
+
+
+def _window(layer: Layer, in_rows: int, out_channels: int) -> tuple[int, int, int]:
+    """(input rows one output row reads, row stride, channel groups) of a layer."""
+    matrix = layer.unit is Unit.MATRIX
+    spatial = len(layer.in_shape) == 4
+    if matrix and not spatial:  # linear: one row, every output reads every input
+        return 1, 1, 1
+    if matrix and layer.kernel is not None:  # conv: dilation widens the rows read
+        dil = layer.dilation[0] if layer.dilation else 1
+        return dil * (layer.kernel[0] - 1) + 1, layer.stride[0], layer.groups
+    if layer.kernel is not None and spatial:  # pooling: channelwise
+        if layer.kind is OpKind.GLOBAL_AVGPOOL:
+            return in_rows, 1, out_channels
+        kh = layer.kernel[0]
+        return kh, (layer.stride[0] if layer.stride else kh), out_channels
+    # elementwise, add, softmax: no halo
+    return 1, 1, (1 if matrix else out_channels)
+
+
 @dataclass(frozen=True, slots=True)
 class TileChoice:
-    plan: str
+    plan: Plan
     tiles: int
     rows: int  # output rows per band
     channels: int  # output channels per block
@@ -208,7 +244,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
             blocks = int(P.n_cb[0, k])
             transfers = n_missing + blocks
             candidates.append((missing_in_bytes + W, 0, transfers, TileChoice(
-                "keep_in_out", blocks, g.out_rows, int(P.c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
+                Plan.KEEP_IN_OUT, blocks, g.out_rows, int(P.c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
                 transfers, int(I + O + P.w_tile[0, k]), True, True)))
 
     # overwrite: output bands take the place of consumed input rows; everything stays on chip
@@ -219,7 +255,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
             bands = -(-g.out_rows // rows)
             transfers = n_missing + (1 if W else 0)
             candidates.append((missing_in_bytes + W, 0, transfers, TileChoice(
-                "overwrite", bands, rows, g.out_channels, "row-bands", missing_in_bytes + W, 0, 0, 0, transfers,
+                Plan.OVERWRITE, bands, rows, g.out_channels, "row-bands", missing_in_bytes + W, 0, 0, 0, transfers,
                 int(P.ow_peak[k]), True, True)))
 
     # keep_in: resident inputs; weight blocks and output tiles stream (bytes fixed: fewest tiles wins)
@@ -231,7 +267,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
         transfers = n_missing + (blocks if W else 0) + nt
         read = missing_in_bytes + W
         candidates.append((read + O + rb_bytes, 1, transfers, TileChoice(
-            "keep_in", nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, O, rb_bytes, 0, transfers,
+            Plan.KEEP_IN, nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, O, rb_bytes, 0, transfers,
             int(P.ki_need[ri, ci]), True, False)))
 
     # stream: nothing resident; dirty inputs are written back first
@@ -245,7 +281,7 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
         rd = int(read[ri, ci])
         tr = int(transfers[ri, ci]) + n_dirty
         candidates.append((float(rd + write + rb_bytes), 2, tr, TileChoice(
-            "stream", nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
+            Plan.STREAM, nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
             max(0, rd - (missing_in_bytes + W)), tr, int(need[ri, ci]), False, False)))
 
     if not candidates:

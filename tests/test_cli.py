@@ -464,7 +464,7 @@ def test_a_profile_named_dot_dot_stays_inside_reports(capsys, tmp_path):
 
 
 def test_an_internal_fault_exits_1_in_one_line(capsys, monkeypatch):
-    import perfsim.simulate as sim
+    import perfsim.simulator as sim
 
     def broken(*a, **k):
         raise ZeroDivisionError("oops")
@@ -476,7 +476,7 @@ def test_an_internal_fault_exits_1_in_one_line(capsys, monkeypatch):
 
 
 def test_an_interrupt_exits_130(capsys, monkeypatch):
-    import perfsim.simulate as sim
+    import perfsim.simulator as sim
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

@@ -8,7 +8,8 @@ from perfsim.models.mobilenet import mobilenet_cifar
 from perfsim.papers.mobilenet_cifar import (TABLE3, TABLE3_FIRST_FLUSH_ROW, TABLE4, TABLE4_INPUT_SIZE_ROWS,
                                             TABLE4_PRINTED_TOTAL_S, compare_compute)
 from perfsim.profile import load_profile
-from perfsim.simulate import paper_accounting, simulate
+from perfsim.memory.paper import paper_accounting
+from perfsim.simulator import simulate
 
 
 @pytest.fixture(scope="module")

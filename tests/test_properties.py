@@ -23,7 +23,7 @@ from perfsim import zoo
 from perfsim.errors import DoesNotFitError
 from perfsim.lower import lower
 from perfsim.profile import load_profile
-from perfsim.simulate import simulate
+from perfsim.simulator import simulate
 
 BASE = load_profile("edge_1mb")
 # more examples for a stress run: PERFSIM_PROPERTY_EXAMPLES=2000 pytest tests/test_properties.py

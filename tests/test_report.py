@@ -11,7 +11,7 @@ from perfsim.errors import InputError
 from perfsim.lower import lower
 from perfsim.profile import load_profile
 from perfsim.report import REPORT_FILES, write_report
-from perfsim.simulate import simulate
+from perfsim.simulator import simulate
 
 
 @pytest.fixture(scope="module")

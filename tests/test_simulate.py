@@ -8,7 +8,8 @@ from torch import nn
 from perfsim.errors import DoesNotFitError
 from perfsim.lower import lower
 from perfsim.profile import load_profile
-from perfsim.simulate import COLUMNS, simulate
+from perfsim.results import COLUMNS
+from perfsim.simulator import simulate
 
 
 def profile(**kw):
@@ -238,7 +239,7 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
         "import json, sys\n"
         "from perfsim.graph import Graph\n"
         "from perfsim.profile import load_profile\n"
-        "from perfsim.simulate import simulate\n"
+        "from perfsim.simulator import simulate\n"
         "from perfsim.report import write_report\n"
         f"g = Graph.from_dict(json.load(open({str(path)!r})))\n"
         "r = simulate(g, load_profile('edge_1mb'))\n"
