@@ -80,7 +80,7 @@ def test_paper_accounting_reproduces_table3_from_its_own_sizes():
 
 
 def test_table3_known_inconsistencies(graph):
-    true_out_bits = [l.out_shape[1] * l.out_shape[2] * l.out_shape[3] * 8 for l in graph.layers[:27]]
+    true_out_bits = [la.out_shape[1] * la.out_shape[2] * la.out_shape[3] * 8 for la in graph.layers[:27]]
     paper_out_bits = [r[1] for r in TABLE3]
     differ = [i + 1 for i, (a, b) in enumerate(zip(true_out_bits, paper_out_bits)) if a != b]
     # rows 4 and 24 keep the input size; row 5 prints 200,704 for a 14x14x64 output (100,352);
