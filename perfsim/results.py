@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import Enum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .graph import OpKind, Unit
 
@@ -75,9 +75,13 @@ class Traffic:
     plan: Plan
 
 
-@dataclass(frozen=True, slots=True)
-class LayerResult:
-    """One report row (``COLUMNS``), plus ``kind``: the row's main op kind, to decide by."""
+class LayerResult(NamedTuple):
+    """One report row (``COLUMNS``), plus ``kind``: the row's main op kind, to decide by.
+
+    A named tuple rather than a frozen dataclass: both are immutable records with named
+    fields, but a frozen dataclass's ``__init__`` sets its 29 fields one ``object.__setattr__``
+    at a time, which was half of ``simulate``'s time (benchmarks/test_bench.py).
+    """
 
     layer: str
     op: str  # the row's label (conv_dw, batchnorm+relu, ...): for people, not for decisions
@@ -111,11 +115,11 @@ class LayerResult:
 
     def as_tuple(self) -> tuple:
         """The row's cells in ``COLUMNS`` order, as plain values (enums become their text)."""
-        return tuple(_cell(getattr(self, c)) for c in COLUMNS)
+        return tuple(v.value if isinstance(v, Enum) else v for v in self[:_N_COLUMNS])
 
 
-def _cell(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
+_N_COLUMNS = len(COLUMNS)
+assert LayerResult._fields[:_N_COLUMNS] == COLUMNS, "LayerResult's fields start with COLUMNS, in order"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,14 @@ It runs the stages in order and owns none of their rules:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .errors import InputError
 from .graph import Graph, Layer
 from .memory import plan_memory, tensor_bytes
 from .results import Bound, BoundCounts, LayerResult, SimResult, Summary, Traffic
-from .timing import efficiencies, layer_times
+from .timing import efficiencies, efficiency_table, layer_times
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
@@ -32,7 +33,9 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]  # the deployable model
     plan = plan_memory(graph, p, sizes, wbytes, stored)
-    rows = tuple(_row(layer, tr, w, sizes, p, batch) for layer, tr, w in zip(graph.layers, plan.traffic, wbytes))
+    table = efficiency_table(p)
+    rows = tuple(_row(layer, tr, w, sizes, p, batch, table)
+                 for layer, tr, w in zip(graph.layers, plan.traffic, wbytes))
     notes = list(plan.notes)
     unused = graph.params - sum(r.params for r in rows)
     if unused:
@@ -42,11 +45,11 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     return SimResult(rows=rows, totals=totals)
 
 
-def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: HardwareProfile,
-         batch: int) -> LayerResult:
+def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: HardwareProfile, batch: int,
+         efficiency: Mapping[str, float]) -> LayerResult:
     macs = layer.macs * batch
     vops = layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch
-    matrix_eff, vector_eff = efficiencies(p, layer.op, layer.unit)
+    matrix_eff, vector_eff = efficiencies(efficiency, layer.op, layer.unit) if efficiency else (1.0, 1.0)
     t = layer_times(p, dram_bytes=tr.read_bytes + tr.write_bytes, transfers=tr.transfers, macs=macs,
                     vector_ops=vops, matrix_efficiency=matrix_eff, vector_efficiency=vector_eff)
     return LayerResult(
@@ -62,10 +65,12 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
     )
 
 
+@lru_cache(maxsize=4096)
 def _shape(s: tuple[int, ...], batch: int) -> str:
     return "x".join(str(d) for d in ((batch,) + tuple(s[1:]))) if s else ""
 
 
+@lru_cache(maxsize=1024)
 def _pair(p: tuple[int, int] | None) -> str:
     return "" if p is None else f"{p[0]}x{p[1]}"
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -224,8 +225,7 @@ def min_sram(g: TileGeometry) -> int:
     return _plans(g, 1).min_sram
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
+class _Call(NamedTuple):
     """What a layer brings to the plan search besides its geometry."""
 
     capacity: int
@@ -236,8 +236,9 @@ class _Call:
     read_back_bytes: int  # what a later reader reads back of an output left in DRAM
 
 
-# A candidate: (DRAM bytes incl. the read-back, rank: keep more first, transfers, choice)
-_Candidate = tuple[float, int, int, TileChoice]
+# A candidate: (DRAM bytes incl. the read-back, rank: keep more first, transfers, TileChoice's
+# fields): only the winner is built.
+_Candidate = tuple[float, int, int, tuple]
 
 
 def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
@@ -255,8 +256,8 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
     feasible = [c for c in candidates if c is not None]
     if not feasible:
         return None
-    feasible.sort(key=lambda x: (x[0], x[1], x[2]))
-    return feasible[0][3]
+    best = min(feasible, key=lambda x: (x[0], x[1], x[2]))  # the first of equals, as a stable sort
+    return TileChoice(*best[3])
 
 
 def _keep_in_out(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | None:
@@ -268,7 +269,7 @@ def _keep_in_out(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | N
     blocks = int(P.n_cb[0, k])
     transfers = call.n_missing + blocks
     read = call.missing_in_bytes + w_b
-    return (read, 0, transfers, TileChoice(
+    return (read, 0, transfers, (
         Plan.KEEP_IN_OUT, blocks, g.out_rows, int(P.c[0, k]), "", read, 0, 0, 0,
         transfers, int(g.in_bytes + g.out_bytes + P.w_tile[0, k]), True, True))
 
@@ -282,7 +283,7 @@ def _overwrite(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | Non
     bands = -(-g.out_rows // rows)
     transfers = call.n_missing + (1 if g.weight_bytes else 0)
     read = call.missing_in_bytes + g.weight_bytes
-    return (read, 0, transfers, TileChoice(
+    return (read, 0, transfers, (
         Plan.OVERWRITE, bands, rows, g.out_channels, "row-bands", read, 0, 0, 0, transfers,
         int(P.ow_peak[k]), True, True))
 
@@ -298,7 +299,7 @@ def _keep_in(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | None:
     transfers = call.n_missing + (blocks if g.weight_bytes else 0) + nt
     read = call.missing_in_bytes + g.weight_bytes
     out_b, rb_bytes = g.out_bytes, call.read_back_bytes
-    return (read + out_b + rb_bytes, 1, transfers, TileChoice(
+    return (read + out_b + rb_bytes, 1, transfers, (
         Plan.KEEP_IN, nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, out_b, rb_bytes, 0, transfers,
         int(P.ki_need[ri, ci]), True, False))
 
@@ -316,7 +317,7 @@ def _stream(g: TileGeometry, P: _PlanArrays, call: _Call) -> list[_Candidate]:
         nt = int(P.n_cb[0, ci] * P.n_rb[ri, 0])
         rd = int(read[ri, ci])
         tr = int(transfers[ri, ci]) + call.n_dirty
-        out.append((float(rd + write + rb_bytes), 2, tr, TileChoice(
+        out.append((float(rd + write + rb_bytes), 2, tr, (
             Plan.STREAM, nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write),
             int(call.dirty_in_bytes + rb_bytes), max(0, rd - (call.missing_in_bytes + g.weight_bytes)), tr,
             int(need[ri, ci]), False, False)))

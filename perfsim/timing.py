@@ -13,8 +13,7 @@ column's values; a missing kind is 1.0). The profile has no such field yet, so
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .graph import Unit
 from .results import Bound
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
     from .profile import HardwareProfile
 
 
-@dataclass(frozen=True, slots=True)
-class LayerTimes:
+class LayerTimes(NamedTuple):
     data_s: float
     matrix_s: float
     vector_s: float
@@ -32,10 +30,14 @@ class LayerTimes:
     bound: Bound
 
 
-def efficiencies(profile: HardwareProfile, op: str, unit: Unit) -> tuple[float, float]:
-    """(matrix, vector) fraction of peak for a row labelled ``op`` running on ``unit``: the
-    profile's ``efficiency[op]`` for the unit that runs the row's op, 1.0 for the other."""
-    table = getattr(profile, "efficiency", None) or {}  # reserved by SPEC, not a profile field yet
+def efficiency_table(profile: HardwareProfile) -> Mapping[str, float]:
+    """The profile's ``efficiency`` by op label: empty until the profile carries the field."""
+    return getattr(profile, "efficiency", None) or {}  # reserved by SPEC, not a profile field yet
+
+
+def efficiencies(table: Mapping[str, float], op: str, unit: Unit) -> tuple[float, float]:
+    """(matrix, vector) fraction of peak for a row labelled ``op`` running on ``unit``:
+    ``table[op]`` for the unit that runs the row's op (1.0 when missing), 1.0 for the other."""
     fraction = table.get(op, 1.0)
     return (fraction, 1.0) if unit is Unit.MATRIX else (1.0, fraction)
 

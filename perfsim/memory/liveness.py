@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ..errors import DoesNotFitError
 from ..graph import Graph, Layer
@@ -47,7 +47,7 @@ class Sram:
         if size is not None:
             self.occupied -= size
 
-    def evict_for(self, needed: int, capacity: int, keep: set[int], now: int) -> tuple[int, int]:
+    def evict_for(self, needed: int, capacity: int, keep: Collection[int], now: int) -> tuple[int, int]:
         """Evict until ``needed`` more bytes fit; returns (spill bytes written, transfers).
 
         Victims: the farthest next use first; ties, a tensor already in DRAM first, then --
@@ -138,7 +138,7 @@ class _Liveness:
         """The whole working set fits: make room, read what is missing; returns the SRAM in use."""
         mem, sizes, ins = self.mem, self.sizes, layer.inputs
         needed = w + sizes[layer.output] + sum(sizes[t] for t in ins if t not in mem.resident)
-        moves.spilled(*mem.evict_for(needed, self.capacity, set(ins), i))
+        moves.spilled(*mem.evict_for(needed, self.capacity, ins, i))
         for t in ins:
             if t not in mem.resident:
                 moves.read += sizes[t]
