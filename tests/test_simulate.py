@@ -214,7 +214,7 @@ def test_these_tests_and_their_graphs_need_no_torch(tmp_path):
         "import sys\n"
         "sys.modules['torch'] = None  # any 'import torch' now fails\n"
         f"sys.path.insert(0, {str(here)!r})\n"
-        "import graphs, test_simulate, test_properties\n"
+        "import graphs, test_simulate, test_properties, test_report\n"
         "from perfsim.profile import load_profile\n"
         "from perfsim.simulator import simulate\n"
         "for g in (graphs.skip_net(), graphs.wide(), graphs.wide(skip=True), graphs.dense_block(),\n"
