@@ -18,7 +18,7 @@ import pytest
 from perfsim.lower import lower
 from perfsim.models.mobilenet import mobilenet_cifar, mobilenet_v1
 from perfsim.profile import load_profile
-from perfsim.simulate import simulate
+from perfsim.simulator import simulate
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,6 @@ def __getattr__(name):  # lazy: keep `import perfsim` torch-free and quick
         from .profile import load_profile
         return load_profile
     if name == "simulate":
-        from .simulate import simulate
+        from .simulator import simulate
         return simulate
     raise AttributeError(name)

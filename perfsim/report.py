@@ -15,13 +15,16 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError
-from .simulate import COLUMNS, SimResult
+from .graph import Unit
+from .results import COLUMNS, Bound, SimResult
 from .units import format_bytes, format_count, format_seconds
 
 PLOTS = ("time_per_layer.png", "sram_occupancy.png", "dram_traffic.png", "roofline.png")
 
-_COLORS = {"data": "#4C72B0", "matrix": "#DD8452", "vector": "#55A868",
+_COLORS = {Bound.DATA: "#4C72B0", Bound.MATRIX: "#DD8452", Bound.VECTOR: "#55A868",
            "read": "#4C72B0", "write": "#C44E52", "spill": "#8172B3"}
+_TERMS = (("t_data_s", "data movement", Bound.DATA), ("t_matrix_s", "matrix unit", Bound.MATRIX),
+          ("t_vector_s", "vector unit", Bound.VECTOR))  # a row's time terms: column, legend, colour
 
 
 def layers_csv(result: SimResult) -> str:
@@ -165,16 +168,16 @@ def plot_time(result: SimResult, path: Path) -> None:
     x = range(len(rows))
     scale, unit = _time_scale(max((r.t_data_s + r.t_matrix_s + r.t_vector_s) for r in rows))
     bottom = [0.0] * len(rows)
-    for term, label in (("t_data_s", "data movement"), ("t_matrix_s", "matrix unit"), ("t_vector_s", "vector unit")):
+    for term, label, bound in _TERMS:
         vals = [getattr(r, term) * scale for r in rows]
-        ax.bar(x, vals, bottom=bottom, width=0.8, label=label, color=_COLORS[term[2:-2]], linewidth=0)
+        ax.bar(x, vals, bottom=bottom, width=0.8, label=label, color=_COLORS[bound], linewidth=0)
         bottom = [b + v for b, v in zip(bottom, vals)]
     if result.profile.overlap:
         ax.plot(list(x), [r.t_total_s * scale for r in rows], "k_", markersize=8,
                 label="layer time (overlap: max of data, compute)")
     ax.set_ylabel(f"time per layer ({unit})")
     ax.set_ylim(0, max(bottom + [1e-30]) * 1.05)
-    _finish(plt, fig, ax, result, f"latency {format_seconds(result.summary['latency_s'])}", path)
+    _finish(plt, fig, ax, result, f"latency {format_seconds(result.totals.latency_s)}", path)
 
 
 def plot_sram(result: SimResult, path: Path) -> None:
@@ -185,20 +188,20 @@ def plot_sram(result: SimResult, path: Path) -> None:
     x = list(range(len(rows)))
     ax.bar(x, [r.sram_used_bytes * scale for r in rows], width=0.8, color="#4C72B0", label="peak SRAM in use")
     ax.axhline(cap * scale, color="k", linestyle="--", linewidth=1.2, label=f"capacity {format_bytes(cap)}")
-    if result.summary["preload_bytes"]:
-        ax.axhline((cap - result.summary["preload_bytes"]) * scale, color="grey", linestyle=":",
+    if result.totals.preload_bytes:
+        ax.axhline((cap - result.totals.preload_bytes) * scale, color="grey", linestyle=":",
                    label="capacity left beside resident weights")
     spills = [i for i, r in enumerate(rows) if r.spill_bytes]
     if spills:
         ax.scatter(spills, [rows[i].sram_used_bytes * scale for i in spills], marker="v", s=50, color="#C44E52",
-                   zorder=3, label=f"spill ({len(spills)} layers, {format_bytes(result.summary['spill_bytes'])})")
+                   zorder=3, label=f"spill ({len(spills)} layers, {format_bytes(result.totals.spill_bytes)})")
     tiled = [i for i, r in enumerate(rows) if r.tiles > 1]
     if tiled:
         ax.scatter(tiled, [cap * scale] * len(tiled), marker="x", s=40, color="#8172B3", zorder=3,
                    label=f"tiled ({len(tiled)} layers)")
     ax.set_ylabel(f"bytes ({unit})")
     ax.set_ylim(0, max(cap, max(r.sram_used_bytes for r in rows)) * scale * 1.05)
-    _finish(plt, fig, ax, result, f"SRAM occupancy, peak {format_bytes(result.summary['peak_sram_bytes'])}", path)
+    _finish(plt, fig, ax, result, f"SRAM occupancy, peak {format_bytes(result.totals.peak_sram_bytes)}", path)
 
 
 def plot_traffic(result: SimResult, path: Path) -> None:
@@ -213,11 +216,11 @@ def plot_traffic(result: SimResult, path: Path) -> None:
     ax.bar(x, writes, bottom=reads, width=0.8, color=_COLORS["write"], label="DRAM write (output)")
     ax.bar(x, spills, bottom=[a + b for a, b in zip(reads, writes)], width=0.8, color=_COLORS["spill"],
            label="DRAM write (spill)")
-    s = result.summary
+    s = result.totals
     ax.set_ylabel(f"bytes ({unit})")
     ax.set_ylim(0, max(1, max(r.dram_read_bytes + r.dram_write_bytes for r in rows)) * scale * 1.05)
-    _finish(plt, fig, ax, result, f"DRAM traffic: read {format_bytes(s['dram_read_bytes'])}, "
-                                  f"written {format_bytes(s['dram_write_bytes'])}", path)
+    _finish(plt, fig, ax, result, f"DRAM traffic: read {format_bytes(s.dram_read_bytes)}, "
+                                  f"written {format_bytes(s.dram_write_bytes)}", path)
 
 
 def plot_roofline(result: SimResult, path: Path) -> None:
@@ -235,7 +238,7 @@ def plot_roofline(result: SimResult, path: Path) -> None:
     fig.subplots_adjust(left=0.1, right=0.98, top=0.86, bottom=0.1)
     pts = []
     for r in result.rows:
-        work = r.flops if r.unit == "matrix" else r.vector_ops
+        work = r.flops if r.unit is Unit.MATRIX else r.vector_ops
         if work == 0 or r.t_total_s == 0:
             continue
         traffic = r.dram_read_bytes + r.dram_write_bytes
@@ -250,12 +253,12 @@ def plot_roofline(result: SimResult, path: Path) -> None:
             label=f"vector roof {p.vector_flops / 1e9:g} GFLOPS")
     ax.axvline(ridge, color="grey", linestyle=":", linewidth=0.8)
     edge = hi / 3
-    for bound, marker in (("data", "o"), ("matrix", "s"), ("vector", "^")):
-        moved = [(i, y) for i, y, b in pts if b == bound and i]
-        onchip = [y for i, y, b in pts if b == bound and not i]
+    for bound, marker in ((Bound.DATA, "o"), (Bound.MATRIX, "s"), (Bound.VECTOR, "^")):
+        moved = [(i, y) for i, y, b in pts if b is bound and i]
+        onchip = [y for i, y, b in pts if b is bound and not i]
         if not moved and not onchip:
             continue
-        label = f"{bound}-bound rows ({len(moved) + len(onchip)}"
+        label = f"{bound.value}-bound rows ({len(moved) + len(onchip)}"
         label += f"; {len(onchip)} with no DRAM traffic, at the right edge)" if onchip else ")"
         ax.scatter([i for i, _ in moved], [y for _, y in moved], marker=marker, s=30, color=_COLORS[bound],
                    alpha=0.8, label=label)
@@ -330,31 +333,31 @@ def format_table(result: SimResult) -> str:
                  format_bytes(r.sram_used_bytes),
                  f"{format_bytes(r.dram_read_bytes)}/{format_bytes(r.dram_write_bytes)}",
                  format_bytes(r.spill_bytes) if r.spill_bytes else "-", str(r.tiles),
-                 format_seconds(r.t_total_s), r.bound)
+                 format_seconds(r.t_total_s), r.bound.value)
         lines.append("  ".join(c.rjust(w) if h in ("#", "macs", "tiles") else c.ljust(w)
                                for c, (h, w) in zip(cells, _TABLE)))
     return "\n".join(lines)
 
 
 def format_totals(result: SimResult) -> str:
-    s = result.summary
+    s = result.totals
     p = result.profile
-    bc = s["bound_counts"]
+    bc = s.bound_counts
     lines = [
-        f"model {s['model']}  input {'x'.join(map(str, s['input_shape']))}  profile {p.name}",
-        f"latency          {format_seconds(s['latency_s'])}"
-        + (f"  ({format_seconds(s['latency_per_sample_s'])} per sample)" if result.batch > 1 else "")
-        + f"   data {format_seconds(s['t_data_s'])}, matrix {format_seconds(s['t_matrix_s'])}, "
-          f"vector {format_seconds(s['t_vector_s'])}" + ("  (overlapped)" if p.overlap else ""),
-        f"work             {format_count(s['macs'])} MACs, {format_count(s['vector_ops'])} vector ops, "
-        f"{format_count(s['params'])} params, model {format_bytes(s['model_size_bytes'])} "
+        f"model {s.model}  input {'x'.join(map(str, s.input_shape))}  profile {p.name}",
+        f"latency          {format_seconds(s.latency_s)}"
+        + (f"  ({format_seconds(s.latency_per_sample_s)} per sample)" if result.batch > 1 else "")
+        + f"   data {format_seconds(s.t_data_s)}, matrix {format_seconds(s.t_matrix_s)}, "
+          f"vector {format_seconds(s.t_vector_s)}" + ("  (overlapped)" if p.overlap else ""),
+        f"work             {format_count(s.macs)} MACs, {format_count(s.vector_ops)} vector ops, "
+        f"{format_count(s.params)} params, model {format_bytes(s.model_size_bytes)} "
         f"at {p.weight_bits}-bit weights",
-        f"DRAM traffic     read {format_bytes(s['dram_read_bytes'])}, written {format_bytes(s['dram_write_bytes'])}"
-        f"  (spills {format_bytes(s['spill_bytes'])}, refetch {format_bytes(s['refetch_bytes'])}"
-        + (f", preloaded {format_bytes(s['preload_bytes'])}" if s["preload_bytes"] else "") + ")",
-        f"SRAM             peak {format_bytes(s['peak_sram_bytes'])} of {format_bytes(p.sram_bytes)}, "
-        f"{s['tiled_layers']} of {s['layers']} layers tiled",
-        f"bound            {bc['data']} data, {bc['matrix']} matrix, {bc['vector']} vector",
+        f"DRAM traffic     read {format_bytes(s.dram_read_bytes)}, written {format_bytes(s.dram_write_bytes)}"
+        f"  (spills {format_bytes(s.spill_bytes)}, refetch {format_bytes(s.refetch_bytes)}"
+        + (f", preloaded {format_bytes(s.preload_bytes)}" if s.preload_bytes else "") + ")",
+        f"SRAM             peak {format_bytes(s.peak_sram_bytes)} of {format_bytes(p.sram_bytes)}, "
+        f"{s.tiled_layers} of {s.layers} layers tiled",
+        f"bound            {bc.data} data, {bc.matrix} matrix, {bc.vector} vector",
     ]
-    lines += [f"note             {n}" for n in s["notes"]]
+    lines += [f"note             {n}" for n in s.notes]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from .sources import LoweredModel, ModelOptions, ModelSource, load_graph
 
 def simulator():
     """The one place the simulator is imported (it is torch-free, but not needed to list or lower)."""
-    from .simulate import simulate
+    from .simulator import simulate
     return simulate
 
 

@@ -22,11 +22,15 @@ for transfers and let traffic rise with SRAM, breaking SPEC's invariant.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from bisect import bisect_right
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
+
+from .graph import Layer, OpKind, Unit
+from .results import Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +47,42 @@ class TileGeometry:
     pad_rows: int = 0  # top padding: output row y reads input rows from y*stride - pad_rows
 
 
+def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> TileGeometry:
+    """How a layer's tensors split into row bands and channel blocks (the memory plan's hand-off)."""
+    ins, outs = layer.in_shape, layer.out_shape
+    if len(outs) == 4:
+        co, ho = outs[1], outs[2]
+    else:  # linear / flattened: channels are the features, one "row"
+        co, ho = (outs[-1] if outs else 1), 1
+    hi = ins[2] if len(ins) == 4 else 1  # input rows
+    kh, sh, groups = _window(layer, hi, co)
+    pad = layer.padding[0] if (layer.padding and len(ins) == 4 and kh > 1) else 0
+    return TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
+                        in_rows=hi, out_channels=co, out_rows=ho,
+                        kernel_rows=kh, stride_rows=sh, groups=groups, pad_rows=pad)
+
+
+def _window(layer: Layer, in_rows: int, out_channels: int) -> tuple[int, int, int]:
+    """(input rows one output row reads, row stride, channel groups) of a layer."""
+    matrix = layer.unit is Unit.MATRIX
+    spatial = len(layer.in_shape) == 4
+    if matrix and not spatial:  # linear: one row, every output reads every input
+        return 1, 1, 1
+    if matrix and layer.kernel is not None:  # conv: dilation widens the rows read
+        dil = layer.dilation[0] if layer.dilation else 1
+        return dil * (layer.kernel[0] - 1) + 1, layer.stride[0], layer.groups
+    if layer.kernel is not None and spatial:  # pooling: channelwise
+        if layer.kind is OpKind.GLOBAL_AVGPOOL:
+            return in_rows, 1, out_channels
+        kh = layer.kernel[0]
+        return kh, (layer.stride[0] if layer.stride else kh), out_channels
+    # elementwise, add, softmax: no halo
+    return 1, 1, (1 if matrix else out_channels)
+
+
 @dataclass(frozen=True, slots=True)
 class TileChoice:
-    plan: str
+    plan: Plan
     tiles: int
     rows: int  # output rows per band
     channels: int  # output channels per block
@@ -141,25 +178,25 @@ class _PlanArrays:
 @lru_cache(maxsize=4096)
 def _plans(g: TileGeometry, n_in_tensors: int) -> _PlanArrays:
     c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor = _grid(g)
-    I, W = g.in_bytes, g.weight_bytes
+    in_b, w_b = g.in_bytes, g.weight_bytes
     shape = np.broadcast_shapes(c.shape, r.shape)
     stream = []
     # channel-block outer: weights once, inputs once per block (only the groups the block reads)
     stream.append(("channel-outer", np.broadcast_to(in_tile + w_tile + out_tile, shape),
-                   np.broadcast_to(np.ceil(I * frac * n_cb * row_factor) + W, shape),
-                   np.broadcast_to(n_cb * n_rb * n_in_tensors + (n_cb if W else 0) + n_cb * n_rb, shape)))
+                   np.broadcast_to(np.ceil(in_b * frac * n_cb * row_factor) + w_b, shape),
+                   np.broadcast_to(n_cb * n_rb * n_in_tensors + (n_cb if w_b else 0) + n_cb * n_rb, shape)))
     # row-band outer: inputs once (with halo), weights once per band unless one block holds them all
     stream.append(("row-outer", np.broadcast_to(in_band_all + w_tile + out_tile, shape),
-                   np.broadcast_to(np.ceil(I * row_factor) + np.where(n_cb > 1, W * n_rb, W), shape),
-                   np.broadcast_to(n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if W else 0)
+                   np.broadcast_to(np.ceil(in_b * row_factor) + np.where(n_cb > 1, w_b * n_rb, w_b), shape),
+                   np.broadcast_to(n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if w_b else 0)
                                    + n_rb * n_cb, shape)))
-    ki_need = np.broadcast_to(I + w_tile + out_tile, shape)
+    ki_need = np.broadcast_to(in_b + w_tile + out_tile, shape)
     ki_tiles = np.broadcast_to(n_cb * n_rb, shape)
     ow_peak = _overwrite_peak(g)
     return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile, ow_peak=ow_peak,
                        ki_need=ki_need, ki_tiles=ki_tiles, stream=tuple(stream),
                        min_sram=int(min(s[1].min() for s in stream)),
-                       kio=_Frontier.build(I + g.out_bytes + w_tile[0], -c[0]),
+                       kio=_Frontier.build(in_b + g.out_bytes + w_tile[0], -c[0]),
                        ki=_Frontier.build(ki_need, ki_tiles),
                        ow=_Frontier.build(ow_peak, -np.arange(1, len(ow_peak) + 1)),
                        stream_best=tuple(_Frontier.build(need, read, tr) for _, need, read, tr in stream))
@@ -188,6 +225,22 @@ def min_sram(g: TileGeometry) -> int:
     return _plans(g, 1).min_sram
 
 
+class _Call(NamedTuple):
+    """What a layer brings to the plan search besides its geometry."""
+
+    capacity: int
+    missing_in_bytes: int  # inputs not resident: read from DRAM by any plan
+    dirty_in_bytes: int  # resident inputs with no valid DRAM copy: written back before streaming
+    n_missing: int
+    n_dirty: int
+    read_back_bytes: int  # what a later reader reads back of an output left in DRAM
+
+
+# A candidate: (DRAM bytes incl. the read-back, rank: keep more first, transfers, TileChoice's
+# fields): only the winner is built.
+_Candidate = tuple[float, int, int, tuple]
+
+
 def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
                 n_in_tensors: int, n_missing: int, n_dirty: int = 0, out_read_back: bool,
                 inputs_die: bool = False) -> TileChoice | None:
@@ -196,59 +249,76 @@ def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_
     ``inputs_die``: no later layer reads any input, so output bands may overwrite them.
     """
     P = _plans(g, n_in_tensors)
-    I, O, W = g.in_bytes, g.out_bytes, g.weight_bytes
-    rb_bytes = O if out_read_back else 0  # what a later reader reads back of an output left in DRAM
-    # candidates: (DRAM bytes incl. the read-back, rank: keep more first, transfers, choice)
-    candidates: list[tuple[float, int, int, TileChoice]] = []
+    call = _Call(capacity, missing_in_bytes, dirty_in_bytes, n_missing, n_dirty,
+                 g.out_bytes if out_read_back else 0)
+    candidates = [_keep_in_out(g, P, call), _overwrite(g, P, call) if inputs_die else None,
+                  _keep_in(g, P, call), *_stream(g, P, call)]
+    feasible = [c for c in candidates if c is not None]
+    if not feasible:
+        return None
+    best = min(feasible, key=lambda x: (x[0], x[1], x[2]))  # the first of equals, as a stable sort
+    return TileChoice(*best[3])
 
-    # keep_in_out: stream weight blocks past resident inputs and output
-    if W > 0:
-        k = P.kio.pick(capacity)  # the largest block that fits: fewest transfers
-        if k is not None:
-            blocks = int(P.n_cb[0, k])
-            transfers = n_missing + blocks
-            candidates.append((missing_in_bytes + W, 0, transfers, TileChoice(
-                "keep_in_out", blocks, g.out_rows, int(P.c[0, k]), "", missing_in_bytes + W, 0, 0, 0,
-                transfers, int(I + O + P.w_tile[0, k]), True, True)))
 
-    # overwrite: output bands take the place of consumed input rows; everything stays on chip
-    if inputs_die and g.out_rows > 1:
-        k = P.ow.pick(capacity)
-        if k is not None:
-            rows = k + 1  # the tallest band that fits: fewest tiles
-            bands = -(-g.out_rows // rows)
-            transfers = n_missing + (1 if W else 0)
-            candidates.append((missing_in_bytes + W, 0, transfers, TileChoice(
-                "overwrite", bands, rows, g.out_channels, "row-bands", missing_in_bytes + W, 0, 0, 0, transfers,
-                int(P.ow_peak[k]), True, True)))
+def _keep_in_out(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | None:
+    """Stream weight blocks past resident inputs and output (the largest block that fits)."""
+    w_b = g.weight_bytes
+    k = P.kio.pick(call.capacity) if w_b > 0 else None
+    if k is None:
+        return None
+    blocks = int(P.n_cb[0, k])
+    transfers = call.n_missing + blocks
+    read = call.missing_in_bytes + w_b
+    return (read, 0, transfers, (
+        Plan.KEEP_IN_OUT, blocks, g.out_rows, int(P.c[0, k]), "", read, 0, 0, 0,
+        transfers, int(g.in_bytes + g.out_bytes + P.w_tile[0, k]), True, True))
 
-    # keep_in: resident inputs; weight blocks and output tiles stream (bytes fixed: fewest tiles wins)
-    k = P.ki.pick(capacity)
-    if k is not None:
-        ri, ci = np.unravel_index(k, P.ki_need.shape)
-        nt = int(P.ki_tiles[ri, ci])
-        blocks = int(P.n_cb[0, ci])
-        transfers = n_missing + (blocks if W else 0) + nt
-        read = missing_in_bytes + W
-        candidates.append((read + O + rb_bytes, 1, transfers, TileChoice(
-            "keep_in", nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, O, rb_bytes, 0, transfers,
-            int(P.ki_need[ri, ci]), True, False)))
 
-    # stream: nothing resident; dirty inputs are written back first
-    write = dirty_in_bytes + O
+def _overwrite(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | None:
+    """Output bands take the place of consumed input rows; everything stays on chip."""
+    k = P.ow.pick(call.capacity) if g.out_rows > 1 else None
+    if k is None:
+        return None
+    rows = k + 1  # the tallest band that fits: fewest tiles
+    bands = -(-g.out_rows // rows)
+    transfers = call.n_missing + (1 if g.weight_bytes else 0)
+    read = call.missing_in_bytes + g.weight_bytes
+    return (read, 0, transfers, (
+        Plan.OVERWRITE, bands, rows, g.out_channels, "row-bands", read, 0, 0, 0, transfers,
+        int(P.ow_peak[k]), True, True))
+
+
+def _keep_in(g: TileGeometry, P: _PlanArrays, call: _Call) -> _Candidate | None:
+    """Resident inputs; weight blocks and output tiles stream (bytes fixed: fewest tiles wins)."""
+    k = P.ki.pick(call.capacity)
+    if k is None:
+        return None
+    ri, ci = np.unravel_index(k, P.ki_need.shape)
+    nt = int(P.ki_tiles[ri, ci])
+    blocks = int(P.n_cb[0, ci])
+    transfers = call.n_missing + (blocks if g.weight_bytes else 0) + nt
+    read = call.missing_in_bytes + g.weight_bytes
+    out_b, rb_bytes = g.out_bytes, call.read_back_bytes
+    return (read + out_b + rb_bytes, 1, transfers, (
+        Plan.KEEP_IN, nt, int(P.r[ri, 0]), int(P.c[0, ci]), "", read, out_b, rb_bytes, 0, transfers,
+        int(P.ki_need[ri, ci]), True, False))
+
+
+def _stream(g: TileGeometry, P: _PlanArrays, call: _Call) -> list[_Candidate]:
+    """Nothing resident; dirty inputs are written back first. One candidate per loop order."""
+    write = call.dirty_in_bytes + g.out_bytes
+    rb_bytes = call.read_back_bytes
+    out = []
     for (order, need, read, transfers), frontier in zip(P.stream, P.stream_best):
-        k = frontier.pick(capacity)  # least traffic, then fewest transfers
+        k = frontier.pick(call.capacity)  # least traffic, then fewest transfers
         if k is None:
             continue
         ri, ci = np.unravel_index(k, need.shape)
         nt = int(P.n_cb[0, ci] * P.n_rb[ri, 0])
         rd = int(read[ri, ci])
-        tr = int(transfers[ri, ci]) + n_dirty
-        candidates.append((float(rd + write + rb_bytes), 2, tr, TileChoice(
-            "stream", nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write), int(dirty_in_bytes + rb_bytes),
-            max(0, rd - (missing_in_bytes + W)), tr, int(need[ri, ci]), False, False)))
-
-    if not candidates:
-        return None
-    candidates.sort(key=lambda x: (x[0], x[1], x[2]))
-    return candidates[0][3]
+        tr = int(transfers[ri, ci]) + call.n_dirty
+        out.append((float(rd + write + rb_bytes), 2, tr, (
+            Plan.STREAM, nt, int(P.r[ri, 0]), int(P.c[0, ci]), order, rd, int(write),
+            int(call.dirty_in_bytes + rb_bytes), max(0, rd - (call.missing_in_bytes + g.weight_bytes)), tr,
+            int(need[ri, ci]), False, False)))
+    return out

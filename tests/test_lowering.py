@@ -318,7 +318,7 @@ def test_a_parameter_flowing_into_a_concat_is_refused_not_dropped():
 
 def test_a_module_called_twice_stores_its_weights_once():
     from perfsim.profile import load_profile
-    from perfsim.simulate import simulate
+    from perfsim.simulator import simulate
 
     class Twice(nn.Module):
         def __init__(self):
@@ -340,7 +340,7 @@ def test_a_module_called_twice_stores_its_weights_once():
 def test_dilation_widens_the_rows_a_tile_reads():
     from perfsim.errors import DoesNotFitError
     from perfsim.profile import load_profile
-    from perfsim.simulate import simulate
+    from perfsim.simulator import simulate
 
     def need(dilation):
         net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=dilation, dilation=dilation, bias=False))

@@ -34,10 +34,7 @@ def torch_lower():
 
 
 def simulate_fn():
-    try:
-        from perfsim.simulator import simulate
-    except ImportError:
-        from perfsim.simulate import simulate
+    from perfsim.simulator import simulate
     return simulate
 
 

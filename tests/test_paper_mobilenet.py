@@ -1,14 +1,19 @@
 """The seed paper's Tables 3 and 4 against perfsim (data transcribed in perfsim.papers.mobilenet_cifar)."""
 from __future__ import annotations
 
+from math import prod
+
 import pytest
 
+from perfsim.graph import OpKind
 from perfsim.lower import lower
 from perfsim.models.mobilenet import mobilenet_cifar
-from perfsim.papers.mobilenet_cifar import (TABLE3, TABLE3_FIRST_FLUSH_ROW, TABLE4, TABLE4_INPUT_SIZE_ROWS,
+from perfsim.papers.mobilenet_cifar import (TABLE1_BODY, TABLE3, TABLE3_FIRST_FLUSH_ROW,
+                                            TABLE3_WEIGHT_BITS_NOT_TABLE1, TABLE4, TABLE4_INPUT_SIZE_ROWS,
                                             TABLE4_PRINTED_TOTAL_S, compare_compute)
 from perfsim.profile import load_profile
-from perfsim.simulate import paper_accounting, simulate
+from perfsim.memory.paper import paper_accounting
+from perfsim.simulator import simulate
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +24,7 @@ def graph():
 @pytest.fixture(scope="module")
 def conv_rows(graph):
     rows = simulate(graph, load_profile("edge_1mb")).rows
-    convs = [r for r in rows if r.op.startswith("conv")]
+    convs = [r for r in rows if r.kind is OpKind.CONV]
     assert len(convs) == 27
     return convs
 
@@ -62,24 +67,39 @@ def test_table4_data_column_is_table3_movement_over_1gbps():
         assert moved_bits / 8 / 1e9 == pytest.approx(data_s, rel=1e-6)
 
 
-def test_paper_accounting_reproduces_table3_from_its_own_sizes():
-    """With the paper's sizes (bits) and 1-bit weights, the replay gives Table 3 row for row."""
+def test_paper_accounting_reproduces_table3_from_the_papers_printed_inputs():
+    """Fed the paper's own inputs -- Table 3's feature-map sizes and Table 1's filter shapes at
+    1 bit per weight -- the replay prints Table 3's memory and movement columns row for row,
+    but for the two rows where Table 3 counted other weights than Table 1 (rows 5 and 9)."""
     ins = [r[0] for r in TABLE3]
     outs = [r[1] for r in TABLE3]
-    weights = [r[3] // 2 for r in TABLE3]  # moved = 2 x weights on every row but the flush
-    weights[0] = (TABLE3[0][3] - TABLE3[0][0]) // 2  # row 1 also moves the network input
-    weights[24] = 256 * 256  # row 25: the flush moves total + weights
-    rows = paper_accounting(ins, outs, weights, capacity=8 * 10**6)  # 1 MB = 10^6 B, in bits
+    weights = [prod(shape) for _, _, shape in TABLE1_BODY]
+    capacity = 8 * 10**6  # 1 MB = 10^6 B, in bits
+    table1 = paper_accounting(ins, outs, weights, capacity=capacity)
+    # with Table 1's weights, movement differs at rows 5 and 9 and at the flush (row 25 moves the
+    # running total, which carries them); memory used differs from row 5 until the flush restarts it
+    assert [i + 1 for i, ((_, moved, _), r) in enumerate(zip(table1, TABLE3)) if moved != r[3]] == [5, 9, 25]
+    assert [i + 1 for i, ((mem, _, _), r) in enumerate(zip(table1, TABLE3)) if mem != r[2]] == list(range(5, 26))
+    used = [TABLE3_WEIGHT_BITS_NOT_TABLE1.get(i + 1, w) for i, w in enumerate(weights)]
+    rows = paper_accounting(ins, outs, used, capacity=capacity)
     assert [m for m, _, _ in rows] == [r[2] for r in TABLE3]
     assert [mv for _, mv, _ in rows] == [r[3] for r in TABLE3]
     assert [i + 1 for i, (_, _, f) in enumerate(rows) if f] == [TABLE3_FIRST_FLUSH_ROW]
     # a 1 MiB limit would not flush at row 25: the paper's limit is decimal
-    mib = paper_accounting(ins, outs, weights, capacity=8 * 2**20)
+    mib = paper_accounting(ins, outs, used, capacity=8 * 2**20)
     assert not mib[TABLE3_FIRST_FLUSH_ROW - 1][2]
 
 
+def test_table1_is_the_registry_model(graph):
+    """The transcribed Table 1 is the network perfsim lowers (filter sizes and strides)."""
+    convs = graph.layers[:27]
+    assert [layer.weight_elems for layer in convs] == [prod(shape) for _, _, shape in TABLE1_BODY]
+    assert [layer.stride[0] for layer in convs] == [stride for _, stride, _ in TABLE1_BODY]
+    assert [layer.op == "conv_dw" for layer in convs] == [kind == "dw" for kind, _, _ in TABLE1_BODY]
+
+
 def test_table3_known_inconsistencies(graph):
-    true_out_bits = [l.out_shape[1] * l.out_shape[2] * l.out_shape[3] * 8 for l in graph.layers[:27]]
+    true_out_bits = [la.out_shape[1] * la.out_shape[2] * la.out_shape[3] * 8 for la in graph.layers[:27]]
     paper_out_bits = [r[1] for r in TABLE3]
     differ = [i + 1 for i, (a, b) in enumerate(zip(true_out_bits, paper_out_bits)) if a != b]
     # rows 4 and 24 keep the input size; row 5 prints 200,704 for a 14x14x64 output (100,352);

@@ -5,20 +5,19 @@ import os
 import stat
 
 import pytest
-from torch import nn
 
+from graphs import Net
 from perfsim.errors import InputError
-from perfsim.lower import lower
 from perfsim.profile import load_profile
 from perfsim.report import REPORT_FILES, write_report
-from perfsim.simulate import simulate
+from perfsim.simulator import simulate
 
 
 @pytest.fixture(scope="module")
 def result():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(8, 4))
-    return simulate(lower(net, (3, 8, 8)), load_profile("edge_1mb"))
+    n = Net((3, 8, 8))  # conv 3x3 with bias, ReLU, global average pool, flatten, linear 8 -> 4
+    x = n.global_avgpool(n.relu(n.conv(n.input, 8, 3, padding=1, bias=True)))
+    return simulate(n.build(n.linear(n.flatten(x), 4)), load_profile("edge_1mb"))
 
 
 def test_report_files_and_permissions(result, tmp_path):

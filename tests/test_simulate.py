@@ -1,14 +1,17 @@
-"""The simulator on small networks whose traffic and time are worked out by hand."""
+"""The simulator on small networks whose traffic and time are worked out by hand.
+
+Torch-free: the graphs come from tests/graphs.py (their PyTorch twins lower to the same
+graphs: tests/test_properties_zoo.py).
+"""
 from __future__ import annotations
 
 import pytest
-import torch
-from torch import nn
 
+import graphs
 from perfsim.errors import DoesNotFitError
-from perfsim.lower import lower
 from perfsim.profile import load_profile
-from perfsim.simulate import COLUMNS, simulate
+from perfsim.results import COLUMNS
+from perfsim.simulator import simulate
 
 
 def profile(**kw):
@@ -17,26 +20,9 @@ def profile(**kw):
     return load_profile("edge_1mb", **base)
 
 
-class SkipNet(nn.Module):
-    """stem y = conv(x); a = c1(y); b = c2(a); z = y + b. 1x1 convs, 4 channels, 4x4, no bias.
-
-    Sizes at 8 bits: x 48 B, y/a/b/z 64 B; weights: stem 12 B, c1/c2 16 B.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 4, 1, bias=False)
-        self.c1 = nn.Conv2d(4, 4, 1, bias=False)
-        self.c2 = nn.Conv2d(4, 4, 1, bias=False)
-
-    def forward(self, x):
-        y = self.stem(x)
-        return y + self.c2(self.c1(y))
-
-
 @pytest.fixture(scope="module")
 def skip_graph():
-    return lower(SkipNet(), (3, 4, 4))
+    return graphs.skip_net()
 
 
 def test_unbounded_sram_moves_only_compulsory_traffic(skip_graph):
@@ -99,32 +85,14 @@ def test_resident_weights_preload_and_fallback(skip_graph):
     assert any("stream instead" in n for n in small.summary["notes"])
 
 
-class Wide(nn.Module):
-    """One 1x1 conv 16->16 on 16x16: input 4096 B, output 4096 B, weights 256 B."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(16, 16, 1, bias=False)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-class WideSkip(Wide):
-    """The same conv, but its input is read again afterwards (y + x), so it cannot be overwritten."""
-
-    def forward(self, x):
-        return self.conv(x) + x
-
-
 @pytest.fixture(scope="module")
 def wide_graph():
-    return lower(Wide(), (16, 16, 16))
+    return graphs.wide()
 
 
 @pytest.fixture(scope="module")
 def wide_skip_graph():
-    return lower(WideSkip(), (16, 16, 16))
+    return graphs.wide(skip=True)
 
 
 def test_tiling_keeps_input_and_output_when_they_fit(wide_skip_graph):
@@ -175,22 +143,7 @@ def test_layer_that_cannot_fit_names_the_smallest_sram(wide_graph):
 
 def test_dense_block_spills_on_small_sram_not_on_large():
     """Dense connectivity keeps every earlier feature map alive until the last reader."""
-    class DenseBlock(nn.Module):
-        def __init__(self, c0=16, growth=8, n=6):
-            super().__init__()
-            self.stem = nn.Conv2d(3, c0, 3, padding=1, bias=False)
-            self.layers = nn.ModuleList(
-                nn.Sequential(nn.BatchNorm2d(c0 + i * growth), nn.ReLU(),
-                              nn.Conv2d(c0 + i * growth, growth, 3, padding=1, bias=False))
-                for i in range(n))
-
-        def forward(self, x):
-            x = self.stem(x)
-            for layer in self.layers:
-                x = torch.cat([x, layer(x)], 1)
-            return x
-
-    g = lower(DenseBlock(), (3, 16, 16))
+    g = graphs.dense_block()
     big = simulate(g, profile(sram_bytes="1MiB"))
     assert big.summary["spill_bytes"] == 0
     small = simulate(g, profile(sram_bytes="6KiB"))
@@ -228,7 +181,7 @@ def test_bad_batch_is_an_input_error(skip_graph):
 
 
 def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
-    """simulate/tiling/profile/report are numpy + dataclasses; a cached CLI run never imports torch."""
+    """The simulator's stages, profile and report are numpy + dataclasses; a cached CLI run never imports torch."""
     import json
     import subprocess
     import sys
@@ -238,8 +191,9 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
         "import json, sys\n"
         "from perfsim.graph import Graph\n"
         "from perfsim.profile import load_profile\n"
-        "from perfsim.simulate import simulate\n"
+        "from perfsim.simulator import simulate\n"
         "from perfsim.report import write_report\n"
+        "import perfsim.memory, perfsim.results, perfsim.tiling, perfsim.timing\n"
         f"g = Graph.from_dict(json.load(open({str(path)!r})))\n"
         "r = simulate(g, load_profile('edge_1mb'))\n"
         f"write_report(r, {str(tmp_path / 'rep')!r}, plots=False)\n"
@@ -250,9 +204,105 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
     assert int(out.stdout) == 48 + 12 + 16 + 16
 
 
+def test_these_tests_and_their_graphs_need_no_torch(tmp_path):
+    """The simulator tests build their graphs with tests/graphs.py: torch may be absent."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any 'import torch' now fails\n"
+        f"sys.path.insert(0, {str(here)!r})\n"
+        "import graphs, test_simulate, test_properties, test_report\n"
+        "from perfsim.profile import load_profile\n"
+        "from perfsim.simulator import simulate\n"
+        "for g in (graphs.skip_net(), graphs.wide(), graphs.wide(skip=True), graphs.dense_block(),\n"
+        "          graphs.conv_bn_act(), graphs.two_convs(), graphs.tie_net(),\n"
+        "          graphs.random_net(3, 16, [('res', None), ('dense', 8), ('pool', 'max'), ('dw', 2)]),\n"
+        "          graphs.dag_net(3, 8, [('conv', 0, (3, 8, 1)), ('cat', 1, 0), ('add', 0, 0)])):\n"
+        "    simulate(g, load_profile('edge_1mb'))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+
+
+def test_the_api_function_is_not_shadowed_by_a_submodule(skip_graph):
+    """``perfsim.simulate`` stays the function after the simulator module is imported (issue 6)."""
+    import importlib
+
+    import perfsim
+    importlib.import_module("perfsim.simulator")
+    first = perfsim.simulate(skip_graph, perfsim.load_profile("edge_1mb"))
+    second = perfsim.simulate(skip_graph, perfsim.load_profile("edge_1mb"))
+    assert first.summary == second.summary
+
+
+def test_summary_json_keys_in_order(skip_graph):
+    """SPEC's keys, then perfsim's extras, in this order (compare, sweep and pareto read them)."""
+    keys = ["model", "profile", "perfsim_version", "batch", "input_shape", "latency_s", "latency_per_sample_s",
+            "macs", "flops", "vector_ops", "params", "params_inference", "model_size_bytes", "dram_read_bytes",
+            "dram_write_bytes", "spill_bytes", "refetch_bytes", "preload_bytes", "peak_sram_bytes", "layers",
+            "tiled_layers", "bound_counts", "t_data_s", "t_matrix_s", "t_vector_s", "notes"]
+    r = simulate(skip_graph, profile(), batch=2)
+    assert list(r.summary) == keys
+    assert r.summary["input_shape"] == [2, 3, 4, 4] and isinstance(r.summary["notes"], list)
+    assert r.summary["bound_counts"] == {"data": r.totals.bound_counts.data, "matrix": r.totals.bound_counts.matrix,
+                                         "vector": r.totals.bound_counts.vector}
+    assert r.summary["profile"] == r.profile.resolved()
+    assert r.summary["latency_s"] == r.totals.latency_s == r.latency_s
+
+
+def test_rows_are_typed_and_their_cells_plain(skip_graph):
+    from perfsim.graph import OpKind, Unit
+    from perfsim.results import Bound, LayerResult, Plan
+    r = simulate(skip_graph, profile())
+    assert LayerResult._fields[: len(COLUMNS)] == COLUMNS
+    stem, add = r.rows[0], r.rows[3]
+    assert stem.kind is OpKind.CONV and stem.unit is Unit.MATRIX and stem.plan is Plan.RESIDENT
+    assert add.kind is OpKind.ADD and add.unit is Unit.VECTOR and isinstance(add.bound, Bound)
+    cells = stem.as_tuple()
+    assert len(cells) == len(COLUMNS)
+    assert [type(c) for c in cells if isinstance(c, str)] == [str] * sum(isinstance(c, str) for c in cells)
+    assert cells[COLUMNS.index("unit")] == "matrix" and cells[COLUMNS.index("plan")] == "resident"
+
+
+def test_memory_plan_gives_one_traffic_record_per_layer(skip_graph):
+    from perfsim.memory import plan_memory, tensor_bytes
+    from perfsim.results import Plan, Traffic
+    p = profile(sram_bytes=200)
+    sizes = tensor_bytes(skip_graph, 1, p.activation_bits)
+    w = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in skip_graph.layers]
+    plan = plan_memory(skip_graph, p, sizes, w, w)
+    assert all(isinstance(t, Traffic) for t in plan.traffic) and len(plan.traffic) == 4
+    c2 = plan.traffic[2]
+    assert (c2.spill_bytes, c2.write_bytes, c2.plan) == (64, 64, Plan.RESIDENT)  # y spilled (test above)
+    with pytest.raises(Exception):
+        c2.read_bytes = 0  # frozen
+
+
+def test_timing_is_a_pure_function_of_bytes_ops_and_profile():
+    from perfsim.graph import Unit
+    from perfsim.results import Bound
+    from perfsim.timing import efficiencies, layer_times
+    p = profile(dram_latency="10ns")
+    t = layer_times(p, dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4)
+    assert t.data_s == pytest.approx(10_000 / 1e9 + 2 * 10e-9)
+    assert t.matrix_s == pytest.approx(2e6 / 1e12) and t.vector_s == pytest.approx(1e4 / 1e10)
+    assert t.total_s == t.data_s + t.matrix_s + t.vector_s and t.bound is Bound.DATA
+    assert layer_times(p, dram_bytes=0, transfers=0, macs=10**6, vector_ops=0).bound is Bound.MATRIX
+    assert layer_times(p, dram_bytes=0, transfers=0, macs=0, vector_ops=0).bound is Bound.DATA  # ties: data first
+    # the hook for SPEC's reserved `efficiency`: a fraction of peak slows only the unit running the row's op
+    half = layer_times(p, dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4, matrix_efficiency=0.5)
+    assert half.matrix_s == 2 * t.matrix_s and half.vector_s == t.vector_s
+    assert efficiencies({"conv_dw": 0.25}, "conv_dw", Unit.MATRIX) == (0.25, 1.0)
+    assert efficiencies({"conv_dw": 0.25}, "add", Unit.VECTOR) == (1.0, 1.0)  # a missing kind is 1.0
+    assert efficiencies({"add": 0.5}, "add", Unit.VECTOR) == (1.0, 0.5)
+
+
 def test_fold_and_fuse_switches_change_vector_time_and_weight_bytes():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
-    g = lower(net, (3, 8, 8))
+    g = graphs.conv_bn_act("relu6")
     n = 8 * 8 * 8
     base = simulate(g, profile()).rows[0]
     assert base.vector_ops == 0 and base.t_vector_s == 0
@@ -268,8 +318,7 @@ def test_fold_and_fuse_switches_change_vector_time_and_weight_bytes():
 
 
 def test_does_not_fit_also_names_the_network_wide_minimum():
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.Conv2d(16, 64, 1, bias=False))
-    g = lower(net, (3, 32, 32))
+    g = graphs.two_convs()
     with pytest.raises(DoesNotFitError) as e:
         simulate(g, profile(sram_bytes=64))
     whole = int(str(e.value).split("every layer of the network: ")[1].split(" B")[0])
@@ -281,20 +330,7 @@ def test_does_not_fit_also_names_the_network_wide_minimum():
 def test_eviction_ties_prefer_the_smallest_that_suffices():
     """Found by an audit: with SPEC's literal tie rule (larger first), 4 more bytes of SRAM
     spilled b (2,048 B) instead of a (512 B) and total traffic rose by 18 %."""
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1, self.c2 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 32, 1)
-            self.c3, self.c4 = nn.Conv2d(32, 24, 3, padding=1), nn.Conv2d(24, 26, 3, padding=1)
-            self.c5 = nn.Conv2d(40, 26, 1)
-
-        def forward(self, x):
-            a = self.c1(x)
-            b = self.c2(a)
-            e = self.c4(self.c3(b))
-            return self.c5(torch.cat([a, b], 1)) + e
-
-    g = lower(Net(), (3, 8, 8))
+    g = graphs.tie_net()
     traffic = []
     for size in range(11000, 11300, 4):
         s = simulate(g, profile(sram_bytes=size)).summary

@@ -21,6 +21,37 @@ Known errors of the tables, each checked by ``tests/test_paper_mobilenet.py``:
 """
 from __future__ import annotations
 
+# Table 1 "MobileNet Body and Head Architecture", the body: (type, stride, filter shape as
+# printed) of the 27 conv layers in execution order; its "5x (Conv dw/s1, conv/s1)" row is
+# written out. The paper stores each filter value as 1 bit in Table 3 (memory adds the
+# weights once, movement twice).
+_DW_PW_256 = (("dw", 1, (3, 3, 256)), ("conv", 1, (1, 1, 256, 256)))
+TABLE1_BODY: tuple[tuple[str, int, tuple[int, ...]], ...] = (
+    ("conv", 1, (3, 3, 3, 32)),
+    ("dw", 1, (3, 3, 32)),
+    ("conv", 1, (1, 1, 32, 64)),
+    ("dw", 2, (3, 3, 64)),
+    ("conv", 1, (1, 1, 64, 64)),
+    ("dw", 1, (3, 3, 64)),
+    ("conv", 1, (1, 1, 64, 128)),
+    ("dw", 1, (3, 3, 128)),
+    ("conv", 1, (1, 1, 128, 128)),
+    ("dw", 1, (3, 3, 128)),
+    ("conv", 1, (1, 1, 128, 128)),
+    ("dw", 1, (3, 3, 128)),
+    ("conv", 1, (1, 1, 128, 256)),
+    *(_DW_PW_256 * 5),
+    ("dw", 2, (3, 3, 256)),
+    ("conv", 1, (1, 1, 256, 256)),
+    ("dw", 1, (3, 3, 256)),
+    ("conv", 1, (1, 1, 256, 256)),
+)
+
+# Rows (1-based) where Table 3 counts other weights than Table 1's filter shape: rows 5 and 9
+# add 8,192 weight bits to memory used and move 2 x 8,192 (Table 1: 1x1x64x64 = 4,096 and
+# 1x1x128x128 = 16,384). Read off Table 3's memory column; its movement column agrees.
+TABLE3_WEIGHT_BITS_NOT_TABLE1 = {5: 8192, 9: 8192}
+
 # Table 3: (I/O feature map sizes in bits, internal memory used (bits), data movement (bits))
 TABLE3: tuple[tuple[int, int, int, int], ...] = (
     # (input bits, output bits, memory used bits, data moved bits)
