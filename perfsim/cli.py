@@ -25,9 +25,14 @@ def _safe(text: str) -> str:
     return "_" + s[1:] if s.startswith(".") else (s or "_")
 
 
+MAX_MESSAGE_CHARS = 1000
+
+
 def _one_line(text: object) -> str:
-    """Error messages are one line on stderr, whatever the exception carried."""
-    return " ".join(str(text).split())
+    """Error messages are one line on stderr, whatever the exception carried, and bounded
+    (a value echoed from a hostile argument is cut)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[:MAX_MESSAGE_CHARS] + "..."
 
 
 @click.group(context_settings=CONTEXT)
@@ -343,12 +348,35 @@ def clc_groups_cmd(m, l, n, kernel_area, as_json):
     click.echo(f"M={m} L={l} N={n} A={kernel_area}: g1={res.g1} g2={res.g2} cost={res.cost:g}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: map errors to exit codes (2: bad input, 1: internal fault)."""
+def _quiet_stdout() -> None:
+    """After a closed pipe (``perfsim ... | head -1``): point stdout at /dev/null so the
+    interpreter's final flush cannot fail with "Exception ignored ... BrokenPipeError"
+    (the Python documentation's recipe, see the signal module's note on SIGPIPE)."""
     try:
-        rc = cli.main(args=argv, prog_name="perfsim", standalone_mode=False)
-        return rc if isinstance(rc, int) else 0  # --help, --version: click returns their exit code
-    except click.exceptions.Exit as e:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _invoke(argv: list[str] | None):
+    """Parse and run one command. Unlike ``cli.main``, click's own handling of a closed
+    pipe (exit 1) and of Ctrl-C is left to ``main`` below."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    with cli.make_context("perfsim", args) as ctx:
+        return cli.invoke(ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map errors to exit codes (2: bad input, 1: internal fault, 0 on a closed
+    stdout pipe, 128 + N on signal N while a report is written)."""
+    from .report_folder import Terminated
+    try:
+        rc = _invoke(argv)
+        return rc if isinstance(rc, int) else 0
+    except click.exceptions.Exit as e:  # --help, --version
         return e.exit_code
     except click.exceptions.NoArgsIsHelpError as e:  # bare `perfsim`: the help, not an error
         click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
@@ -373,7 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("perfsim: interrupted", err=True)
         return 130
+    except Terminated as e:  # SIGTERM (or SIGINT, SIGHUP) while a report was written: cleaned up
+        click.echo(f"perfsim: interrupted by {e.name}; no report written", err=True)
+        return 128 + e.signum
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
     except Exception as e:  # an internal fault: say so plainly; the traceback on request
         if os.environ.get("PERFSIM_DEBUG"):

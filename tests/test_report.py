@@ -11,6 +11,7 @@ from perfsim.errors import InputError
 from perfsim.lower import lower
 from perfsim.profile import load_profile
 from perfsim.report import REPORT_FILES, write_report
+from perfsim.report_folder import MANIFEST
 from perfsim.simulate import simulate
 
 
@@ -23,7 +24,7 @@ def result():
 
 def test_report_files_and_permissions(result, tmp_path):
     out = write_report(result, tmp_path / "r", plots=False)
-    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json", MANIFEST}
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
@@ -34,7 +35,7 @@ def test_replaces_an_earlier_report_whole(result, tmp_path):
     out = write_report(result, tmp_path / "r", plots=True)
     assert {p.name for p in out.iterdir()} == REPORT_FILES
     write_report(result, out, plots=False)
-    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json", MANIFEST}
 
 
 def test_refuses_a_folder_with_other_files(result, tmp_path):
