@@ -155,8 +155,19 @@ def target_of(out: Path) -> Path:
 
 
 def check_folder(out: Path) -> Path:
-    """Refuse (InputError) a folder perfsim may not replace; return the real target folder."""
+    """Refuse (InputError) a folder perfsim may not replace; return the real target folder.
+
+    The folder is read under a shared lock on its parent, so a concurrent run's swap (under
+    the exclusive lock) is never seen half done.
+    """
     target = target_of(out)
+    if not os.path.isdir(target.parent):
+        return _verified(out, target)
+    with _locked(target.parent, shared=True):
+        return _verified(out, target)
+
+
+def _verified(out: Path, target: Path) -> Path:
     if target.is_symlink():
         raise InputError(f"--out {out}: a symlink that leads nowhere (a loop)")
     cwd = Path.cwd().resolve()
@@ -212,8 +223,9 @@ def _signals_blocked() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive flock on ``folder`` itself (no lock file to leave behind)."""
+def _locked(folder: Path, shared: bool = False) -> Iterator[None]:
+    """A flock on ``folder`` itself (no lock file to leave behind): exclusive for a swap,
+    shared to read a folder's proof."""
     try:
         import fcntl
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -222,7 +234,7 @@ def _locked(folder: Path) -> Iterator[None]:
         return
     try:
         with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -299,7 +311,7 @@ class _Swap:
         """Move a replaceable old folder aside and the new one in (a few tries if a rename loses a race)."""
         for _ in range(8):
             if os.path.lexists(self.target):
-                check_folder(out)
+                _verified(out, self.target)  # again, under the exclusive lock: it may have changed
                 old = self._sibling("old")
                 self.olds.append(old)
                 os.rename(self.target, old)
