@@ -407,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
+    except SystemExit as e:  # perfsim never calls sys.exit inside a command: code it ran did (a model file)
+        click.echo(f"perfsim: error: code perfsim ran (a model file?) called sys.exit({_one_line(e.code)}) "
+                   "instead of returning; no report written", err=True)
+        return 2
     except Exception as e:  # an internal fault: say so plainly; the traceback on request
         if os.environ.get("PERFSIM_DEBUG"):
             raise

@@ -135,7 +135,8 @@ def _key(origin: Any) -> str:
 
 
 def _cut(text: object, limit: int = 200) -> str:
-    text = str(text)
+    """One line of at most about ``limit`` characters (for messages that echo text from a file)."""
+    text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
