@@ -369,6 +369,25 @@ def _invoke(argv: list[str] | None):
         return cli.invoke(ctx)
 
 
+def _click_status(e: click.exceptions.Exit | click.exceptions.Abort | click.ClickException) -> int:
+    """Exit status of click's own outcomes: --help/--version, bare `perfsim`, usage errors, Abort."""
+    if isinstance(e, click.exceptions.Exit):  # --help, --version
+        return e.exit_code
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):  # bare `perfsim`: the help, not an error
+        click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
+        return 0
+    if isinstance(e, click.exceptions.Abort):
+        interrupted = isinstance(e.__context__, KeyboardInterrupt)
+        click.echo("perfsim: interrupted" if interrupted else "perfsim: aborted", err=True)
+        return 130 if interrupted else 1
+    hint = ""
+    if isinstance(e, click.UsageError):
+        hint = f" (see 'perfsim {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else \
+            " (see 'perfsim --help')"
+    click.echo(f"perfsim: error: {_one_line(e.format_message())}{hint}", err=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map errors to exit codes (2: bad input, 1: internal fault, 0 on a closed
     stdout pipe, 128 + N on signal N while a report is written)."""
@@ -376,25 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = _invoke(argv)
         return rc if isinstance(rc, int) else 0
-    except click.exceptions.Exit as e:  # --help, --version
-        return e.exit_code
-    except click.exceptions.NoArgsIsHelpError as e:  # bare `perfsim`: the help, not an error
-        click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
-        return 0
-    except click.exceptions.Abort as e:
-        if isinstance(e.__context__, KeyboardInterrupt):
-            click.echo("perfsim: interrupted", err=True)
-            return 130
-        click.echo("perfsim: aborted", err=True)
-        return 1
-    except click.UsageError as e:
-        hint = f" (see 'perfsim {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else \
-            " (see 'perfsim --help')"
-        click.echo(f"perfsim: error: {_one_line(e.format_message())}{hint}", err=True)
-        return 2
-    except click.ClickException as e:
-        click.echo(f"perfsim: error: {_one_line(e.format_message())}", err=True)
-        return 2
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException) as e:
+        return _click_status(e)
     except InputError as e:
         click.echo(f"perfsim: error: {_one_line(e)}", err=True)
         return 2

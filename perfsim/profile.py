@@ -207,7 +207,7 @@ def _line(e: yaml.YAMLError) -> str:
 def _load_yaml(text: str, label: str) -> Any:
     """Parse one profile document with the hardened loader; every failure is an InputError."""
     try:
-        return yaml.load(text, Loader=_ProfileLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_ProfileLoader)  # a SafeLoader subclass: no arbitrary objects
     except _Refused as e:
         raise InputError(f"{label}: {e.problem}{_line(e)}") from None
     except yaml.YAMLError as e:
@@ -317,7 +317,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not raw.strip():
         return key, ""
     try:
-        value = yaml.load(raw, Loader=_ProfileLoader)  # noqa: S506 (a SafeLoader subclass)
+        value = yaml.load(raw, Loader=_ProfileLoader)  # a SafeLoader subclass: no arbitrary objects
     except _Refused as e:
         raise InputError(f"--set {_cut(key, 60)}: {e.problem}") from None
     except (yaml.YAMLError, ValueError, OverflowError):

@@ -39,8 +39,8 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import InputError
 

@@ -61,31 +61,35 @@ def parse_quantity(value: object, kind: str, *, field: str = "value") -> float:
         except OverflowError:  # an int past 1.8e308
             raise InputError(f"{field}: {shown(value)} is too large") from None
     elif isinstance(value, str):
-        m = _PATTERN.match(value) if len(value) <= _MAX_QUANTITY_CHARS else None
-        if not m:
-            raise InputError(f"{field}: cannot read {shown(value)} as a quantity in {kind}")
-        number, prefix, unit = m.groups()
-        accepted = _UNITS[kind]
-        if prefix in _DECIMAL and prefix + unit in accepted:
-            # the regex reads a unit's first letter as a prefix when it can ('1flops': femto + 'lops')
-            prefix, unit = "", prefix + unit
-        if unit == "" and prefix in ("", "Ki", "Mi", "Gi", "Ti") and kind == "bytes":
-            unit = "B"  # '1Mi' alone is unusual but unambiguous for sizes
-        if unit and unit not in accepted:
-            # A prefix letter may have been read as the unit's first letter, e.g. 'ms' vs 'm'+'s'.
-            raise InputError(
-                f"{field}: unit {shown(unit)} in {shown(value)} is not a unit of {kind} "
-                f"(expected {', '.join(accepted)})"
-            )
-        if not unit and prefix:
-            raise InputError(f"{field}: {shown(value)} has a prefix but no unit (expected {accepted[0]})")
-        scale = _BINARY.get(prefix) or _DECIMAL[prefix]
-        out = float(number) * scale
+        out = _parse_text(value, kind, field)
     else:
         raise InputError(f"{field}: expected a quantity in {kind}, got {shown(value)}")
     if not math.isfinite(out):
         raise InputError(f"{field}: {shown(value)} is not finite")
     return out
+
+
+def _parse_text(value: str, kind: str, field: str) -> float:
+    m = _PATTERN.match(value) if len(value) <= _MAX_QUANTITY_CHARS else None
+    if not m:
+        raise InputError(f"{field}: cannot read {shown(value)} as a quantity in {kind}")
+    number, prefix, unit = m.groups()
+    accepted = _UNITS[kind]
+    if prefix in _DECIMAL and prefix + unit in accepted:
+        # the regex reads a unit's first letter as a prefix when it can ('1flops': femto + 'lops')
+        prefix, unit = "", prefix + unit
+    if unit == "" and prefix in ("", "Ki", "Mi", "Gi", "Ti") and kind == "bytes":
+        unit = "B"  # '1Mi' alone is unusual but unambiguous for sizes
+    if unit and unit not in accepted:
+        # A prefix letter may have been read as the unit's first letter, e.g. 'ms' vs 'm'+'s'.
+        raise InputError(
+            f"{field}: unit {shown(unit)} in {shown(value)} is not a unit of {kind} "
+            f"(expected {', '.join(accepted)})"
+        )
+    if not unit and prefix:
+        raise InputError(f"{field}: {shown(value)} has a prefix but no unit (expected {accepted[0]})")
+    scale = _BINARY.get(prefix) or _DECIMAL[prefix]
+    return float(number) * scale
 
 
 def format_bytes(n: float) -> str:

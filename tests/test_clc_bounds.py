@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfsim.clc import MAX_CHANNELS, ClcGroups, _divisors, clc_cost, clc_groups, feasible_groups
+from perfsim.clc import (
+    MAX_CHANNELS,
+    ClcGroups,
+    _divisors,
+    clc_cost,
+    clc_groups,
+    feasible_groups,
+)
 from perfsim.cli import main
 from perfsim.errors import InputError
 
@@ -88,18 +95,19 @@ def test_divisors_are_exactly_the_divisors(x):
 
 
 @settings(max_examples=200, deadline=None)
-@given(m=st.integers(1, 3000), l=st.integers(1, 3000), n=st.integers(1, 3000), area=st.sampled_from([1, 9, 25]))
-def test_the_fast_search_equals_the_full_enumeration(m, l, n, area):
+@given(m=st.integers(1, 3000), mid=st.integers(1, 3000), n=st.integers(1, 3000), area=st.sampled_from([1, 9, 25]))
+def test_the_fast_search_equals_the_full_enumeration(m, mid, n, area):
+    """M, L (here ``mid``), N: every feasible pair, and the fast minimum equals the enumeration's."""
     best = None
-    for g1, g2 in feasible_groups(m, l, n):  # g1 ascending, then g2; strictly lower cost wins
-        c = clc_cost(m, l, n, g1, g2, area)
+    for g1, g2 in feasible_groups(m, mid, n):  # g1 ascending, then g2; strictly lower cost wins
+        c = clc_cost(m, mid, n, g1, g2, area)
         if best is None or c < best.cost:
             best = ClcGroups(g1, g2, c)
-    assert clc_groups(m, l, n, kernel_area=area) == best
-    pairs = list(feasible_groups(m, l, n))
+    assert clc_groups(m, mid, n, kernel_area=area) == best
+    pairs = list(feasible_groups(m, mid, n))
     assert pairs == sorted(pairs)
-    assert all(m % a == 0 and l % a == 0 and l % b == 0 and n % b == 0 and a * b <= l for a, b in pairs)
-    if l <= 400:
-        naive = [(a, b) for a in range(1, l + 1) for b in range(1, l + 1)
-                 if m % a == 0 and l % a == 0 and l % b == 0 and n % b == 0 and a * b <= l]
+    assert all(m % a == 0 and mid % a == 0 and mid % b == 0 and n % b == 0 and a * b <= mid for a, b in pairs)
+    if mid <= 400:
+        naive = [(a, b) for a in range(1, mid + 1) for b in range(1, mid + 1)
+                 if m % a == 0 and mid % a == 0 and mid % b == 0 and n % b == 0 and a * b <= mid]
         assert pairs == naive

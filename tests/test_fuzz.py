@@ -229,7 +229,7 @@ def run_argv(draw):
 
 other_argv = st.one_of(
     st.tuples(st.just("clc-groups"), number_word, number_word, number_word).map(list),
-    st.builds(lambda m, l, n, a: ["clc-groups", str(m), str(l), str(n), "--kernel-area", str(a), "--json"],
+    st.builds(lambda m, mid, n, a: ["clc-groups", str(m), str(mid), str(n), "--kernel-area", str(a), "--json"],
               st.integers(-5, 2**41), st.integers(-5, 2**41), st.integers(-5, 2**41), st.integers(-2, 2**21)),
     st.builds(lambda w: ["paper", w], st.one_of(st.just("mobilenet"), word)),
     st.builds(lambda f: ["profiles"] + f, st.lists(st.sampled_from(["--json", "--help", "-x"]), max_size=2)),
@@ -344,7 +344,7 @@ def test_generated_profiles_load_in_range_or_fail_as_input_errors(case_):
             seconds, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             assert seconds < MAX_SECONDS and peak < 16 * 2**20, (seconds, peak)
-        assert not must_refuse, f"accepted a profile with an alias, a non-text or duplicate key or deep nesting:\n{text}"
+        assert not must_refuse, f"accepted a profile with an alias, a non-text or repeated key, deep nesting:\n{text}"
         for field, (lo, hi, _) in LIMITS.items():  # a profile that loads holds only sensible numbers
             v = getattr(p, field)
             assert math.isfinite(v) and lo <= v <= hi, (field, v)
@@ -423,7 +423,8 @@ BROKEN_MODELS = {
     "needs an argument": "from torch import nn\n\ndef make(x):\n    return nn.Identity()\n",
     "identity": "from torch import nn\n\ndef make():\n    return nn.Identity()\n",
     "empty": "from torch import nn\n\ndef make():\n    return nn.Sequential()\n",
-    "unsupported module": "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU())\n",
+    "unsupported module": ("from torch import nn\n\ndef make():\n"
+                           "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU())\n"),
     "unsupported function": ("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
                              "        return torch.sigmoid(x)\n\ndef make():\n    return M()\n"),
     "import fails": "import no_such_module_here\n\ndef make():\n    pass\n",
@@ -489,7 +490,8 @@ def _limited_mib(mib: int):
 
 @pytest.mark.parametrize("args, read_first_line", [
     (["models"], False),
-    (["run", "mobilenet", "--no-plots", "--out", "rep"], False), (["run", "mobilenet", "--no-plots", "--out", "rep"], True),
+    (["run", "mobilenet", "--no-plots", "--out", "rep"], False),
+    (["run", "mobilenet", "--no-plots", "--out", "rep"], True),
     (["run", "mobilenet", "--json", "--no-plots", "--out", "rep"], False),
     (["profiles"], False), (["profiles"], True), (["paper", "mobilenet"], False), (["--help"], False),
 ])

@@ -19,7 +19,13 @@ import pytest
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.profile import LIMITS, MAX_EXTENDS, MAX_PROFILE_BYTES, load_profile, parse_override
+from perfsim.profile import (
+    LIMITS,
+    MAX_EXTENDS,
+    MAX_PROFILE_BYTES,
+    load_profile,
+    parse_override,
+)
 
 # ~430 bytes; with aliases expanded it would be 9**9 (387 million) strings
 BILLION_LAUGHS = """\
@@ -155,7 +161,7 @@ def test_a_profile_larger_than_the_limit_is_refused_without_reading_it_all(tmp_p
         f.truncate(2**30)
     got, seconds, peak = bounded(lambda: load_profile(str(path)))
     assert isinstance(got, InputError) and "larger than" in str(got)
-    assert peak < MAX_PEAK_BYTES
+    assert seconds < MAX_SECONDS and peak < MAX_PEAK_BYTES
 
 
 # --------------------------------------------------------------------------

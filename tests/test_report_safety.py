@@ -22,7 +22,14 @@ import pytest
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.report_folder import MANIFEST, Terminated, check_folder, clean_stale, unproven, write_folder
+from perfsim.report_folder import (
+    MANIFEST,
+    Terminated,
+    check_folder,
+    clean_stale,
+    unproven,
+    write_folder,
+)
 
 RUN = ["run", "mobilenet", "--no-plots"]
 
@@ -412,7 +419,7 @@ def test_many_threads_swapping_one_folder(tmp_path):
     def writer(k):
         try:
             for i in range(6):
-                write_folder(out, lambda f: (f / "who.txt").write_text(f"{k}.{i}"))
+                write_folder(out, lambda f, i=i: (f / "who.txt").write_text(f"{k}.{i}"))
         except BaseException as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
