@@ -354,6 +354,7 @@ def write_folder(out: str | Path, fill: Callable[[Path], None]) -> Path:
     """
     out = Path(out)
     target = check_folder(out)
+    created = [p for p in reversed(target.parents) if not os.path.lexists(p)]
     target.parent.mkdir(parents=True, exist_ok=True)
     job = _Swap(target)
     with _signals_raise():
@@ -370,5 +371,8 @@ def write_folder(out: str | Path, fill: Callable[[Path], None]) -> Path:
         except BaseException:
             with _signals_blocked():
                 job.rollback()
+                for folder in reversed(created):  # parents this write made, if still empty
+                    with contextlib.suppress(OSError):
+                        os.rmdir(folder)
             raise
     return out

@@ -270,6 +270,19 @@ def test_a_failure_after_the_old_report_moved_aside_puts_it_back(tmp_path, monke
     assert snapshot(tmp_path) == before
 
 
+def test_a_failed_write_removes_the_parent_folders_it_made(tmp_path):
+    def fill(folder):
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OSError):
+        write_folder(tmp_path / "a" / "b" / "rep", fill)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "mine.txt").write_text("x")
+    with pytest.raises(OSError):
+        write_folder(tmp_path / "a" / "b" / "rep", fill)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "mine.txt"]
+
+
 def test_signal_handlers_are_restored_and_ignored_signals_stay_ignored(tmp_path):
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
