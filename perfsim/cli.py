@@ -17,9 +17,14 @@ from .errors import InputError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+MAX_MESSAGE_CHARS = 1000
+
+
 def _one_line(text: object) -> str:
-    """Error messages are one line on stderr, whatever the exception carried."""
-    return " ".join(str(text).split())
+    """Error messages are one line on stderr, whatever the exception carried, and bounded
+    (a value echoed from a hostile argument is cut)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[:MAX_MESSAGE_CHARS] + "..."
 
 
 @click.group(context_settings=CONTEXT)
@@ -210,38 +215,71 @@ def clc_groups_cmd(m, mid, n, kernel_area, as_json):
     click.echo(f"M={m} L={mid} N={n} A={kernel_area}: g1={res.g1} g2={res.g2} cost={res.cost:g}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: map errors to exit codes (2: bad input, 1: internal fault)."""
+def _quiet_stdout() -> None:
+    """After a closed pipe (``perfsim ... | head -1``): point stdout at /dev/null so the
+    interpreter's final flush cannot fail with "Exception ignored ... BrokenPipeError"
+    (the Python documentation's recipe, see the signal module's note on SIGPIPE)."""
     try:
-        rc = cli.main(args=argv, prog_name="perfsim", standalone_mode=False)
-        return rc if isinstance(rc, int) else 0  # --help, --version: click returns their exit code
-    except click.exceptions.Exit as e:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _invoke(argv: list[str] | None):
+    """Parse and run one command. Unlike ``cli.main``, click's own handling of a closed
+    pipe (exit 1) and of Ctrl-C is left to ``main`` below."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    with cli.make_context("perfsim", args) as ctx:
+        return cli.invoke(ctx)
+
+
+def _click_status(e: click.exceptions.Exit | click.exceptions.Abort | click.ClickException) -> int:
+    """Exit status of click's own outcomes: --help/--version, bare `perfsim`, usage errors, Abort."""
+    if isinstance(e, click.exceptions.Exit):  # --help, --version
         return e.exit_code
-    except click.exceptions.NoArgsIsHelpError as e:  # bare `perfsim`: the help, not an error
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):  # bare `perfsim`: the help, not an error
         click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
         return 0
-    except click.exceptions.Abort as e:
-        if isinstance(e.__context__, KeyboardInterrupt):
-            click.echo("perfsim: interrupted", err=True)
-            return 130
-        click.echo("perfsim: aborted", err=True)
-        return 1
-    except click.UsageError as e:
+    if isinstance(e, click.exceptions.Abort):
+        interrupted = isinstance(e.__context__, KeyboardInterrupt)
+        click.echo("perfsim: interrupted" if interrupted else "perfsim: aborted", err=True)
+        return 130 if interrupted else 1
+    hint = ""
+    if isinstance(e, click.UsageError):
         hint = f" (see 'perfsim {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else \
             " (see 'perfsim --help')"
-        click.echo(f"perfsim: error: {_one_line(e.format_message())}{hint}", err=True)
-        return 2
-    except click.ClickException as e:
-        click.echo(f"perfsim: error: {_one_line(e.format_message())}", err=True)
-        return 2
+    click.echo(f"perfsim: error: {_one_line(e.format_message())}{hint}", err=True)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map errors to exit codes (2: bad input, 1: internal fault, 0 on a closed
+    stdout pipe, 128 + N on signal N while a report is written)."""
+    from .report_folder import Terminated
+    try:
+        rc = _invoke(argv)
+        return rc if isinstance(rc, int) else 0
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException) as e:
+        return _click_status(e)
     except InputError as e:
         click.echo(f"perfsim: error: {_one_line(e)}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("perfsim: interrupted", err=True)
         return 130
+    except Terminated as e:  # SIGTERM (or SIGINT, SIGHUP) while a report was written: cleaned up
+        click.echo(f"perfsim: interrupted by {e.name}; no report written", err=True)
+        return 128 + e.signum
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+    except SystemExit as e:  # perfsim never calls sys.exit inside a command: code it ran did (a model file)
+        click.echo(f"perfsim: error: code perfsim ran (a model file?) called sys.exit({_one_line(e.code)}) "
+                   "instead of returning; no report written", err=True)
+        return 2
     except Exception as e:  # an internal fault: say so plainly; the traceback on request
         if os.environ.get("PERFSIM_DEBUG"):
             raise

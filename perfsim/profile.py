@@ -5,6 +5,12 @@ A profile is a YAML file in ``hardware_profiles/``. Lookup order for a name:
 shipped with perfsim. A path (anything ending in .yaml/.yml or containing a
 path separator) is read as given. ``extends: other`` inherits another profile's
 fields; ``overrides`` (``--set field=value``) apply last.
+
+Profiles are read defensively (they may come from anywhere): at most
+``MAX_PROFILE_BYTES``, no YAML anchors or aliases, nesting at most ``MAX_NESTING``
+deep, string keys only, no duplicate keys, ``extends`` chains at most
+``MAX_EXTENDS`` long, and every number in a physically sensible range (``LIMITS``),
+so everything computed from a profile is finite. docs/model.md lists the bounds.
 """
 from __future__ import annotations
 
@@ -13,10 +19,10 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
-from .units import parse_quantity
+from .units import format_bytes, parse_quantity, shown
 
 # Fields SPEC.md reserves for later issues: known names, not yet simulated.
 RESERVED_FIELDS = (
@@ -33,14 +39,32 @@ _QUANTITY_FIELDS = {
     "vector_flops": "flops",
 }
 
+# Physically sensible ranges, in base units (docs/model.md). Outside them a profile is refused:
+# within them every latency, time and plot coordinate perfsim computes is a finite float.
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "sram_bytes": (1, 2**40, "1 B and 1 TiB"),
+    "dram_bandwidth": (1.0, 1e15, "1 B/s and 1 PB/s (1e15 B/s)"),
+    "dram_latency": (0.0, 1.0, "0 s and 1 s"),
+    "matrix_flops": (1.0, 1e18, "1 FLOPS and 1e18 FLOPS"),
+    "vector_flops": (1.0, 1e18, "1 FLOPS and 1e18 FLOPS"),
+}
+BITS_RANGE = (1, 64)
+
+MAX_PROFILE_BYTES = 64 * 1024  # a profile is a dozen lines
+MAX_NESTING = 8  # mappings/sequences inside each other (a valid profile needs 1)
+MAX_EXTENDS = 16  # profiles in one extends chain
+MAX_INT_CHARS = 64  # a YAML integer literal longer than this is refused before it is converted
+MAX_NAME_CHARS = 200  # a profile name becomes part of a report folder name
+MAX_LISTED = 20  # known profiles named in an "unknown profile" message
+
 
 class HardwareProfile(BaseModel):
     """One accelerator. Values are in base units (bytes, B/s, s, FLOP/s) once parsed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "custom"
-    description: str = ""
+    name: str = Field("custom", max_length=MAX_NAME_CHARS)
+    description: str = Field("", max_length=2000)
     sram_bytes: int
     dram_bandwidth: float
     dram_latency: float = 0.0
@@ -58,42 +82,43 @@ class HardwareProfile(BaseModel):
     @field_validator("sram_bytes", mode="before")
     @classmethod
     def _sram(cls, v: Any) -> int:
-        b = parse_quantity(v, "bytes", field="sram_bytes")
-        if b <= 0:
-            raise ValueError("must be positive")
+        b = _quantity_in_range("sram_bytes", v)
         if not float(b).is_integer():
             raise ValueError(f"must be a whole number of bytes, got {b}")
         return int(b)
 
-    @field_validator("dram_bandwidth", "matrix_flops", "vector_flops", mode="before")
+    @field_validator("dram_bandwidth", "dram_latency", "matrix_flops", "vector_flops", mode="before")
     @classmethod
-    def _positive_rate(cls, v: Any, info) -> float:
-        x = parse_quantity(v, _QUANTITY_FIELDS[info.field_name], field=info.field_name)
-        if x <= 0:
-            raise ValueError("must be positive")
-        return x
-
-    @field_validator("dram_latency", mode="before")
-    @classmethod
-    def _latency(cls, v: Any) -> float:
-        x = parse_quantity(v, "seconds", field="dram_latency")
-        if x < 0:
-            raise ValueError("must not be negative")
-        return x
+    def _rate(cls, v: Any, info) -> float:
+        return _quantity_in_range(info.field_name, v)
 
     @field_validator("activation_bits", "weight_bits", "bias_bits", mode="before")
     @classmethod
     def _bits(cls, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, str) and v.strip().isdigit()):
+        if isinstance(v, str) and len(v) <= 20 and v.strip().isdecimal() and v.strip().isascii():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError("must be a whole number of bits")
-        v = int(v)
-        if not 1 <= v <= 64:
-            raise ValueError("must be between 1 and 64 bits")
+        if not BITS_RANGE[0] <= v <= BITS_RANGE[1]:
+            raise ValueError(f"must be between {BITS_RANGE[0]} and {BITS_RANGE[1]} bits")
         return v
 
     def resolved(self) -> dict[str, Any]:
         """Every field with its value in base units (what summary.json records)."""
         return self.model_dump()
+
+
+def _quantity_in_range(field: str, v: Any) -> float:
+    """A quantity field parsed into base units and held to ``LIMITS``."""
+    x = parse_quantity(v, _QUANTITY_FIELDS[field], field=field)
+    lo, hi, text = LIMITS[field]
+    if lo > 0 and x <= 0:
+        raise ValueError("must be positive")
+    if x < 0:
+        raise ValueError("must not be negative")
+    if not lo <= x <= hi:
+        raise ValueError(f"must be between {text}")
+    return x
 
 
 def _shipped_dir():
@@ -109,56 +134,169 @@ def _key(origin: Any) -> str:
     return str(origin.resolve()) if isinstance(origin, Path) else str(origin)
 
 
-def _read_text(p: Any, name: str) -> str:
+def _cut(text: object, limit: int = 200) -> str:
+    """One line of at most about ``limit`` characters (for messages that echo text from a file)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------
+# Reading YAML that may be hostile
+# --------------------------------------------------------------------------
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML that a profile may not use: an alias, deep nesting, a duplicate or non-text key."""
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """PyYAML's safe loader for untrusted profiles.
+
+    Refuses anchors and aliases outright (an alias bomb of a few hundred bytes expands to
+    gigabytes; a profile has no use for them), nesting deeper than ``MAX_NESTING`` (the
+    composer recurses), mapping keys that are not text, duplicate keys (PyYAML keeps the
+    last silently) and integer literals longer than ``MAX_INT_CHARS`` characters.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(problem="YAML anchors and aliases (& and *) are not allowed in a profile",
+                           problem_mark=event.start_mark)
+        nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if nested:
+            self._depth += 1
+            if self._depth > MAX_NESTING:
+                raise _Refused(problem=f"nested more than {MAX_NESTING} levels deep", problem_mark=event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
+
+    def construct_mapping(self, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+                what = shown(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "a collection"
+                raise _Refused(problem=f"keys must be field names (text), got {what}",
+                               problem_mark=key_node.start_mark)
+            if key_node.value in keys:
+                raise _Refused(problem=f"duplicate key {shown(key_node.value)}", problem_mark=key_node.start_mark)
+            keys.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_INT_CHARS:
+            raise _Refused(problem=f"a number of {len(node.value)} characters is not a sensible value",
+                           problem_mark=node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_ProfileLoader.add_constructor("tag:yaml.org,2002:int", _ProfileLoader.construct_yaml_int)
+
+
+def _line(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f" (line {mark.line + 1})" if mark is not None else ""
+
+
+def _load_yaml(text: str, label: str) -> Any:
+    """Parse one profile document with the hardened loader; every failure is an InputError."""
     try:
-        return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"profile {name!r}: cannot read {p}: {getattr(e, 'strerror', None) or e}") from None
+        return yaml.load(text, Loader=_ProfileLoader)  # a SafeLoader subclass: no arbitrary objects
+    except _Refused as e:
+        raise InputError(f"{label}: {e.problem}{_line(e)}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{label}: malformed YAML{_line(e)}: {_cut(getattr(e, 'problem', None) or e)}") from None
+    except (ValueError, OverflowError) as e:  # a constructor's own check, e.g. the date 2001-02-30
+        raise InputError(f"{label}: malformed YAML: {_cut(e)}") from None
+
+
+def _is_file(p: Any) -> bool:
+    """``p.is_file()``, false for names the OS refuses (too long, NUL bytes) instead of raising."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_text(p: Any, name: str) -> str:
+    """The file's text, reading at most MAX_PROFILE_BYTES (+1 to see that it is longer)."""
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as e:
+        raise InputError(f"profile {shown(name)}: cannot read {_cut(p)}: {e.strerror or e}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise InputError(f"profile {shown(name)}: {_cut(p)} is larger than {MAX_PROFILE_BYTES // 1024} KiB; "
+                         "a profile is a few lines of YAML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"profile {shown(name)}: cannot read {_cut(p)}: not UTF-8 text") from None
+
+
+def _chain(keys: tuple[str, ...]) -> str:
+    return " -> ".join(Path(k).name for k in keys)
+
+
+def _known() -> str:
+    names = list_profiles()
+    more = f", ... ({len(names)} in all)" if len(names) > MAX_LISTED else ""
+    return ", ".join(_cut(n, 60) for n in names[:MAX_LISTED]) + more
 
 
 def _find(name: str, relative_to: Path | None = None, seen: tuple[str, ...] = ()) -> tuple[str, Any]:
     """Return (text, origin) of the named profile; origin is a Path or a resource.
 
     A local ``./hardware_profiles/NAME.yaml`` that ``extends: NAME`` means the shipped
-    profile of that name (it refines it), not itself.
+    profile of that name (it refines it), not itself; without a shipped one it is a cycle.
     """
     if _looks_like_path(name):
-        p = Path(name).expanduser()
+        try:
+            p = Path(name).expanduser()
+        except RuntimeError:  # ~someone with no home folder: the name as written
+            p = Path(name)
         if not p.is_absolute() and relative_to is not None:
             p = relative_to / p
-        if not p.is_file():
-            raise InputError(f"profile file not found: {name}")
+        if not _is_file(p):
+            raise InputError(f"profile file not found: {_cut(name)}")
         return _read_text(p, name), p
     local = Path.cwd() / "hardware_profiles" / f"{name}.yaml"
-    if local.is_file() and _key(local) not in seen:
+    local_found = _is_file(local)
+    if local_found and _key(local) not in seen:
         return _read_text(local, name), local
     shipped = _shipped_dir() / f"{name}.yaml"
-    if shipped.is_file():
+    if _is_file(shipped):
         return _read_text(shipped, name), shipped
-    raise InputError(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles())}")
+    if local_found:
+        raise InputError(f"profile {shown(name)}: 'extends' cycle: {_chain(seen + (_key(local),))}")
+    raise InputError(f"unknown profile {shown(name)}; known profiles: {_known()}")
 
 
 def _read(name: str, relative_to: Path | None, seen: tuple[str, ...]) -> dict[str, Any]:
+    if len(seen) >= MAX_EXTENDS:
+        raise InputError(f"profile {shown(name)}: 'extends' chain longer than {MAX_EXTENDS} profiles "
+                         f"({_chain(seen[:3])} -> ...)")
     text, origin = _find(name, relative_to, seen)
     key = _key(origin)
     if key in seen:
-        raise InputError(f"profile {name!r}: 'extends' cycle: {' -> '.join(seen + (key,))}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise InputError(f"profile {name!r}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+        raise InputError(f"profile {shown(name)}: 'extends' cycle: {_chain(seen + (key,))}")
+    data = _load_yaml(text, f"profile {shown(name)}")
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InputError(f"profile {name!r}: expected a mapping of fields, got {type(data).__name__}")
+        raise InputError(f"profile {shown(name)}: expected a mapping of fields, got {type(data).__name__}")
     data.setdefault("name", Path(str(origin)).stem if isinstance(origin, Path) else Path(origin.name).stem)
     parent = data.pop("extends", None)
     if parent is None:
         return data
     if isinstance(parent, bool) or not isinstance(parent, (str, int)) or not str(parent).strip():
-        raise InputError(f"profile {name!r}: 'extends' must name one profile, got {parent!r}")
+        raise InputError(f"profile {shown(name)}: 'extends' must name one profile, got {shown(parent)}")
     base_dir = origin.parent if isinstance(origin, Path) else None
     merged = _read(str(parent), base_dir, seen + (key,))
     merged.pop("description", None)
@@ -167,14 +305,22 @@ def _read(name: str, relative_to: Path | None, seen: tuple[str, ...]) -> dict[st
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``field=value`` from the command line; the value is read as YAML (true, 8, 256KiB)."""
+    """``field=value`` from the command line; the value is read as YAML (true, 8, 256KiB).
+
+    Text that is not YAML is taken as written; YAML a profile may not use (an alias, a
+    duplicate key, deep nesting) is refused.
+    """
     if "=" not in item:
-        raise InputError(f"--set expects field=value, got {item!r}")
+        raise InputError(f"--set expects field=value, got {shown(item)}")
     key, raw = item.split("=", 1)
     key = key.strip()
+    if not raw.strip():
+        return key, ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = yaml.load(raw, Loader=_ProfileLoader)  # a SafeLoader subclass: no arbitrary objects
+    except _Refused as e:
+        raise InputError(f"--set {_cut(key, 60)}: {e.problem}") from None
+    except (yaml.YAMLError, ValueError, OverflowError):
         value = raw
     return key, value
 
@@ -184,18 +330,18 @@ def build_profile(data: Mapping[str, Any], label: str = "profile") -> HardwarePr
     reserved = [k for k in data if k in RESERVED_FIELDS]
     if reserved:
         raise InputError(
-            f"{label}: field {reserved[0]!r} is reserved for a later version of perfsim "
+            f"{label}: field {shown(reserved[0])} is reserved for a later version of perfsim "
             "and is not simulated yet"
         )
     try:
         return HardwareProfile(**data)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "profile"
+        loc = _cut(".".join(str(p) for p in err["loc"]), 60) or "profile"
         msg = err["msg"].removeprefix("Value error, ")
         given = err.get("input")
         if isinstance(given, (str, int, float)) and not isinstance(given, bool) and err["type"] != "extra_forbidden":
-            msg += f" (got {given!r})"
+            msg += f" (got {shown(given)})"
         if err["type"] == "extra_forbidden":
             known = ", ".join(n for n in HardwareProfile.model_fields)
             msg = f"unknown field (known fields: {known})"
@@ -212,7 +358,7 @@ def load_profile(name_or_path: str | HardwareProfile = "edge_1mb", **overrides: 
         data = _read(str(name_or_path), None, ())
     if overrides:
         data.update(overrides)
-    label = f"profile {data.get('name', name_or_path)!r}"
+    label = f"profile {shown(data.get('name', name_or_path))}"
     return build_profile(data, label)
 
 
@@ -227,7 +373,6 @@ def list_profiles() -> list[str]:
 
 def describe(profile: HardwareProfile) -> str:
     """One line: the numbers a person compares profiles by."""
-    from .units import format_bytes
     return (f"SRAM {format_bytes(profile.sram_bytes)}, DRAM {profile.dram_bandwidth / 1e9:g} GB/s, "
             f"matrix {profile.matrix_flops / 1e12:g} TFLOPS, vector {profile.vector_flops / 1e9:g} GFLOPS, "
             f"{profile.weights} weights, {'overlap' if profile.overlap else 'serial'}, {profile.memory_policy}")

@@ -1,7 +1,9 @@
 """Reports: layers.csv, summary.json and plots, written atomically.
 
 Everything is written into a temporary sibling folder first and moved into
-place only when complete, so a failed run never leaves a half-written report.
+place only when complete, so a failed run never leaves a half-written report;
+a folder is replaced only when its manifest proves perfsim wrote it
+(``perfsim.report_folder``).
 """
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
+import signal
 from pathlib import Path
 
-from .errors import InputError
 from .graph import Unit
+from .report_folder import MANIFEST, check_folder, write_folder
 from .results import COLUMNS, Bound, SimResult
 from .units import format_bytes, format_count, format_seconds
 
@@ -40,60 +41,31 @@ def summary_json(result: SimResult) -> str:
     return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
 
 
-REPORT_FILES = frozenset(("layers.csv", "summary.json") + PLOTS)
+REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
 
 
 def check_report_folder(out: Path) -> None:
-    """Refuse a folder whose replacement would delete something that is not a report.
+    """Refuse a folder whose replacement could delete something that is not perfsim's report.
 
-    A report replaces its folder as a whole (atomically), so the folder must be new,
-    empty, or an earlier perfsim report: never the working directory, an ancestor of
-    it, or a folder holding other files.
+    A report replaces its folder as a whole (atomically), so the folder must be new, empty,
+    or a perfsim report that its manifest proves unchanged; never the working folder or an
+    ancestor of it (see ``perfsim.report_folder``).
     """
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    resolved = out.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        raise InputError(f"--out {out}: a report replaces its folder; refusing the working folder or one "
-                         "above it (name a subfolder)")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise InputError(f"--out {out}: refusing to replace a folder that holds files other than a perfsim "
-                         f"report ({shown}); name a new or empty folder")
+    check_folder(Path(out))
 
 
 def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) -> Path:
-    """Write the report folder atomically; returns its path.
+    """Write the report folder atomically, with its manifest; returns its path.
 
-    Raises ``InputError`` (and writes nothing) if ``out_dir`` holds anything but a report.
+    Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced.
     """
-    out = Path(out_dir)
-    check_report_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a report folder is an ordinary folder
-    try:
-        (tmp / "layers.csv").write_text(layers_csv(result), encoding="utf-8")
-        (tmp / "summary.json").write_text(summary_json(result), encoding="utf-8")
+    def fill(folder: Path) -> None:
+        (folder / "layers.csv").write_text(layers_csv(result), encoding="utf-8")
+        (folder / "summary.json").write_text(summary_json(result), encoding="utf-8")
         if plots:
-            write_plots(result, tmp)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+            write_plots(result, folder)
+
+    return write_folder(Path(out_dir), fill)
 
 
 # --------------------------------------------------------------------------
@@ -294,13 +266,20 @@ def write_plots(result: SimResult, folder: Path, *, parallel: bool | None = None
         import multiprocessing
         try:
             ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(2) as pool:
+            with ctx.Pool(2, initializer=_worker_signals) as pool:
                 pool.map(_render, jobs, chunksize=2)
             return
         except (OSError, ValueError):
             pass  # no fork here (or no resources): render serially
     for job in jobs:
         _render(job)
+
+
+def _worker_signals() -> None:
+    """A plot worker dies quietly on SIGTERM (Pool.terminate) and leaves SIGINT to its parent,
+    which cleans up the report's temporary folder (the handlers it forked with would raise)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _time_scale(max_s: float) -> tuple[float, str]:

@@ -265,6 +265,13 @@ def _user_code(label: str):
             yield
         except SystemExit as e:
             raise UserCodeError(f"{label} called sys.exit({_show(e.code)})") from None
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as e:
+            if isinstance(e, Exception):
+                raise  # perfsim's own errors, and the user's (``_call_user`` words them)
+            # a user-defined BaseException is still the model's failure, not perfsim's
+            raise UserCodeError(f"{label} raised {type(e).__name__}: {_show(e)}") from None
 
 
 def _call_user(fn: Callable[[], Any], label: str) -> Any:

@@ -26,41 +26,70 @@ _UNITS = {
 }
 
 _NUM = r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+_MAX_QUANTITY_CHARS = 200  # longer text is no quantity a person writes; refused before the regex
 _PATTERN = re.compile(r"^\s*" + _NUM + r"\s*(Ki|Mi|Gi|Ti|[kKMGTPmuµnpf]?)\s*([A-Za-z/]*)\s*$")
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A user's value as an error message shows it: its repr, cut to about ``limit`` characters.
+
+    Never builds the repr of a large value (a container is named by its type and length, a huge
+    integer by its digit count), so a hostile input cannot make a message large or slow.
+    """
+    if isinstance(value, str):
+        text = repr(value[: limit + 1])
+        return text if len(value) <= limit else text[:limit] + "...'"
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() > 3 * limit:  # str() of a huge int is slow (and refused past 4300 digits)
+            return f"a {value.bit_length() * 30103 // 100000 + 1}-digit number"
+        text = repr(value)
+        return text if len(text) <= limit else text[:limit] + "..."
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a value of type {type(value).__name__}"
 
 
 def parse_quantity(value: object, kind: str, *, field: str = "value") -> float:
     """Parse ``value`` (a number or a string with units) into the base unit of ``kind``."""
     if isinstance(value, bool):
-        raise InputError(f"{field}: expected a quantity in {kind}, got {value!r}")
+        raise InputError(f"{field}: expected a quantity in {kind}, got {shown(value)}")
     if isinstance(value, (int, float)):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an int past 1.8e308
+            raise InputError(f"{field}: {shown(value)} is too large") from None
     elif isinstance(value, str):
-        m = _PATTERN.match(value)
-        if not m:
-            raise InputError(f"{field}: cannot read {value!r} as a quantity in {kind}")
-        number, prefix, unit = m.groups()
-        accepted = _UNITS[kind]
-        if prefix in _DECIMAL and prefix + unit in accepted:
-            # the regex reads a unit's first letter as a prefix when it can ('1flops': femto + 'lops')
-            prefix, unit = "", prefix + unit
-        if unit == "" and prefix in ("", "Ki", "Mi", "Gi", "Ti") and kind == "bytes":
-            unit = "B"  # '1Mi' alone is unusual but unambiguous for sizes
-        if unit and unit not in accepted:
-            # A prefix letter may have been read as the unit's first letter, e.g. 'ms' vs 'm'+'s'.
-            raise InputError(
-                f"{field}: unit {unit!r} in {value!r} is not a unit of {kind} "
-                f"(expected {', '.join(accepted)})"
-            )
-        if not unit and prefix:
-            raise InputError(f"{field}: {value!r} has a prefix but no unit (expected {accepted[0]})")
-        scale = _BINARY.get(prefix) or _DECIMAL[prefix]
-        out = float(number) * scale
+        out = _parse_text(value, kind, field)
     else:
-        raise InputError(f"{field}: expected a quantity in {kind}, got {value!r}")
+        raise InputError(f"{field}: expected a quantity in {kind}, got {shown(value)}")
     if not math.isfinite(out):
-        raise InputError(f"{field}: {value!r} is not finite")
+        raise InputError(f"{field}: {shown(value)} is not finite")
     return out
+
+
+def _parse_text(value: str, kind: str, field: str) -> float:
+    m = _PATTERN.match(value) if len(value) <= _MAX_QUANTITY_CHARS else None
+    if not m:
+        raise InputError(f"{field}: cannot read {shown(value)} as a quantity in {kind}")
+    number, prefix, unit = m.groups()
+    accepted = _UNITS[kind]
+    if prefix in _DECIMAL and prefix + unit in accepted:
+        # the regex reads a unit's first letter as a prefix when it can ('1flops': femto + 'lops')
+        prefix, unit = "", prefix + unit
+    if unit == "" and prefix in ("", "Ki", "Mi", "Gi", "Ti") and kind == "bytes":
+        unit = "B"  # '1Mi' alone is unusual but unambiguous for sizes
+    if unit and unit not in accepted:
+        # A prefix letter may have been read as the unit's first letter, e.g. 'ms' vs 'm'+'s'.
+        raise InputError(
+            f"{field}: unit {shown(unit)} in {shown(value)} is not a unit of {kind} "
+            f"(expected {', '.join(accepted)})"
+        )
+    if not unit and prefix:
+        raise InputError(f"{field}: {shown(value)} has a prefix but no unit (expected {accepted[0]})")
+    scale = _BINARY.get(prefix) or _DECIMAL[prefix]
+    return float(number) * scale
 
 
 def format_bytes(n: float) -> str:

@@ -185,7 +185,7 @@ def test_run_prints_the_table_and_totals(default_run, summary):
 
 def test_report_folder_holds_csv_json_and_four_plots(default_run):
     names = {p.name for p in default_run["dir"].iterdir()}
-    assert names == {"layers.csv", "summary.json", *PLOTS}
+    assert names == {"layers.csv", "summary.json", *PLOTS, ".perfsim-report.json"}
     # written atomically: no temporary or old folder left beside it
     assert [p.name for p in default_run["dir"].parent.iterdir()] == ["edge_1mb"]
 
@@ -248,7 +248,7 @@ def test_json_prints_only_the_summary(capsys):
     assert all(k in data for k in SPEC_SUMMARY_KEYS)
     # --json still writes the report, and --no-plots leaves the plots out
     folder = Path("reports/mobilenet/edge_1mb")
-    assert sorted(p.name for p in folder.iterdir()) == ["layers.csv", "summary.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".perfsim-report.json", "layers.csv", "summary.json"]
     assert json.loads((folder / "summary.json").read_text()) == data
 
 
@@ -332,7 +332,7 @@ def test_a_user_model_file_gives_a_report(capsys, tmp_path):
     rc, out, err = cli_run(capsys, "run", "nets.py:small", "--input-shape", "3x16x16", "--classes", 5)
     assert rc == 0, err
     folder = tmp_path / "reports" / "nets_small_c5" / "edge_1mb"
-    assert {p.name for p in folder.iterdir()} == {"layers.csv", "summary.json", *PLOTS}
+    assert {p.name for p in folder.iterdir()} == {"layers.csv", "summary.json", *PLOTS, ".perfsim-report.json"}
     s = json.loads((folder / "summary.json").read_text())
     assert s["macs"] == small_macs(16, 16, 5)
     assert s["input_shape"] == [1, 3, 16, 16]

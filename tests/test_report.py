@@ -10,6 +10,7 @@ from graphs import Net
 from perfsim.errors import InputError
 from perfsim.profile import load_profile
 from perfsim.report import REPORT_FILES, write_report
+from perfsim.report_folder import MANIFEST
 from perfsim.simulator import simulate
 
 
@@ -22,7 +23,7 @@ def result():
 
 def test_report_files_and_permissions(result, tmp_path):
     out = write_report(result, tmp_path / "r", plots=False)
-    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json", MANIFEST}
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
@@ -33,7 +34,7 @@ def test_replaces_an_earlier_report_whole(result, tmp_path):
     out = write_report(result, tmp_path / "r", plots=True)
     assert {p.name for p in out.iterdir()} == REPORT_FILES
     write_report(result, out, plots=False)
-    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"layers.csv", "summary.json", MANIFEST}
 
 
 def test_refuses_a_folder_with_other_files(result, tmp_path):
