@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.models.mobilenet import mobilenet_cifar, mobilenet_v1
 from perfsim.profile import load_profile
 from perfsim.simulate import simulate

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .graph import Graph
 
-_LOWERING_FILES = ("lower.py", "graph.py")
+_LOWERING_FILES = ("fuse.py", "graph.py")  # and every module of perfsim/lowering/
 
 
 def cache_dir() -> Path:
@@ -38,8 +38,8 @@ def _torch_version() -> str:
 def _code_digest() -> str:
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in _LOWERING_FILES:
-        h.update((here / name).read_bytes())
+    for path in [here / name for name in _LOWERING_FILES] + sorted((here / "lowering").glob("*.py")):
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 

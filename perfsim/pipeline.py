@@ -95,7 +95,7 @@ def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict
         name = Path(req.model.rsplit(":", 1)[0]).stem + "_" + req.model.rsplit(":", 1)[1]
 
         def build() -> Graph:
-            from .lower import lower
+            from .lowering import lower
             fn, _ = _load_file_factory(req.model)
             kwargs = {}
             if req.num_classes is not None:
@@ -123,7 +123,7 @@ def graph_for(req: ModelRequest, *, use_cache: bool = True) -> tuple[Graph, dict
         name = spec.name
 
         def build() -> Graph:
-            from .lower import lower
+            from .lowering import lower
             module = spec.build(num_classes=classes, width=req.width)
             return lower(module, shape, name=name)
         info = {"source": spec.source, "input_shape": shape}

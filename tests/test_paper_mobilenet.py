@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.models.mobilenet import mobilenet_cifar
 from perfsim.papers.mobilenet_cifar import (TABLE3, TABLE3_FIRST_FLUSH_ROW, TABLE4, TABLE4_INPUT_SIZE_ROWS,
                                             TABLE4_PRINTED_TOTAL_S, compare_compute)

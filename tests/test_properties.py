@@ -21,7 +21,7 @@ from torch import nn
 
 from perfsim import zoo
 from perfsim.errors import DoesNotFitError
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.profile import load_profile
 from perfsim.simulate import simulate
 

@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 
 from perfsim.errors import InputError
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.profile import load_profile
 from perfsim.report import REPORT_FILES, write_report
 from perfsim.simulate import simulate

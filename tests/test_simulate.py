@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from perfsim.errors import DoesNotFitError
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.profile import load_profile
 from perfsim.simulate import COLUMNS, simulate
 

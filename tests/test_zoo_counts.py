@@ -15,7 +15,7 @@ import torch
 
 from perfsim import zoo
 from perfsim.graph import OpKind
-from perfsim.lower import lower
+from perfsim.lowering import lower
 
 AVAILABLE = [s.name for s in zoo.specs() if importlib.util.find_spec(s.module_name) is not None]
 
