@@ -246,7 +246,7 @@ class Graph:
         ops = tuple(Op(**{k: (OpKind(v) if k == "kind" else tup(v)) for k, v in o.items()}) for o in d["ops"])
         tensors = tuple(Tensor(**{k: tup(v) for k, v in t.items()}) for t in d["tensors"])
         conv = {"unit": Unit, "kind": OpKind}
-        layers = tuple(Layer(**{k: (conv[k](v) if k in conv else tup(v)) for k, v in l.items()}) for l in d["layers"])
+        layers = tuple(Layer(**{k: (conv[k](v) if k in conv else tup(v)) for k, v in row.items()}) for row in d["layers"])
         return cls(name=d["name"], input_shape=tup(d["input_shape"]), ops=ops, tensors=tensors,
                    layers=layers, inputs=tup(d["inputs"]), outputs=tup(d["outputs"]),
                    params=d["params"], meta=d.get("meta", {}))

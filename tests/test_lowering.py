@@ -13,7 +13,7 @@ from perfsim.lowering import lower
 
 
 def rows(graph):
-    return {l.name: l for l in graph.layers}
+    return {layer.name: layer for layer in graph.layers}
 
 
 @pytest.mark.parametrize("cin,cout,k,stride,groups,hw", [
@@ -87,7 +87,7 @@ class PoolThenBN(nn.Module):
 
 def test_bn_after_pool_is_a_prologue():
     g = lower(PoolThenBN(), (3, 8, 8))
-    names = [l.name for l in g.layers]
+    names = [layer.name for layer in g.layers]
     assert names == ["conv0", "pool", "conv1"]
     r = rows(g)
     n = 8 * 4 * 4
@@ -119,7 +119,7 @@ class Dense(nn.Module):
 
 def test_concat_is_its_parts_and_bn_on_shared_concat_is_prologue():
     g = lower(Dense(), (3, 6, 6))
-    assert [l.name for l in g.layers] == ["stem", "convs.0", "convs.1", "convs.2"]
+    assert [layer.name for layer in g.layers] == ["stem", "convs.0", "convs.1", "convs.2"]
     r = rows(g)
     stem_out = r["stem"].output
     # the last dense layer reads every part of the concat: stem + two earlier growth tensors
@@ -145,7 +145,7 @@ class Shuffle(nn.Module):
 
 def test_channel_shuffle_makes_no_row():
     g = lower(Shuffle(), (8, 5, 5))
-    assert [l.name for l in g.layers] == ["a", "b"]
+    assert [layer.name for layer in g.layers] == ["a", "b"]
     assert g.layers[1].inputs == (g.layers[0].output,)
 
 
@@ -162,7 +162,7 @@ class Residual(nn.Module):
 
 def test_residual_add_and_relu_are_vector_rows():
     g = lower(Residual(), (4, 6, 6))
-    ops = [l.op for l in g.layers]
+    ops = [layer.op for layer in g.layers]
     assert ops == ["conv", "conv", "add", "relu"]
     r = g.layers
     assert r[2].vector_ops(True, True) == 4 * 36
@@ -232,7 +232,7 @@ def test_data_dependent_control_flow_lowers_specialised_to_the_input():
             return self.b(x)
 
     g = lower(M(), (3, 4, 4))
-    assert [l.name for l in g.layers if l.macs] == ["b"]
+    assert [layer.name for layer in g.layers if layer.macs] == ["b"]
     assert g.macs == 16 * 4 * 3 * 9
 
 
@@ -253,7 +253,7 @@ def test_params_column_sums_to_pytorch_count_with_shared_module():
     m = Shared()
     g = lower(m, (4, 5, 5))
     assert len(g.layers) == 2
-    assert sum(l.params for l in g.layers) == sum(p.numel() for p in m.parameters()) == g.params
+    assert sum(layer.params for layer in g.layers) == sum(p.numel() for p in m.parameters()) == g.params
 
 
 def test_lowering_leaves_the_module_as_it_was():
@@ -287,7 +287,7 @@ def test_chunk_and_split_are_views_of_their_source():
             return torch.cat([a, self.branch(b), c + d], 1)
 
     g = lower(Split(), (3, 6, 6))
-    assert [l.op for l in g.layers] == ["conv_pw", "conv", "add"]
+    assert [layer.op for layer in g.layers] == ["conv_pw", "conv", "add"]
     stem, branch, add = g.layers
     assert branch.inputs == (stem.output,) and branch.in_shape == (1, 4, 6, 6)
     assert add.inputs == (stem.output,)
@@ -307,7 +307,7 @@ def test_parameters_of_elementwise_ops_are_counted_and_stored():
 
     m = Affine()
     g = lower(m, (3, 4, 4))
-    assert sum(l.params for l in g.layers) == sum(p.numel() for p in m.parameters()) == 40
+    assert sum(layer.params for layer in g.layers) == sum(p.numel() for p in m.parameters()) == 40
     mul, add = g.layers[1:]
     assert (mul.params, mul.weight_elems, add.params) == (8, 8, 8)
     assert mul.weight_bytes(8, 32, True) == 8
@@ -341,7 +341,7 @@ def test_a_module_called_twice_stores_its_weights_once():
             return self.c(self.c(x))
 
     g = lower(Twice(), (8, 4, 4))
-    assert [l.shares_weights for l in g.layers] == [False, True]
+    assert [layer.shares_weights for layer in g.layers] == [False, True]
     r = simulate(g, load_profile("edge_1mb"))
     assert r.summary["model_size_bytes"] == 576 and r.summary["params_inference"] == 576
     assert r.summary["dram_read_bytes"] == 128 + 2 * 576  # streamed: each call reads the weights
