@@ -45,6 +45,7 @@ class OpKind(str, Enum):
     PAD = "pad"  # a pad no conv absorbs
     UPSAMPLE_NEAREST = "upsample_nearest"
     UPSAMPLE_BILINEAR = "upsample_bilinear"
+    UPSAMPLE_BICUBIC = "upsample_bicubic"
     ROLL = "roll"
     COPY = "copy"  # a materialised copy: a broadcast made real, a concat that writes a learned token
     CONCAT = "concat"
@@ -101,6 +102,7 @@ VECTOR_OPS_PER_ELEMENT = {
     OpKind.PAD: 1,
     OpKind.UPSAMPLE_NEAREST: 1,
     OpKind.UPSAMPLE_BILINEAR: 7,  # 4 weighted taps: 4 multiplies, 3 adds
+    OpKind.UPSAMPLE_BICUBIC: 31,  # 16 weighted taps: 16 multiplies, 15 adds
     OpKind.ROLL: 1,
     OpKind.COPY: 1,
 }

@@ -228,8 +228,34 @@ def test_lowering_restores_every_module_flag():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout())
     net.train()
     net[1].eval()
+    net[0].bias.requires_grad_(False)
     lower(net, (3, 8, 8))
     assert [m.training for m in net.modules()] == [True, True, False, True]
+    assert [p.requires_grad for p in net.parameters()] == [True, False, True, True]
+
+
+def test_a_parameter_view_passed_between_modules():
+    """CaiT passes ``cls_token.expand(...)`` into a block: a view of a parameter, made without autograd."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x, token):
+            return self.fc(torch.cat([token, x], 1))
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Parameter(torch.zeros(1, 1, 4))
+            self.block = Block()
+
+        def forward(self, x):
+            x = x.flatten(2).transpose(1, 2)
+            return self.block(x, self.token.expand(1, -1, -1))
+
+    g = lower(M(), (4, 2, 2))
+    assert sum(layer.params for layer in g.layers) == 24 and g.macs == 5 * 4 * 4
 
 
 def test_unused_parameters_are_counted_in_no_row():

@@ -202,7 +202,7 @@ def test_gather_reads_whole_source():
 
 
 @pytest.mark.parametrize("bad,op", [(nn.ConvTranspose2d(4, 4, 2), "aten.convolution (transposed)"),
-                                    (nn.Upsample(scale_factor=2, mode="bicubic"), "aten.upsample_bicubic2d")])
+                                    (nn.FractionalMaxPool2d(2, output_size=3), "aten.fractional_max_pool2d")])
 def test_unsupported_module_is_named(bad, op):
     net = nn.Sequential(nn.Conv2d(3, 4, 3), bad)
     with pytest.raises(UnsupportedOpError, match=rf"{re.escape(op)} ×1 \(first at '1' \({type(bad).__name__}\)\)"):

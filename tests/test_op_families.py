@@ -37,6 +37,7 @@ def test_spec_vector_costs():
     assert (k[OpKind.LEAKY_RELU], k[OpKind.ELU], k[OpKind.ELEMENTWISE], k[OpKind.UPSAMPLE_NEAREST]) == (2, 3, 1, 1)
     assert (k[OpKind.UPSAMPLE_BILINEAR], k[OpKind.PAD], k[OpKind.ROLL], k[OpKind.COPY], k[OpKind.SOFTMAX]) == \
         (7, 1, 1, 1, 5)
+    assert k[OpKind.UPSAMPLE_BICUBIC] == 31  # perfsim's choice: 16 taps, 16 multiplies and 15 adds
     assert k[OpKind.LAYERNORM] + k[OpKind.BATCHNORM] == 7 and k[OpKind.GROUPNORM] == 5
 
 
@@ -151,6 +152,39 @@ def test_interpolate_roll_and_copies():
     assert (b.op, vops(b)) == ("upsample_bilinear", 7 * 3 * 64)
     assert (c.op, vops(c)) == ("roll", 48)
     assert (d.op, vops(d)) == ("copy", 48)
+
+
+def test_a_product_of_constants_is_a_row_the_flop_counter_also_counts():
+    """Swin-V2's position-bias MLP on a fixed coordinate table: other arithmetic on parameters and
+    constants folds at compile time, but a matrix product is counted by torch's flop counter, so it runs."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("coords", torch.randn(9, 2))
+            self.mlp = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            bias = torch.sigmoid(self.mlp(self.coords)).view(1, 1, 3, 3)
+            return self.conv(x) + bias
+
+    g = lower(M(), (3, 3, 3))
+    fc1, fc2, conv, add = g.layers
+    assert (fc1.name, fc1.inputs, fc1.macs, fc1.params) == ("mlp.0", (), 9 * 2 * 8, 24)
+    assert fc1.ops == ("mlp.0", "mlp.1") and fc2.ops == ("mlp.2", "sigmoid") and fc2.macs == 9 * 8
+    assert set(add.inputs) == {conv.output, fc2.output}
+
+
+def test_fold_and_bicubic_upsampling():
+    class M(nn.Module):
+        def forward(self, x):
+            patches = F.unfold(x, 2, stride=2)  # (1, 3·4, 4): a materialised copy
+            return F.fold(patches, (4, 4), 2, stride=2), F.interpolate(x, scale_factor=2, mode="bicubic")
+
+    unfold, fold, bicubic = lower(M(), (3, 4, 4)).layers
+    assert (unfold.op, vops(unfold)) == ("copy", 48)
+    assert (fold.op, vops(fold)) == ("reduce", 48)  # one add per patch element
+    assert (bicubic.op, vops(bicubic)) == ("upsample_bicubic", 31 * 3 * 64)
 
 
 def test_pools():

@@ -8,9 +8,11 @@ symbolically. Module paths come from global forward hooks; every tensor is track
 identity as an activation (computed from the input), a weight (a parameter, or computed
 from parameters alone) or a constant. Calls that read no activation run outside the record
 and outside the flop counter: they fold at compile time (a transposed weight, a gathered
-relative-position bias, an attention mask). Convolutions and matrix products are not
-computed: their output shape comes from PyTorch's meta kernel and a zero tensor stands in,
-so the arithmetic that dominates a forward is skipped (docs/lowering.md, "Capture").
+relative-position bias, an attention mask), except convolutions and matrix products, which
+the flop counter counts: they are recorded whatever they read, and their outputs are
+activations. Convolutions and matrix products are not computed: their output shape comes
+from PyTorch's meta kernel or their operands and a zero tensor stands in, so the arithmetic
+that dominates a forward is skipped (docs/lowering.md, "Capture").
 
 ``torch.utils.flop_counter.FlopCounterMode`` runs around the same forward: the independent
 count the self-check compares against.
@@ -92,6 +94,17 @@ def _distinct_elems(t: torch.Tensor) -> int:
     return prod(s for s, st in zip(t.shape, t.stride()) if st != 0)
 
 
+def _tensors(*values: Any) -> list[torch.Tensor]:
+    """The tensors among ATen arguments or outputs (a tensor, or a list of them, one level deep)."""
+    out: list[torch.Tensor] = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out.extend(x for x in v if isinstance(x, torch.Tensor))
+    return out
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, (int, float, bool, str)) or v is None:
         return v
@@ -129,19 +142,21 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        flat = _tensors(*args, *kwargs.values())
         vals = [self.val(t) for t in flat]
         path, module_call = self.modules.stack[-1]
         for v in vals:
             for p in v.params:
                 self.touched.setdefault(p, path)
-        if all(v.role is not Role.ACT for v in vals) or func.overloadpacket.__name__ in DATA_INDEPENDENT:
+        op = func.overloadpacket.__name__
+        reads_input = any(v.role is Role.ACT for v in vals)
+        if op in DATA_INDEPENDENT or not (reads_input or op in _SHAPE_ONLY):
             return self._fold(func, args, kwargs, vals)
-        if func.overloadpacket.__name__ == "convolution":
+        if op == "convolution":
             _check_conv(args, path)
         out = func(*args, **kwargs)
         index = len(self.calls)
-        outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        outs = _tensors(out)
         self.calls.append(Call(index=index, target=str(func), path=path, module_call=module_call,
                                args=self._by_name(func, args, kwargs),
                                out_shapes=tuple(tuple(o.shape) for o in outs)))
@@ -157,8 +172,8 @@ class _Recorder(TorchDispatchMode):
             out = func(*args, **kwargs)
         params = tuple(dict.fromkeys(p for v in vals for p in v.params))
         folded = _Val(Role.WEIGHT, params=params) if params else _CONST
-        for o in tree_flatten(out)[0]:
-            if isinstance(o, torch.Tensor) and not isinstance(o, nn.Parameter):
+        for o in _tensors(out):
+            if not isinstance(o, nn.Parameter):
                 self.vals[o] = folded
         return out
 
@@ -250,9 +265,10 @@ def _zeros_like_output(op: str, args) -> torch.Tensor:
 
 
 def _check_conv(args, path: str) -> None:
-    x, w = args[0], args[1]
-    groups = args[8] if len(args) > 8 else 1
-    if x.dim() >= 2 and not args[6] and x.shape[1] != w.shape[1] * groups:
+    if len(args) < 9:
+        return
+    x, w, transposed, groups = args[0], args[1], args[6], args[8]
+    if x.dim() >= 2 and not transposed and x.shape[1] != w.shape[1] * groups:
         shape = "x".join(map(str, x.shape))
         raise InputError(f"the convolution at {path!r} expects {w.shape[1] * groups} input channels, "
                          f"got shape {shape}")
@@ -282,10 +298,13 @@ def capture(module: nn.Module, input_shape: tuple[int, ...]) -> Capture:
     modules = _ModuleStack(module)
     recorder = _Recorder(modules, params)
     training = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()]
     fastpath = torch.backends.mha.get_fastpath_enabled()
     x = torch.zeros(input_shape)
     recorder.vals[x] = _Val(Role.ACT, -1)
     module.eval()
+    for p, _ in grads:  # nothing requires grad: the counter's module tracker then hooks no autograd graph
+        p.requires_grad_(False)
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), modules, \
@@ -302,6 +321,8 @@ def capture(module: nn.Module, input_shape: tuple[int, ...]) -> Capture:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         for m, flag in training:
             m.training = flag
+        for p, flag in grads:
+            p.requires_grad_(flag)
     outputs = [recorder.vals[t].value for t in tree_flatten(out)[0]
                if isinstance(t, torch.Tensor) and t in recorder.vals and recorder.vals[t].role is Role.ACT]
     return Capture(root_type=root_type, input_shape=tuple(input_shape), calls=recorder.calls, outputs=outputs,

@@ -299,6 +299,12 @@ def reduce(call: Call) -> Cost:
     return per_element(OpKind.REDUCE, call)
 
 
+@rule("col2im")
+def overlap_add(call: Call) -> Cost:
+    """``F.fold``: patches summed into an image, one add per patch element read."""
+    return per_element(OpKind.REDUCE, call)
+
+
 @rule("max", "min")
 def max_min(call: Call) -> Cost:
     if isinstance(call.args.get("other"), Operand):  # the elementwise overload
@@ -334,6 +340,11 @@ def upsample_nearest(call: Call) -> Cost:
 @rule("upsample_bilinear2d", "upsample_linear1d")
 def upsample_bilinear(call: Call) -> Cost:
     return per_element(OpKind.UPSAMPLE_BILINEAR, call)
+
+
+@rule("upsample_bicubic2d")
+def upsample_bicubic(call: Call) -> Cost:
+    return per_element(OpKind.UPSAMPLE_BICUBIC, call)
 
 
 @rule("roll")
@@ -384,7 +395,8 @@ def gather(call: Call) -> Cost:
     return Cost(OpKind.GATHER, reads=(x,) if x.role is Role.ACT else tuple(call.acts()))
 
 
-@rule("split", "split_with_sizes", "unbind", "tensor_split", "chunk")
+@rule("split", "split_with_sizes", "unbind", "tensor_split", "chunk", "unsafe_split", "unsafe_split_with_sizes",
+      "unsafe_chunk")
 def split(call: Call) -> Cost:
     """A tuple of views: one op whose value is the whole source; each piece reads all of it."""
     x = call.args["self"]
