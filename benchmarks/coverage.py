@@ -19,7 +19,8 @@ the table marks capped inputs.
 
 Per model: lowered or not and the reason (one line), MACs against ``torch.utils.flop_counter`` run on
 a separate plain forward (fast path off, math attention: the counter then sees attention as its
-matmuls), params in rows against PyTorch's count, lowering time (warm: the second of two lowerings).
+matmuls), params in rows against PyTorch's count, lowering time (warm: the second of two lowerings),
+and the lowered graph simulated on ``edge_1mb`` (its latency, or the simulator's error).
 One worker process, one thread (``torch.set_num_threads(1)``), a fresh worker every 20 models and a
 timeout per model. Writes ``coverage.csv`` and ``coverage.md`` (summary, failures by reason, table)
 beside this file.
@@ -39,7 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE / "coverage_timm_sample.json"
 FIELDS = ["source", "model", "input", "capped", "lowered", "macs", "counter_macs", "macs_equal", "params_rows",
-          "params_torch", "params_unused", "layers", "lower_s", "reason"]
+          "params_torch", "params_unused", "layers", "lower_s", "edge_1mb_latency_s", "reason"]
 
 
 def _libs():
@@ -140,7 +141,18 @@ def measure(spec: str, cap: int) -> dict:
         return dict(row, lowered=False, reason=f"{type(e).__name__}: {_line(e)}")
     rows_params = sum(layer.params for layer in g.layers)
     return dict(row, lowered=True, macs=g.macs, macs_equal=g.macs == row["counter_macs"], params_rows=rows_params,
-                params_unused=row["params_torch"] - rows_params, layers=len(g.layers))
+                params_unused=row["params_torch"] - rows_params, layers=len(g.layers),
+                edge_1mb_latency_s=_simulate(g))
+
+
+def _simulate(graph) -> str:
+    """The lowered graph through the simulator on edge_1mb: its latency, or why it does not run."""
+    from perfsim.profile import load_profile
+    from perfsim.simulate import simulate
+    try:
+        return f"{simulate(graph, load_profile('edge_1mb')).summary['latency_s']:.4g}"
+    except Exception as e:
+        return f"{type(e).__name__}: {_line(e)}"
 
 
 def _line(e: BaseException) -> str:
@@ -196,6 +208,14 @@ def summary(results: list[dict]) -> list[str]:
         pct = 100 * len(good) / len(rows)
         lines.append(f"- **{label}**: {len(good)}/{len(rows)} lowered with MACs equal to the flop counter "
                      f"({pct:.1f} %)")
+    lowered = [r for r in results if r["lowered"]]
+    if lowered:
+        times = sorted(r["lower_s"] for r in lowered)
+        ran = [r for r in lowered if not str(r["edge_1mb_latency_s"])[:1].isalpha()]
+        sim_errors = Counter(str(r["edge_1mb_latency_s"]).split(":")[0] for r in lowered if r not in ran)
+        lines.append(f"- lowering time (warm, one thread): median {times[len(times) // 2]} s, max {times[-1]} s")
+        lines.append(f"- the lowered graphs through the simulator on edge_1mb: {len(ran)}/{len(lowered)} run"
+                     + "".join(f"; {n} × {k}" for k, n in sim_errors.most_common()))
     failures = Counter(_reason_kind(r["reason"]) for r in results if not r["lowered"])
     unequal = [r for r in results if r["lowered"] and r["macs_equal"] is not True]
     if unequal:
@@ -218,13 +238,13 @@ def write(results: list[dict], cap: int) -> None:
           "(counted in the model's total, in no row).", ""]
     md += summary(results)
     md += ["", "| source | model | input | lowered | MACs | counter MACs | params in rows | params | unused | "
-           "layers | lower s | reason |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "layers | lower s | edge_1mb latency s | reason |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
         inp = f"{r['input']}{'*' if r['capped'] else ''}"
         ok = "yes" if r["lowered"] and r["macs_equal"] is True else "MACs differ" if r["lowered"] else "no"
         md.append(f"| {r['source']} | {r['model']} | {inp} | {ok} | {_n(r['macs'])} | {_n(r['counter_macs'])} | "
                   f"{_n(r['params_rows'])} | {_n(r['params_torch'])} | {_n(r['params_unused'])} | {r['layers']} | "
-                  f"{r['lower_s']} | {r['reason'].replace('|', '/')} |")
+                  f"{r['lower_s']} | {r['edge_1mb_latency_s']} | {r['reason'].replace('|', '/')} |")
     (HERE / "coverage.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
 
