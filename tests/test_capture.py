@@ -288,3 +288,18 @@ def test_dropout_and_stochastic_depth_are_identities_at_inference():
 
     g = lower(M(), (3, 4, 4))
     assert [layer.op for layer in g.layers] == ["conv_pw", "add", "add"]
+
+
+def test_convolutions_in_channels_last_keep_their_layout():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=1)
+
+        def forward(self, x):
+            y = self.conv(x.contiguous(memory_format=torch.channels_last))
+            assert y.is_contiguous(memory_format=torch.channels_last)  # as PyTorch's own kernel returns it
+            return y.permute(0, 2, 3, 1).view(1, -1)  # a view only the channels-last layout allows
+
+    g = lower(M(), (3, 7, 7))
+    assert g.layers[0].out_shape == (1, 4, 4, 4) and g.macs == 64 * 27

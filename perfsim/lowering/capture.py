@@ -10,9 +10,8 @@ from parameters alone) or a constant. Calls that read no activation run outside 
 and outside the flop counter: they fold at compile time (a transposed weight, a gathered
 relative-position bias, an attention mask), except convolutions and matrix products, which
 the flop counter counts: they are recorded whatever they read, and their outputs are
-activations. Convolutions and matrix products are not computed: their output shape comes
-from PyTorch's meta kernel or their operands and a zero tensor stands in, so the arithmetic
-that dominates a forward is skipped (docs/lowering.md, "Capture").
+activations. Convolutions and matrix products are not computed: a zero tensor of their output shape
+stands in, so the arithmetic that dominates a forward is skipped (docs/lowering.md, "Capture").
 
 ``torch.utils.flop_counter.FlopCounterMode`` runs around the same forward: the independent
 count the self-check compares against.
@@ -42,8 +41,8 @@ DATA_INDEPENDENT = frozenset({
     "new_zeros", "new_ones", "new_empty", "new_full", "new_empty_strided", "zeros_like", "ones_like",
     "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "scalar_tensor",
 })
-# Matrix ops that are not computed: their output is zeros of the right shape (the meta kernel's for a
-# convolution). The flop counter counts them all the same.
+# Matrix ops that are not computed: their output is zeros of the right shape. The flop counter counts
+# them all the same.
 _SHAPE_ONLY = frozenset({"convolution", "mm", "addmm", "bmm", "baddbmm"})
 WRITE_INTO_VIEW = "perfsim.write_into_view.default"
 
@@ -253,15 +252,32 @@ class _FlopCounter(FlopCounterMode):
 def _zeros_like_output(op: str, args) -> torch.Tensor:
     """The output of a convolution or matrix product, by shape: zeros (the arithmetic is skipped)."""
     if op == "convolution":
-        meta = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
-                if isinstance(a, torch.Tensor) else a for a in args]
-        shape = torch.ops.aten.convolution.default(*meta)
-        return torch.empty_strided(shape.shape, shape.stride(), dtype=shape.dtype).zero_()
+        return _conv_output(*args[:9])
     a, b = args[-2:] if op in ("addmm", "baddbmm") else args[:2]
     if a.dim() != b.dim() or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
         raise RuntimeError(f"{op}: shapes {'x'.join(map(str, a.shape))} and {'x'.join(map(str, b.shape))} "
                            "cannot be multiplied")
     return torch.zeros((*a.shape[:-1], b.shape[-1]), dtype=torch.result_type(a, b))
+
+
+def _conv_output(x, w, bias, stride, padding, dilation, transposed, output_padding, groups) -> torch.Tensor:
+    """Zeros shaped as ``aten.convolution``'s output: the standard formula per spatial dim, channels-last
+    when the input or weight is (as PyTorch's CPU kernels choose). PyTorch's meta kernel would give the
+    same, but its first call imports sympy (0.5 s)."""
+    sizes = []
+    for i, (n, k) in enumerate(zip(x.shape[2:], w.shape[2:])):
+        s, p, d = stride[i], padding[i], dilation[i]
+        size = ((n - 1) * s - 2 * p + d * (k - 1) + output_padding[i] + 1 if transposed
+                else (n + 2 * p - d * (k - 1) - 1) // s + 1)
+        if size <= 0:
+            raise RuntimeError(f"input size {'x'.join(map(str, x.shape[2:]))} is too small for a "
+                               f"{'x'.join(map(str, w.shape[2:]))} kernel")
+        sizes.append(size)
+    out_channels = w.shape[1] * groups if transposed else w.shape[0]
+    channels_last = x.dim() == 4 and any(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+                                         for t in (x, w))
+    out = torch.zeros((x.shape[0], out_channels, *sizes), dtype=torch.result_type(x, w))
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def _check_conv(args, path: str) -> None:
