@@ -91,6 +91,21 @@ def name_ops(calls: list[Call], costs: list[Cost]) -> list[str]:
     return names  # type: ignore[return-value]
 
 
+# Ops whose geometry reads NCHW positions (the simulator's halo and channel blocks): their shapes stay as
+# PyTorch has them even when the batch is folded into N.
+_SPATIAL = frozenset({OpKind.CONV, OpKind.MAXPOOL, OpKind.AVGPOOL, OpKind.GLOBAL_AVGPOOL, OpKind.PAD,
+                      OpKind.UPSAMPLE_NEAREST, OpKind.UPSAMPLE_BILINEAR, OpKind.UPSAMPLE_BICUBIC})
+
+
+def _shapes(cost: Cost, shapes: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
+    """Shapes lead with the batch (1 here; the report writes the simulated batch there). A tensor whose
+    first dimension is not 1 holds the batch folded into rows, heads or windows (``(197, 768)`` into a
+    linear, ``(12, 197, 64)`` into a bmm) or is sequence-first: it is written with a leading 1."""
+    if cost.kind in _SPATIAL:
+        return shapes
+    return tuple(s if not s or s[0] == 1 else (1,) + tuple(s) for s in shapes)
+
+
 def build_ops(cap: Capture) -> Lowered:
     costs = cost_calls(cap)
     kept = [(c, k) for c, k in zip(cap.calls, costs) if k is not None]
@@ -111,8 +126,8 @@ def build_ops(cap: Capture) -> Lowered:
         ops.append(Op(
             name=name, path=name, kind=cost.kind, target=call.target,
             inputs=tuple(value_name[o.value] for o in reads if o.role is Role.ACT),
-            in_shapes=cost.in_shapes or tuple(o.shape for o in reads if o.role is Role.ACT),
-            out_shape=cost.out_shape or call.out_shape, kernel=cost.kernel, stride=cost.stride,
+            in_shapes=_shapes(cost, cost.in_shapes or tuple(o.shape for o in reads if o.role is Role.ACT)),
+            out_shape=_shapes(cost, (cost.out_shape or call.out_shape,))[0], kernel=cost.kernel, stride=cost.stride,
             padding=cost.padding, dilation=cost.dilation, groups=cost.groups, params=params,
             weight_elems=cost.weight_elems, bias_elems=cost.bias_elems, bn_channels=cost.bn_channels,
             macs=cost.macs, vector_ops=cost.vector_ops))
