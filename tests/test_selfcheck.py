@@ -70,3 +70,17 @@ def test_data_that_leaves_torch_and_comes_back_keeps_its_work():
     assert g.macs == 36 * 4 * 3 + 16 * 4 * 36
     assert sum(layer.params for layer in g.layers) == 16 + 148
     assert g.layers[1].inputs == ()
+
+
+def test_a_parameter_read_only_for_its_shape_is_not_used():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.template = nn.Parameter(torch.ones(1, 4, 1, 1))
+
+        def forward(self, x):
+            return self.conv(x) + torch.zeros_like(self.template)
+
+    g = lower(M(), (3, 2, 2))
+    assert sum(layer.params for layer in g.layers) == 16 and g.params == 20

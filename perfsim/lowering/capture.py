@@ -143,13 +143,14 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         flat = _tensors(*args, *kwargs.values())
         vals = [self.val(t) for t in flat]
+        op = func.overloadpacket.__name__
+        if op in DATA_INDEPENDENT:  # reads shapes only: no value, no parameter is used
+            return self._fold(func, args, kwargs, [])
         path, module_call = self.modules.stack[-1]
         for v in vals:
             for p in v.params:
                 self.touched.setdefault(p, path)
-        op = func.overloadpacket.__name__
-        reads_input = any(v.role is Role.ACT for v in vals)
-        if op in DATA_INDEPENDENT or not (reads_input or op in _SHAPE_ONLY):
+        if not (op in _SHAPE_ONLY or any(v.role is Role.ACT for v in vals)):
             return self._fold(func, args, kwargs, vals)
         if op == "convolution":
             _check_conv(args, path)
