@@ -19,7 +19,7 @@ the table marks capped inputs.
 
 Per model: lowered or not and the reason (one line), MACs against ``torch.utils.flop_counter`` run on
 a separate plain forward (fast path off, math attention: the counter then sees attention as its
-matmuls), params in rows against PyTorch's count, lowering time (warm: the second of two lowerings),
+matmuls; on fake tensors where the forward allows, else on real zeros), params in rows against PyTorch's count, lowering time (warm: the second of two lowerings),
 and the lowered graph simulated on ``edge_1mb`` (its latency, or the simulator's error).
 One worker process, one thread (``torch.set_num_threads(1)``), a fresh worker every 20 models and a
 timeout per model. Writes ``coverage.csv`` and ``coverage.md`` (summary, failures by reason, table)
@@ -104,12 +104,23 @@ def _build(source: str, name: str, cap: int):
 
 
 def _counter_macs(m, shape) -> int:
+    """torch's flop counter on a plain forward (fast path off, math attention), on fake tensors (no
+    arithmetic); a forward that fake tensors cannot run (it looks at values) runs on real zeros."""
     import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
     torch.backends.mha.set_fastpath_enabled(False)
     for p in m.parameters():  # a view of a parameter made under no_grad trips the counter's module tracker
         p.requires_grad_(False)
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True) as fake:
+            x = fake.from_tensor(torch.zeros((1,) + tuple(shape)))
+            with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+                m(x)
+        return fc.get_total_flops() // 2
+    except Exception:
+        pass
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
         m(torch.zeros((1,) + tuple(shape)))
     return fc.get_total_flops() // 2
