@@ -130,6 +130,7 @@ def test_pad_absorbed_by_a_conv_or_a_row_of_its_own():
 
         def forward(self, x):
             x = self.a(F.pad(x, (1, 1, 1, 1)))  # exactly the conv's padding: absorbed
+            x = F.pad(x, (0, 0, 0, 0))  # nothing to pad: an alias
             return self.b(F.pad(x, (0, 1, 0, 1)))  # TF "same" padding: asymmetric, a vector row
 
     a, pad, b = lower(M(), (3, 6, 6)).layers
