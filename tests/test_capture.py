@@ -303,3 +303,18 @@ def test_convolutions_in_channels_last_keep_their_layout():
 
     g = lower(M(), (3, 7, 7))
     assert g.layers[0].out_shape == (1, 4, 4, 4) and g.macs == 64 * 27
+
+
+def test_a_gru_lowers_as_the_time_steps_pytorch_runs():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(8, 16, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x.flatten(2).transpose(1, 2))[0]
+
+    m = M()
+    g = lower(m, (8, 1, 5))
+    assert g.macs == 5 * 8 * 48 + 5 * 16 * 48  # input projection for all steps, recurrent product per step
+    assert sum(layer.params for layer in g.layers) == sum(p.numel() for p in m.parameters())
