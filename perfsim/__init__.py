@@ -23,7 +23,7 @@ __all__ = ["__version__", "lower", "load_profile", "simulate"]
 
 def __getattr__(name):  # lazy: keep `import perfsim` torch-free and quick
     if name == "lower":
-        from .lower import lower
+        from .lowering import lower
         return lower
     if name == "load_profile":
         from .profile import load_profile

@@ -17,19 +17,40 @@ from typing import Any
 
 class OpKind(str, Enum):
     CONV = "conv"
-    LINEAR = "linear"
+    LINEAR = "linear"  # a matrix product with a weight operand (a parameter)
+    MATMUL = "matmul"  # a matrix product of two activations (Q·Kᵀ, ·V, einsum, bmm)
     BATCHNORM = "batchnorm"
+    LAYERNORM = "layernorm"
+    GROUPNORM = "groupnorm"
     RELU = "relu"
     RELU6 = "relu6"
+    CLAMP = "clamp"  # hardtanh / clamp with both bounds other than (0, 6)
+    SIGMOID = "sigmoid"
+    SILU = "silu"
+    HARDSIGMOID = "hardsigmoid"
+    HARDSWISH = "hardswish"
+    GELU = "gelu"
+    LEAKY_RELU = "leaky_relu"
+    ELU = "elu"
+    TANH = "tanh"
+    MISH = "mish"
+    SOFTPLUS = "softplus"
     MAXPOOL = "maxpool"
     AVGPOOL = "avgpool"
     GLOBAL_AVGPOOL = "global_avgpool"
+    REDUCE = "reduce"  # mean / sum / max over some dims that is not a global pool
     ADD = "add"
-    ELEMENTWISE = "elementwise"  # scalar add/mul etc.: 1 vector op per element
+    ELEMENTWISE = "elementwise"  # mul/sub/div/scalar ops, exp, sqrt, comparisons: 1 vector op per element
     SOFTMAX = "softmax"
+    PAD = "pad"  # a pad no conv absorbs
+    UPSAMPLE_NEAREST = "upsample_nearest"
+    UPSAMPLE_BILINEAR = "upsample_bilinear"
+    UPSAMPLE_BICUBIC = "upsample_bicubic"
+    ROLL = "roll"
+    COPY = "copy"  # a materialised copy: a broadcast made real, a concat that writes a learned token
     CONCAT = "concat"
     ALIAS = "alias"  # flatten, reshape, dropout, identity, shuffle/interlace, permute
-    GATHER = "gather"  # channel gather (index_select): aliases its whole source
+    GATHER = "gather"  # channel gather (index_select), slice, select, split: aliases its whole source
 
 
 class Unit(str, Enum):
@@ -38,19 +59,55 @@ class Unit(str, Enum):
     NONE = "none"
 
 
-MATRIX_KINDS = frozenset({OpKind.CONV, OpKind.LINEAR})
-ACTIVATION_KINDS = frozenset({OpKind.RELU, OpKind.RELU6})
+MATRIX_KINDS = frozenset({OpKind.CONV, OpKind.LINEAR, OpKind.MATMUL})
+# Clamps: an output stage at no cost when ``fuse_activation`` (SPEC names ReLU/ReLU6).
+ACTIVATION_KINDS = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.CLAMP})
+# Activations that need the vector unit's arithmetic (exp, erf, tanh, reciprocal): they may run in a
+# matrix op's output or input stage, like a clamp, but their vector ops are always counted.
+COSTED_ACTIVATION_KINDS = frozenset({OpKind.SIGMOID, OpKind.SILU, OpKind.HARDSIGMOID, OpKind.HARDSWISH,
+                                     OpKind.GELU, OpKind.LEAKY_RELU, OpKind.ELU, OpKind.TANH, OpKind.MISH,
+                                     OpKind.SOFTPLUS})
+UNARY_ACTIVATION_KINDS = ACTIVATION_KINDS | COSTED_ACTIVATION_KINDS
+NORM_KINDS = frozenset({OpKind.BATCHNORM, OpKind.LAYERNORM, OpKind.GROUPNORM})
 ALIAS_KINDS = frozenset({OpKind.ALIAS, OpKind.GATHER, OpKind.CONCAT})
 
-# Vector ops per output element (SPEC, counting rules). Pools depend on the kernel.
+# Vector ops per element, the one table of per-element costs (SPEC "Counting rules" and "Beyond the
+# zoo": an exp, erf, tanh or reciprocal counts 1). The element is the output element, except for the
+# kinds in PER_INPUT_ELEMENT_KINDS (reductions: one op per element read). Pools depend on the kernel
+# (max k²−1, average k² per output element) and are computed from it. LayerNorm and GroupNorm count 5
+# to normalise; their affine scale and shift add AFFINE_OPS_PER_ELEMENT (an inference BN is exactly
+# such an affine).
 VECTOR_OPS_PER_ELEMENT = {
     OpKind.BATCHNORM: 2,
+    OpKind.LAYERNORM: 5,  # mean, subtract, square-accumulate, rsqrt, multiply
+    OpKind.GROUPNORM: 5,
     OpKind.RELU: 1,
     OpKind.RELU6: 2,
+    OpKind.CLAMP: 2,
+    OpKind.SIGMOID: 4,  # negate, exp, add 1, reciprocal
+    OpKind.SILU: 5,  # sigmoid, multiply
+    OpKind.HARDSIGMOID: 4,  # scale, shift, two clamps
+    OpKind.HARDSWISH: 5,  # hardsigmoid, multiply
+    OpKind.GELU: 5,  # scale, erf (or tanh of a cubic), add 1, two multiplies
+    OpKind.LEAKY_RELU: 2,  # compare, select
+    OpKind.ELU: 3,  # exp, subtract, select
+    OpKind.TANH: 1,
+    OpKind.MISH: 5,  # softplus (exp, add, log), tanh, multiply
+    OpKind.SOFTPLUS: 3,  # exp, add 1, log
     OpKind.ADD: 1,
     OpKind.ELEMENTWISE: 1,
-    OpKind.SOFTMAX: 5,
+    OpKind.SOFTMAX: 5,  # max, subtract, exp, sum, divide
+    OpKind.GLOBAL_AVGPOOL: 1,
+    OpKind.REDUCE: 1,
+    OpKind.PAD: 1,
+    OpKind.UPSAMPLE_NEAREST: 1,
+    OpKind.UPSAMPLE_BILINEAR: 7,  # 4 weighted taps: 4 multiplies, 3 adds
+    OpKind.UPSAMPLE_BICUBIC: 31,  # 16 weighted taps: 16 multiplies, 15 adds
+    OpKind.ROLL: 1,
+    OpKind.COPY: 1,
 }
+PER_INPUT_ELEMENT_KINDS = frozenset({OpKind.GLOBAL_AVGPOOL, OpKind.REDUCE})
+AFFINE_OPS_PER_ELEMENT = VECTOR_OPS_PER_ELEMENT[OpKind.BATCHNORM]
 
 
 def unit_of(kind: OpKind) -> Unit:
@@ -65,10 +122,10 @@ def unit_of(kind: OpKind) -> Unit:
 class Op:
     """One traced operation, at batch 1."""
 
-    name: str  # unique within the graph (the traced node's name)
-    path: str  # what a person recognises: the module's qualified name, or the node's name
+    name: str  # unique within the graph (see docs/lowering.md, "Names")
+    path: str  # what a person recognises: the module path, suffixed when one module call runs several ops
     kind: OpKind
-    target: str  # what was called: module type or function name
+    target: str  # what was called: the ATen op (or the front end's op type)
     inputs: tuple[str, ...]  # names of the activation values read
     in_shapes: tuple[tuple[int, ...], ...]
     out_shape: tuple[int, ...]

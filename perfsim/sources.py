@@ -252,7 +252,7 @@ def load_graph(model: str | ModelSource, options: ModelOptions = ModelOptions(),
 
 def _lowering():
     """The one place the PyTorch lowering is imported."""
-    from .lower import lower
+    from .lowering import lower
     return lower
 
 

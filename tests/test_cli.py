@@ -60,21 +60,21 @@ class Small(nn.Module):
         return self.fc(torch.flatten(self.gap(x), 1))
 
 
-class Sig(Small):
+class CumProd(Small):
     def forward(self, x):
-        return torch.sigmoid(super().forward(x))
+        return torch.cumprod(super().forward(x), 1)
 
 
 def small(num_classes=10):
     return Small(num_classes)
 
 
-def with_gelu():
-    return Small(act=nn.GELU())
+def with_fractional_pool():
+    return Small(act=nn.FractionalMaxPool2d(2, output_size=15))
 
 
-def with_sigmoid():
-    return Sig()
+def with_cumprod():
+    return CumProd()
 
 
 def leaves():
@@ -381,8 +381,9 @@ BAD = {
     "width on torchvision": (["run", "torchvision:resnet18", "--width", "0.5"], ["--width"]),
     "unknown models source": (["models", "--source", "keras"], ["--source"]),
     "factory that exits": (["run", "nets.py:leaves", "--input-shape", "3x16x16"], ["sys.exit(4)"]),
-    "unsupported module": (["run", "nets.py:with_gelu", "--input-shape", "3x16x16"], ["GELU"]),
-    "unsupported function": (["run", "nets.py:with_sigmoid", "--input-shape", "3x16x16"], ["sigmoid"]),
+    "unsupported module": (["run", "nets.py:with_fractional_pool", "--input-shape", "3x16x16"],
+                           ["FractionalMaxPool2d"]),
+    "unsupported function": (["run", "nets.py:with_cumprod", "--input-shape", "3x16x16"], ["cumprod"]),
     "file model without shape": (["run", "nets.py:small"], ["--input-shape"]),
     "missing model file": (["run", "nope.py:small", "--input-shape", "3x16x16"], ["nope.py"]),
     "missing factory": (["run", "nets.py:nothing", "--input-shape", "3x16x16"], ["nothing"]),

@@ -425,16 +425,14 @@ BROKEN_MODELS = {
     "identity": "from torch import nn\n\ndef make():\n    return nn.Identity()\n",
     "empty": "from torch import nn\n\ndef make():\n    return nn.Sequential()\n",
     "unsupported module": ("from torch import nn\n\ndef make():\n"
-                           "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU())\n"),
+                           "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 4, 2))\n"),
     "unsupported function": ("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                             "        return torch.sigmoid(x)\n\ndef make():\n    return M()\n"),
+                             "        return torch.cumprod(x, 1)\n\ndef make():\n    return M()\n"),
     "import fails": "import no_such_module_here\n\ndef make():\n    pass\n",
     "recursion": "def make():\n    return make()\n",
     "sys.exit": "import sys\n\ndef make():\n    sys.exit(3)\n",
     "sys.exit at import": "import sys\nsys.exit(0)\n",
     "not callable": "make = 3\n",
-    "untraceable": ("from torch import nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                    "        return x if x.sum() > 0 else -x\n\ndef make():\n    return M()\n"),
 }
 
 

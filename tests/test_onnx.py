@@ -25,11 +25,8 @@ from perfsim.profile import load_profile  # noqa: E402
 
 
 def torch_lower():
-    """The torch front end: ``perfsim.lowering`` (the package replacing lower.py) when present."""
-    try:
-        from perfsim.lowering import lower
-    except ImportError:
-        from perfsim.lower import lower
+    """The torch front end."""
+    from perfsim.lowering import lower
     return lower
 
 

@@ -6,7 +6,7 @@ from math import prod
 import pytest
 
 from perfsim.graph import OpKind
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.models.mobilenet import mobilenet_cifar
 from perfsim.papers.mobilenet_cifar import (TABLE1_BODY, TABLE3, TABLE3_FIRST_FLUSH_ROW,
                                             TABLE3_WEIGHT_BITS_NOT_TABLE1, TABLE4, TABLE4_INPUT_SIZE_ROWS,

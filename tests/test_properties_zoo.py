@@ -21,7 +21,7 @@ import graphs
 from invariants import check_sweep, compulsory, prof
 from perfsim import zoo
 from perfsim.graph import Graph
-from perfsim.lower import lower
+from perfsim.lowering import lower
 from perfsim.profile import load_profile
 from perfsim.simulator import simulate
 from test_properties import EXAMPLES

@@ -14,7 +14,7 @@ import torch
 
 from perfsim import zoo
 from perfsim.graph import OpKind
-from perfsim.lower import lower
+from perfsim.lowering import lower
 
 AVAILABLE = [s.name for s in zoo.specs()]  # every registered model: a missing module fails, never drops a test
 
@@ -88,9 +88,9 @@ def test_mobilenet_v1_against_clcnet_table5(built):
 
 def test_mobilenet_cifar_has_27_conv_layers(built):
     _, graph, _ = built("mobilenet")
-    convs = [l for l in graph.layers if l.op.startswith("conv")]
+    convs = [layer for layer in graph.layers if layer.kind is OpKind.CONV]
     assert len(convs) == 27
-    assert [l.op for l in graph.layers[-2:]] == ["global_avgpool", "linear"]
+    assert [layer.op for layer in graph.layers[-2:]] == ["global_avgpool", "linear"]
     assert graph.layers[-1].out_shape == (1, 10)
 
 
@@ -109,8 +109,8 @@ def test_resolution_multiplier_scales_macs():
     full = lower(m, zoo.get("mobilenet").input_shape_at(1.0))
     half = lower(m, zoo.get("mobilenet").input_shape_at(0.5))
     assert half.input_shape == (1, 3, 14, 14)
-    convs_full = sum(l.macs for l in full.layers if l.op.startswith("conv"))
-    convs_half = sum(l.macs for l in half.layers if l.op.startswith("conv"))
+    convs_full = sum(layer.macs for layer in full.layers if layer.kind is OpKind.CONV)
+    convs_half = sum(layer.macs for layer in half.layers if layer.kind is OpKind.CONV)
     # every spatial size halves (28->14->7->4 with padding): close to rho^2 but not exact
     assert 0.24 < convs_half / convs_full < 0.30
 
@@ -124,4 +124,4 @@ def test_condensenet_convention_from_the_graph(built):
     assert round(ours / 1e6, 2) == 65.81
     assert ours == hooks_count(model)  # the model file's independent count, with forward hooks
     assert round(graph.macs / 1e6, 1) == 62.4
-    assert round(sum(l.params for l in graph.layers) / 1e6, 2) == 0.52
+    assert round(sum(layer.params for layer in graph.layers) / 1e6, 2) == 0.52
