@@ -123,6 +123,11 @@ def _read_batch(file: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise
     except Exception as exc:
         raise InputError(f"malformed CIFAR batch {file}: {exc}") from None
+    _check_batch(file, data, labels)
+    return data.reshape(-1, *_IMAGE_SHAPE), labels.astype(np.int64)
+
+
+def _check_batch(file: Path, data: np.ndarray, labels: np.ndarray) -> None:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _ROW:
         raise InputError(f"malformed CIFAR batch {file}: data must be N x {_ROW} uint8, "
                          f"got shape {data.shape} dtype {data.dtype}")
@@ -131,7 +136,6 @@ def _read_batch(file: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
                          f"labels for {data.shape[0]} images")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"malformed CIFAR batch {file}: labels are {labels.dtype}, not integers")
-    return data.reshape(-1, *_IMAGE_SHAPE), labels.astype(np.int64)
 
 
 def load_cifar(path: str | Path, split: str = "train", *,

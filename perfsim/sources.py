@@ -195,8 +195,6 @@ class ModelSource:
                 raise InputError("a model given as file.py:factory needs --input-shape CxHxW")
         elif self.kind is SourceKind.ONNX:
             _existing_file(self.path)
-            if importlib.util.find_spec("perfsim.onnx_import") is None:
-                raise InputError("this perfsim has no ONNX import (perfsim.onnx_import is missing)")
         for library in self._libraries():
             if cache.installed_version(library) is None:
                 raise InputError(_MISSING_LIBRARY.format(library))

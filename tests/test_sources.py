@@ -3,7 +3,6 @@ where they do not apply, sizes bounded before anything is built, user code kept 
 and torchvision / timm / ONNX models run end to end through the CLI."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,7 +18,6 @@ from perfsim.cli import main
 from perfsim.errors import InputError
 from perfsim.sources import MAX_CLASSES, MAX_INPUT_ELEMENTS, MAX_PARAMS, ModelOptions, ModelSource, SourceKind
 
-HAS_ONNX_IMPORT = importlib.util.find_spec("perfsim.onnx_import") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -378,7 +376,6 @@ def _tiny_onnx(path: Path) -> None:
     onnx.save(helper.make_model(graph), path)
 
 
-@pytest.mark.skipif(not HAS_ONNX_IMPORT, reason="perfsim.onnx_import is not in this branch yet")
 def test_an_onnx_file_end_to_end(capsys, tmp_path):
     _tiny_onnx(tmp_path / "tiny.onnx")
     rc, out, err = cli_run(capsys, "run", "tiny.onnx", "--no-plots", "--json")
@@ -387,10 +384,3 @@ def test_an_onnx_file_end_to_end(capsys, tmp_path):
     assert data["input_shape"] == [1, 3, 16, 16]
     assert data["macs"] == 16 * 16 * 8 * 3 * 9 + 8 * 5
     assert data["params"] == 8 * 27 + 8 + 5 * 8 + 5
-
-
-@pytest.mark.skipif(HAS_ONNX_IMPORT, reason="perfsim.onnx_import exists: the end-to-end test runs instead")
-def test_onnx_without_its_importer_is_one_line(capsys, tmp_path):
-    _tiny_onnx(tmp_path / "tiny.onnx")
-    rc, out, err = cli_run(capsys, "run", "tiny.onnx", "--no-plots")
-    assert_input_error(rc, out, err, "ONNX", "perfsim.onnx_import")
