@@ -27,6 +27,7 @@ import numpy as np
 from .errors import InputError, UnsupportedOpError
 from .fuse import fuse
 from .graph import ALIAS_KINDS, VECTOR_OPS_PER_ELEMENT, Graph, Op, OpKind
+from .registry import Registry
 
 MAX_FILE_BYTES = 2 * 1024 ** 3  # protobuf's limit for one message: no single-file ONNX model is larger
 _ONNX_DOMAINS = ("", "ai.onnx")
@@ -390,18 +391,12 @@ class _Ctx:
 
 
 Rule = Callable[[_Ctx], "Op | list[Op] | None"]
-_RULES: dict[str, Rule] = {}
+_RULES: Registry = Registry("ONNX rule")
 
 
 def handles(*op_types: str):
     """Register a rule for ONNX op types (default domain); a second rule for one type is a bug."""
-    def deco(fn: Rule) -> Rule:
-        for t in op_types:
-            if t in _RULES:
-                raise RuntimeError(f"ONNX rule for {t!r} registered twice")
-            _RULES[t] = fn
-        return fn
-    return deco
+    return _RULES.register(*op_types)
 
 
 def _op(ctx: _Ctx, kind: OpKind, **kw: Any) -> Op:

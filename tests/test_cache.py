@@ -264,9 +264,19 @@ def test_helpers_imported_earlier_in_the_process_are_still_in_the_manifest(cache
 
 
 def test_condensenext_lists_condensenet_even_when_both_are_imported():
+    """Both zoo files guard condensenext's entry: through the manifest when the zoo lies outside
+    the package (a source tree, an editable install), else through the whole-package digest
+    (an installed wheel carries the zoo inside perfsim/)."""
+    import perfsim.models
     import perfsim.models.condensenext  # noqa: F401
     names = {p.name for p in cache.user_files(["perfsim.models.condensenext"])}
-    assert {"condensenext.py", "condensenet.py"} <= names
+    package = Path(perfsim.__file__).resolve().parent
+    zoo_dir = Path(perfsim.models.__path__[0]).resolve()
+    if zoo_dir.is_relative_to(package):
+        digested = {f.resolve() for f in package.rglob("*.py")}
+        assert {zoo_dir / "condensenext.py", zoo_dir / "condensenet.py"} <= digested
+    else:
+        assert {"condensenext.py", "condensenet.py"} <= names
 
 
 ZOO_RUN = textwrap.dedent('''
@@ -283,7 +293,8 @@ ZOO_RUN = textwrap.dedent('''
 def test_editing_condensenet_is_a_miss_for_condensenext(tmp_path):
     """condensenext imports condensenet: editing the latter (in a temporary copy of the zoo) is a miss."""
     zoo_copy = tmp_path / "models"
-    shutil.copytree(Path(perfsim.__file__).parent.parent / "models", zoo_copy,
+    import perfsim.models
+    shutil.copytree(Path(perfsim.models.__path__[0]), zoo_copy,
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = dict(os.environ, PERFSIM_CACHE_DIR=str(tmp_path / "cache"))
 

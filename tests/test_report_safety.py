@@ -347,13 +347,22 @@ def test_clean_stale_only_matches_its_own_folder(tmp_path):
 # --------------------------------------------------------------------------
 
 
+def _default_signals() -> None:
+    """In the child: the dispositions an interactive shell gives a command. A test run started in
+    the background by a non-interactive shell (as CI may be) inherits SIGINT ignored, and perfsim
+    rightly keeps an ignored signal ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _spawn(tmp_path, cache, *args, delay=None):
     env = dict(os.environ, PERFSIM_CACHE_DIR=str(cache))
     env.pop("PERFSIM_DEBUG", None)
     if delay:
         env["PERFSIM_TEST_WRITE_DELAY"] = delay
     return subprocess.Popen([sys.executable, "-m", "perfsim.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
 
 
 def _wait_for(pred, timeout=60.0):

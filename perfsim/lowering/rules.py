@@ -14,6 +14,7 @@ from math import ceil, prod
 from typing import Callable
 
 from ..graph import AFFINE_OPS_PER_ELEMENT, PER_INPUT_ELEMENT_KINDS, VECTOR_OPS_PER_ELEMENT, OpKind
+from ..registry import Registry
 from .calls import Call, Operand, Role
 
 
@@ -40,17 +41,11 @@ class Cost:
 
 
 Rule = Callable[[Call], "Cost | None"]
-RULES: dict[str, Rule] = {}
+RULES: Registry = Registry("lowering rule (aten op)")
 
 
 def rule(*ops: str) -> Callable[[Rule], Rule]:
-    def deco(fn: Rule) -> Rule:
-        for op in ops:
-            if op in RULES:
-                raise RuntimeError(f"lowering rule for aten.{op} registered twice")
-            RULES[op] = fn
-        return fn
-    return deco
+    return RULES.register(*ops)
 
 
 def _with_inplace(*ops: str) -> tuple[str, ...]:
