@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
+    # from a neutral folder, so the installed perfsim is imported, not the source tree beside the tests
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=tempfile.gettempdir())
 
 
 def test_documented_api_twice_in_a_fresh_interpreter(tmp_path):

@@ -300,7 +300,7 @@ def test_editing_condensenet_is_a_miss_for_condensenext(tmp_path):
 
     def run():
         done = subprocess.run([sys.executable, "-c", ZOO_RUN, str(zoo_copy)], env=env, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=300, cwd=tmp_path)  # not the source tree: the installed perfsim
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
     first, second = run(), run()
