@@ -60,12 +60,13 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int, in_
     ``in_elems``: the elements of the physical tensors the layer reads (``in_bytes`` at batch 1 in
     elements); a matmul uses it to tell its first operand from the rest.
     """
-    tokens = _token_rows(layer, in_bytes, in_elems)
-    if tokens is not None:
-        rows_in, co, rows_out, groups, whole = tokens
-        return TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
-                            in_rows=rows_in, out_channels=co, out_rows=rows_out,
-                            kernel_rows=1, stride_rows=1, groups=groups, whole_in_bytes=whole)
+    ways = _token_rows(layer, in_bytes, in_elems)
+    if ways:  # several valid ways (a batched matmul): the one that runs in the least SRAM, first of equals
+        geos = [TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
+                             in_rows=_units(rows_in), out_channels=co, out_rows=_units(rows_out),
+                             kernel_rows=1, stride_rows=1, groups=groups, whole_in_bytes=whole)
+                for rows_in, co, rows_out, groups, whole in ways]
+        return geos[0] if len(geos) == 1 else min(geos, key=min_sram)
     ins, outs = layer.in_shape, layer.out_shape
     if len(outs) == 4:
         co, ho = outs[1], outs[2]
@@ -79,27 +80,44 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int, in_
                         kernel_rows=kh, stride_rows=sh, groups=groups, pad_rows=pad)
 
 
-def _token_rows(layer: Layer, in_bytes: int, in_elems: int) -> tuple[int, int, int, int, int] | None:
-    """(input rows, output channels, output rows, groups, whole input bytes) of a layer tiled by its
-    kind rather than as NCHW, or None for the NCHW rule (conv, pools, 4-D vector ops, 2-D rows)."""
+_MAX_ROW_UNITS = 1024  # the plan search is O(rows²) in the overwrite plan: bands of whole row units
+
+
+def _units(rows: int) -> int:
+    """Rows in units of a divisor, at most _MAX_ROW_UNITS of them (exact: a unit is a band of rows),
+    unless that would leave fewer than 64 (a prime count of tokens): then the rows themselves."""
+    if rows <= _MAX_ROW_UNITS:
+        return rows
+    units = next(u for u in range(_MAX_ROW_UNITS, 0, -1) if rows % u == 0)
+    return units if units >= 64 else rows
+
+
+_Way = tuple[int, int, int, int, int]  # input rows, output channels, output rows, groups, whole input bytes
+
+
+def _token_rows(layer: Layer, in_bytes: int, in_elems: int) -> list[_Way] | None:
+    """The ways to tile a layer by its kind rather than as NCHW, or None for the NCHW rule (conv,
+    pools, 4-D vector ops, 2-D rows)."""
     kind, ins, outs = layer.kind, layer.in_shape, layer.out_shape
     if kind is OpKind.LINEAR or kind is OpKind.MATMUL:
         return _matrix_rows(layer, in_bytes, in_elems)
     if kind in _REDUCING and layer.reduce_dims:
-        return _reduce_rows(layer)
+        way = _reduce_rows(layer)
+        return [way] if way else None
     if kind in _POINTWISE and len(outs) not in (2, 4) and len(ins) > 2 and len(outs) > 2:
         rows = prod(outs[1:-1])
         if prod(ins[1:-1]) == rows:  # same positions (a broadcast operand first: the old rule)
-            return rows, outs[-1], rows, outs[-1], 0
+            return [(rows, outs[-1], rows, outs[-1], 0)]
     return None
 
 
-def _matrix_rows(layer: Layer, in_bytes: int, in_elems: int) -> tuple[int, int, int, int, int] | None:
+def _matrix_rows(layer: Layer, in_bytes: int, in_elems: int) -> list[_Way] | None:
     """Linear and matmul: channels = the last dim; rows = the dims between the batch and the last.
 
-    Every output channel reads the whole input row (groups 1). A matmul (A·B) whose batch dims
-    (heads, windows) B holds in full tiles by batch slices, each reading its slice of both operands;
-    otherwise by rows of A, every tile reading all the rest (B, or what A was gathered from) whole.
+    Every output channel reads the whole input row (groups 1). A matmul A·B tiles by rows of A,
+    every tile reading all the rest (B, or what A was gathered from) whole; when its batch dims (heads,
+    windows) are B's own (what it reads holds A and B apart, neither broadcast), also by batch slices,
+    each reading its slice of both operands.
     """
     ins, outs = layer.in_shape, layer.out_shape
     if len(outs) < 2:
@@ -107,19 +125,20 @@ def _matrix_rows(layer: Layer, in_bytes: int, in_elems: int) -> tuple[int, int, 
     rows = prod(outs[1:-1])
     same = prod(ins[1:-1]) == rows and len(ins) >= 2
     if layer.kind is OpKind.LINEAR:
-        return (rows, outs[-1], rows, 1, 0) if same else None
+        return [(rows, outs[-1], rows, 1, 0)] if same else None
     first = prod(ins) if ins else 0
     batch = prod(outs[1:-2])
-    second = batch * ins[-1] * outs[-1] if same and len(ins) >= 3 else 0
-    if batch > 1 and second and prod(ins[1:-2]) == batch and first + second <= in_elems:
-        return batch, outs[-1], batch, 1, 0
-    split = in_bytes * first // in_elems if same and 0 < first <= in_elems else 0
-    if split == 0:  # cannot tell the first operand apart: one row, all inputs whole
-        return 1, outs[-1], 1, 1, in_bytes
-    return rows, outs[-1], rows, 1, in_bytes - split
+    second = batch * ins[-1] * outs[-1] if ins else 0  # the second operand's elements, unbroadcast
+    if not same or not 0 < first <= in_elems:  # cannot tell the first operand apart: all inputs whole
+        return [(1, outs[-1], 1, 1, in_bytes)]
+    whole = -(-in_bytes * min(in_elems, max(in_elems - first, second)) // in_elems)
+    ways = [(rows, outs[-1], rows, 1, whole)]
+    if batch > 1 and prod(ins[1:-2]) == batch and first + second <= in_elems:
+        ways.insert(0, (batch, outs[-1], batch, 1, 0))  # two operands apart, neither broadcast
+    return ways
 
 
-def _reduce_rows(layer: Layer) -> tuple[int, int, int, int, int] | None:
+def _reduce_rows(layer: Layer) -> _Way | None:
     """A reduction (or softmax / norm) over some dims: rows are the kept dims before the first
     reduced one, channels the kept dims after the last (channelwise); neither splits a reduced dim."""
     ins, outs = layer.in_shape, layer.out_shape
