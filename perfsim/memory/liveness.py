@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Collection, Sequence
 
 from ..errors import DoesNotFitError
-from ..graph import Graph, Layer
+from ..graph import Graph, Layer, OpKind
 from ..results import Plan, Traffic
 from ..tiling import TileChoice, TileGeometry, choose_plan, geometry, min_sram
 
@@ -243,5 +243,5 @@ def network_min_sram(graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[
 
 
 def _in_elems(graph: Graph, layer: Layer) -> int:
-    """Elements (at batch 1) of the physical tensors a layer reads."""
-    return sum(graph.tensors[t].numel for t in layer.inputs)
+    """Elements (at batch 1) of the physical tensors a layer reads: only a matmul's geometry needs them."""
+    return sum(graph.tensors[t].numel for t in layer.inputs) if layer.kind is OpKind.MATMUL else 0
