@@ -3,6 +3,7 @@
     python benchmarks/coverage.py                      # everything: ~1 h on one core
     python benchmarks/coverage.py --only tv:resnet50 timm:vit_tiny_patch16_224
     python benchmarks/coverage.py --reuse-sample       # keep the timm sample of the last run
+    python benchmarks/coverage.py --resimulate         # only the simulator, for the rows it refused
 
 Which models:
 - torchvision: every classification model ``torchvision.models.list_models(module=torchvision.models)``
@@ -159,11 +160,36 @@ def measure(spec: str, cap: int) -> dict:
 def _simulate(graph) -> str:
     """The lowered graph through the simulator on edge_1mb: its latency, or why it does not run."""
     from perfsim.profile import load_profile
-    from perfsim.simulate import simulate
+    from perfsim.simulator import simulate
     try:
         return f"{simulate(graph, load_profile('edge_1mb')).summary['latency_s']:.4g}"
     except Exception as e:
         return f"{type(e).__name__}: {_line(e)}"
+
+
+def resimulate(spec: str, cap: int) -> str:
+    """Only the simulator cell of a model: build, lower once, simulate (no flop counter, no timing)."""
+    import torch
+    torch.set_num_threads(1)
+    from perfsim.lowering import lower
+    m, shape, _ = _build(*spec.split(":", 1), cap)
+    return _simulate(lower(m, shape))
+
+
+def rerun_simulator(cap: int, timeout_s: float, log) -> list[dict]:
+    """Re-simulate the rows of coverage.csv whose simulator cell is an error; other rows are kept."""
+    rows = read_csv()
+    todo = [r for r in rows if r["lowered"] and str(r["edge_1mb_latency_s"])[:1].isalpha()]
+    ctx = mp.get_context("spawn")
+    for i, r in enumerate(todo):
+        spec = f"{r['source']}:{r['model']}"
+        with ctx.Pool(1) as pool:
+            try:
+                r["edge_1mb_latency_s"] = pool.apply_async(resimulate, (spec, cap)).get(timeout=timeout_s)
+            except mp.TimeoutError:
+                r["edge_1mb_latency_s"] = f"TimeoutError: simulated for more than {timeout_s:.0f} s"
+        print(f"[{i + 1}/{len(todo)}] {spec}: {_sim_cell(r['edge_1mb_latency_s'])}", file=log, flush=True)
+    return rows
 
 
 def _line(e: BaseException) -> str:
@@ -298,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=int, default=640)
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--from-csv", action="store_true", help="rewrite coverage.md from coverage.csv")
+    ap.add_argument("--resimulate", action="store_true",
+                    help="re-run only the simulator for the rows of coverage.csv it refused, then rewrite both files")
     args = ap.parse_args(argv)
+    if args.resimulate:
+        write(rerun_simulator(args.cap, args.timeout, sys.stdout), args.cap)
+        return 0
     if args.from_csv:
         write(read_csv(), args.cap)
         return 0

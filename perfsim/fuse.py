@@ -194,6 +194,7 @@ def _layer(index: int, main: Op, row: list[Op], plan: _Plan, in_ids: tuple[int, 
         epilogue_bn_ops=sum(o.vector_ops for o in epi_bn),
         epilogue_act_ops=sum(o.vector_ops for o in epi_free),
         prologue_bn_channels=sum(o.bn_channels for o in (pro if is_matrix else row)),
+        reduce_dims=main.reduce_dims,
     )
 
 

@@ -140,6 +140,9 @@ class Op:
     bn_channels: int = 0  # BN: channels (2 stored values each when unfolded)
     macs: int = 0
     vector_ops: int = 0  # when executed on the vector unit
+    # REDUCE / SOFTMAX / LAYERNORM: the input dims (negative, counted from the last) that each output
+    # element reads in full (reduced or normalised over). None: not recorded (the simulator's old rule).
+    reduce_dims: tuple[int, ...] | None = None
 
     @property
     def unit(self) -> Unit:
@@ -192,6 +195,7 @@ class Layer:
     epilogue_bn_ops: int  # its vector ops when not folded
     epilogue_act_ops: int  # output-stage activation ops when not fused
     prologue_bn_channels: int  # unfoldable BN in the input stage (stores 2 values/channel)
+    reduce_dims: tuple[int, ...] | None = None  # the main op's (Op.reduce_dims): tiling must not split them
 
     def vector_ops(self, fold_batchnorm: bool, fuse_activation: bool) -> int:
         return (self.vector_ops_fixed

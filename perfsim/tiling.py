@@ -25,11 +25,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
+from math import prod
 from typing import NamedTuple
 
 import numpy as np
 
-from .graph import Layer, OpKind, Unit
+from .graph import UNARY_ACTIVATION_KINDS, Layer, OpKind, Unit
 from .results import Plan
 
 
@@ -45,10 +46,27 @@ class TileGeometry:
     stride_rows: int
     groups: int  # channel coupling: 1 = every output reads every input; out_channels = channelwise
     pad_rows: int = 0  # top padding: output row y reads input rows from y*stride - pad_rows
+    whole_in_bytes: int = 0  # the part of in_bytes every tile reads in full (a matmul's second operand)
 
 
-def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> TileGeometry:
-    """How a layer's tensors split into row bands and channel blocks (the memory plan's hand-off)."""
+# Vector kinds whose every output element reads only the input elements at its own position.
+_POINTWISE = UNARY_ACTIVATION_KINDS | {OpKind.ADD, OpKind.ELEMENTWISE, OpKind.BATCHNORM}
+_REDUCING = frozenset({OpKind.REDUCE, OpKind.SOFTMAX, OpKind.LAYERNORM})
+
+
+def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int, in_elems: int = 0) -> TileGeometry:
+    """How a layer's tensors split into row bands and channel blocks (the memory plan's hand-off).
+
+    ``in_elems``: the elements of the physical tensors the layer reads (``in_bytes`` at batch 1 in
+    elements); a matmul uses it to tell its first operand from the rest.
+    """
+    ways = _token_rows(layer, in_bytes, in_elems)
+    if ways:  # several valid ways (a batched matmul): the one that runs in the least SRAM, first of equals
+        geos = [TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
+                             in_rows=_units(rows_in), out_channels=co, out_rows=_units(rows_out),
+                             kernel_rows=1, stride_rows=1, groups=groups, whole_in_bytes=whole)
+                for rows_in, co, rows_out, groups, whole in ways]
+        return geos[0] if len(geos) == 1 else min(geos, key=min_sram)
     ins, outs = layer.in_shape, layer.out_shape
     if len(outs) == 4:
         co, ho = outs[1], outs[2]
@@ -60,6 +78,79 @@ def geometry(layer: Layer, in_bytes: int, out_bytes: int, weight_bytes: int) -> 
     return TileGeometry(in_bytes=in_bytes, out_bytes=out_bytes, weight_bytes=weight_bytes,
                         in_rows=hi, out_channels=co, out_rows=ho,
                         kernel_rows=kh, stride_rows=sh, groups=groups, pad_rows=pad)
+
+
+_MAX_ROW_UNITS = 1024  # the plan search is O(rows²) in the overwrite plan: bands of whole row units
+
+
+def _units(rows: int) -> int:
+    """Rows in units of a divisor, at most _MAX_ROW_UNITS of them (exact: a unit is a band of rows),
+    unless that would leave fewer than 64 (a prime count of tokens): then the rows themselves."""
+    if rows <= _MAX_ROW_UNITS:
+        return rows
+    units = next(u for u in range(_MAX_ROW_UNITS, 0, -1) if rows % u == 0)
+    return units if units >= 64 else rows
+
+
+_Way = tuple[int, int, int, int, int]  # input rows, output channels, output rows, groups, whole input bytes
+
+
+def _token_rows(layer: Layer, in_bytes: int, in_elems: int) -> list[_Way] | None:
+    """The ways to tile a layer by its kind rather than as NCHW, or None for the NCHW rule (conv,
+    pools, 4-D vector ops, 2-D rows)."""
+    kind, ins, outs = layer.kind, layer.in_shape, layer.out_shape
+    if kind is OpKind.LINEAR or kind is OpKind.MATMUL:
+        return _matrix_rows(layer, in_bytes, in_elems)
+    if kind in _REDUCING and layer.reduce_dims:
+        way = _reduce_rows(layer)
+        return [way] if way else None
+    if kind in _POINTWISE and len(outs) not in (2, 4) and len(ins) > 2 and len(outs) > 2:
+        rows = prod(outs[1:-1])
+        if prod(ins[1:-1]) == rows:  # same positions (a broadcast operand first: the old rule)
+            return [(rows, outs[-1], rows, outs[-1], 0)]
+    return None
+
+
+def _matrix_rows(layer: Layer, in_bytes: int, in_elems: int) -> list[_Way] | None:
+    """Linear and matmul: channels = the last dim; rows = the dims between the batch and the last.
+
+    Every output channel reads the whole input row (groups 1). A matmul A·B tiles by rows of A,
+    every tile reading all the rest (B, or what A was gathered from) whole; when its batch dims (heads,
+    windows) are B's own (what it reads holds A and B apart, neither broadcast), also by batch slices,
+    each reading its slice of both operands.
+    """
+    ins, outs = layer.in_shape, layer.out_shape
+    if len(outs) < 2:
+        return None
+    rows = prod(outs[1:-1])
+    same = prod(ins[1:-1]) == rows and len(ins) >= 2
+    if layer.kind is OpKind.LINEAR:
+        return [(rows, outs[-1], rows, 1, 0)] if same else None
+    first = prod(ins) if ins else 0
+    batch = prod(outs[1:-2])
+    second = batch * ins[-1] * outs[-1] if ins else 0  # the second operand's elements, unbroadcast
+    if not same or not 0 < first <= in_elems:  # cannot tell the first operand apart: all inputs whole
+        return [(1, outs[-1], 1, 1, in_bytes)]
+    whole = -(-in_bytes * min(in_elems, max(in_elems - first, second)) // in_elems)
+    ways = [(rows, outs[-1], rows, 1, whole)]
+    if batch > 1 and prod(ins[1:-2]) == batch and first + second <= in_elems:
+        ways.insert(0, (batch, outs[-1], batch, 1, 0))  # two operands apart, neither broadcast
+    return ways
+
+
+def _reduce_rows(layer: Layer) -> _Way | None:
+    """A reduction (or softmax / norm) over some dims: rows are the kept dims before the first
+    reduced one, channels the kept dims after the last (channelwise); neither splits a reduced dim."""
+    ins, outs = layer.in_shape, layer.out_shape
+    rank = len(ins)
+    red = sorted(rank + d for d in layer.reduce_dims if -rank <= d < 0)
+    if not red:
+        return None
+    rows = prod(ins[1:max(1, red[0])])
+    co = prod(ins[red[-1] + 1:])
+    if prod(outs) % (rows * co):
+        return 1, 1, 1, 1, 0  # shapes that do not say how: the whole layer is one tile
+    return rows, co, rows, co, 0
 
 
 def _window(layer: Layer, in_rows: int, out_channels: int) -> tuple[int, int, int]:
@@ -117,8 +208,9 @@ def _grid(g: TileGeometry):
         opg = co / g.groups
         touched = np.where(c >= opg, np.ceil(c / opg), np.where(np.mod(opg, c) == 0, 1.0, 2.0))
         frac = np.minimum(1.0, touched / g.groups)
-    in_tile = np.ceil(g.in_bytes * frac * in_rows / hi)
-    in_band_all = np.ceil(g.in_bytes * in_rows / hi) * np.ones_like(c)  # every channel of a band
+    split, whole = g.in_bytes - g.whole_in_bytes, g.whole_in_bytes  # the whole part stays through the layer
+    in_tile = np.ceil(split * frac * in_rows / hi) + whole
+    in_band_all = (np.ceil(split * in_rows / hi) + whole) * np.ones_like(c)  # every channel of a band
     w_tile = np.ceil(g.weight_bytes * c / co) * np.ones_like(r)
     out_tile = np.ceil(g.out_bytes * (c / co) * np.minimum(r, ho) / ho)
     row_factor = np.maximum(hi, n_rb * in_rows) / hi  # halo re-reads; a streamed input is read in full
@@ -178,25 +270,26 @@ class _PlanArrays:
 @lru_cache(maxsize=4096)
 def _plans(g: TileGeometry, n_in_tensors: int) -> _PlanArrays:
     c, r, n_cb, n_rb, frac, in_tile, in_band_all, w_tile, out_tile, row_factor = _grid(g)
-    in_b, w_b = g.in_bytes, g.weight_bytes
+    in_b, w_b = g.in_bytes - g.whole_in_bytes, g.weight_bytes  # in_b: the part split by rows
+    whole = g.whole_in_bytes  # read once: every tile holds it
     shape = np.broadcast_shapes(c.shape, r.shape)
     stream = []
     # channel-block outer: weights once, inputs once per block (only the groups the block reads)
     stream.append(("channel-outer", np.broadcast_to(in_tile + w_tile + out_tile, shape),
-                   np.broadcast_to(np.ceil(in_b * frac * n_cb * row_factor) + w_b, shape),
+                   np.broadcast_to(np.ceil(in_b * frac * n_cb * row_factor) + whole + w_b, shape),
                    np.broadcast_to(n_cb * n_rb * n_in_tensors + (n_cb if w_b else 0) + n_cb * n_rb, shape)))
     # row-band outer: inputs once (with halo), weights once per band unless one block holds them all
     stream.append(("row-outer", np.broadcast_to(in_band_all + w_tile + out_tile, shape),
-                   np.broadcast_to(np.ceil(in_b * row_factor) + np.where(n_cb > 1, w_b * n_rb, w_b), shape),
+                   np.broadcast_to(np.ceil(in_b * row_factor) + whole + np.where(n_cb > 1, w_b * n_rb, w_b), shape),
                    np.broadcast_to(n_rb * n_in_tensors + (np.where(n_cb > 1, n_rb * n_cb, 1) if w_b else 0)
                                    + n_rb * n_cb, shape)))
-    ki_need = np.broadcast_to(in_b + w_tile + out_tile, shape)
+    ki_need = np.broadcast_to(g.in_bytes + w_tile + out_tile, shape)
     ki_tiles = np.broadcast_to(n_cb * n_rb, shape)
     ow_peak = _overwrite_peak(g)
     return _PlanArrays(c=c, r=r, n_cb=n_cb, n_rb=n_rb, w_tile=w_tile, ow_peak=ow_peak,
                        ki_need=ki_need, ki_tiles=ki_tiles, stream=tuple(stream),
                        min_sram=int(min(s[1].min() for s in stream)),
-                       kio=_Frontier.build(in_b + g.out_bytes + w_tile[0], -c[0]),
+                       kio=_Frontier.build(g.in_bytes + g.out_bytes + w_tile[0], -c[0]),
                        ki=_Frontier.build(ki_need, ki_tiles),
                        ow=_Frontier.build(ow_peak, -np.arange(1, len(ow_peak) + 1)),
                        stream_best=tuple(_Frontier.build(need, read, tr) for _, need, read, tr in stream))
@@ -215,8 +308,9 @@ def _overwrite_peak(g: TileGeometry) -> np.ndarray:
     k = np.arange(ho, dtype=float)[None, :]
     valid = k < np.ceil(ho / r)  # band k exists for this r
     consumed = np.clip(k * r * g.stride_rows - g.pad_rows, 0, hi)
-    mem = (np.ceil(g.in_bytes * (hi - consumed) / hi) + np.ceil(g.out_bytes * np.minimum(ho, (k + 1) * r) / ho)
-           + g.weight_bytes)
+    split = g.in_bytes - g.whole_in_bytes  # the whole part is consumed only at the end
+    mem = (np.ceil(split * (hi - consumed) / hi) + g.whole_in_bytes
+           + np.ceil(g.out_bytes * np.minimum(ho, (k + 1) * r) / ho) + g.weight_bytes)
     return np.where(valid, mem, 0).max(axis=1)
 
 

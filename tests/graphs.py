@@ -81,7 +81,27 @@ class Net:
         return self._elementwise(OpKind.ADD, (a, b), name)
 
     def softmax(self, x: str, *, name: str | None = None) -> str:
-        return self._elementwise(OpKind.SOFTMAX, (x,), name)
+        return self._elementwise(OpKind.SOFTMAX, (x,), name, reduce_dims=(-1,))
+
+    def layernorm(self, x: str, *, name: str | None = None) -> str:
+        """Over the last dim, with an affine (as ``nn.LayerNorm``): 5 + 2 vector ops per element."""
+        c = self.shapes[x][-1]
+        return self._add(OpKind.LAYERNORM, (x,), self.shapes[x], name, params=2 * c, bn_channels=c,
+                         vector_ops=(VECTOR_OPS_PER_ELEMENT[OpKind.LAYERNORM] + 2) * prod(self.shapes[x]),
+                         reduce_dims=(-1,))
+
+    def reduce(self, x: str, dims: tuple[int, ...], *, keepdim: bool = True, name: str | None = None) -> str:
+        """A mean over ``dims`` (negative, from the last): 1 vector op per input element."""
+        shape = self.shapes[x]
+        kept = [(1 if i - len(shape) in dims else d) for i, d in enumerate(shape)]
+        out = tuple(d for i, d in enumerate(kept) if keepdim or i - len(shape) not in dims)
+        return self._add(OpKind.REDUCE, (x,), out, name, vector_ops=prod(shape), reduce_dims=tuple(sorted(dims)))
+
+    def matmul(self, a: str, b: str, *, name: str | None = None) -> str:
+        """A batched product of two activations: (..., M, K) x (..., K, N)."""
+        sa, sb = self.shapes[a], self.shapes[b]
+        out = sa[:-1] + (sb[-1],)
+        return self._add(OpKind.MATMUL, (a, b), out, name, macs=prod(out) * sa[-1])
 
     def _pool(self, kind: OpKind, x: str, kernel, stride, name: str | None) -> str:
         n, c, h, w = self.shapes[x]
@@ -112,6 +132,16 @@ class Net:
     def flatten(self, x: str, *, name: str | None = None) -> str:
         shape = self.shapes[x]
         return self._add(OpKind.ALIAS, (x,), (shape[0], prod(shape[1:])), name)
+
+    def view(self, x: str, shape: tuple[int, ...], *, name: str | None = None) -> str:
+        """A reshape or permute (no row): ``shape`` holds the same elements."""
+        assert prod(shape) == prod(self.shapes[x])
+        return self._add(OpKind.ALIAS, (x,), tuple(shape), name)
+
+    def part(self, x: str, shape: tuple[int, ...], *, name: str | None = None) -> str:
+        """A slice or split (no row): a reader reads the whole source."""
+        assert prod(shape) <= prod(self.shapes[x])
+        return self._add(OpKind.GATHER, (x,), tuple(shape), name)
 
     def build(self, *outputs: str) -> Graph:
         return fuse(self.name, self.input_shape, self.ops, [(self.input, self.input_shape)], list(outputs),

@@ -38,6 +38,7 @@ class Cost:
     out_shape: tuple[int, ...] | None = None  # overrides the call's first output (a split: its whole source)
     in_shapes: tuple[tuple[int, ...], ...] | None = None  # overrides the read operands' shapes (conv1d as 2-D)
     reads: tuple[Operand, ...] | None = None  # the activation operands it reads, when not all of them
+    reduce_dims: tuple[int, ...] | None = None  # input dims (negative: from the last) an output reads whole
 
 
 Rule = Callable[[Call], "Cost | None"]
@@ -132,16 +133,17 @@ def batch_norm(call: Call) -> Cost:
                 bn_channels=x.shape[1] if len(x.shape) > 1 else 1, reads=(x,))
 
 
-def _norm(call: Call, kind: OpKind, channels: int) -> Cost:
+def _norm(call: Call, kind: OpKind, channels: int, **kw) -> Cost:
     x = call.args["input"]
     affine = isinstance(call.args.get("weight"), Operand) or isinstance(call.args.get("bias"), Operand)
     per = VECTOR_OPS_PER_ELEMENT[kind] + (AFFINE_OPS_PER_ELEMENT if affine else 0)
-    return Cost(kind, vector_ops=per * numel(x.shape), bn_channels=channels if affine else 0, reads=(x,))
+    return Cost(kind, vector_ops=per * numel(x.shape), bn_channels=channels if affine else 0, reads=(x,), **kw)
 
 
 @rule("native_layer_norm")
 def layer_norm(call: Call) -> Cost:
-    return _norm(call, OpKind.LAYERNORM, numel(tuple(call.arg("normalized_shape"))))
+    normalized = tuple(call.arg("normalized_shape"))
+    return _norm(call, OpKind.LAYERNORM, numel(normalized), reduce_dims=tuple(range(-len(normalized), 0)))
 
 
 @rule("native_group_norm")
@@ -198,7 +200,7 @@ def threshold(call: Call) -> Cost:
 
 @rule("_softmax", "_safe_softmax", "_log_softmax")
 def softmax(call: Call) -> Cost:
-    return per_element(OpKind.SOFTMAX, call)
+    return per_element(OpKind.SOFTMAX, call, reduce_dims=_reduced(call))
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -279,19 +281,25 @@ def _dims(call: Call, rank: int) -> frozenset[int]:
     return frozenset(d % rank for d in dims)
 
 
+def _reduced(call: Call) -> tuple[int, ...]:
+    """The dims the call reduces over, counted from the last (-1): unchanged by a leading 1."""
+    rank = len(call.acts()[0].shape)
+    return tuple(sorted(d - rank for d in _dims(call, max(1, rank)))) if rank else ()
+
+
 @rule("mean")
 def mean(call: Call) -> Cost:
     """A mean over both spatial dims of an NCHW tensor is a global average pool (1 op per input element)."""
     x = call.acts()[0]
     if len(x.shape) == 4 and _dims(call, 4) == {2, 3}:
         return _global_pool(call)
-    return per_element(OpKind.REDUCE, call)
+    return per_element(OpKind.REDUCE, call, reduce_dims=_reduced(call))
 
 
 @rule("sum", "amax", "amin", "argmax", "argmin", "prod", "logsumexp", "var", "std", "var_mean", "std_mean",
       "linalg_vector_norm", "norm", "cumsum", "any", "all")
 def reduce(call: Call) -> Cost:
-    return per_element(OpKind.REDUCE, call)
+    return per_element(OpKind.REDUCE, call, reduce_dims=_reduced(call))
 
 
 @rule("col2im")
@@ -304,7 +312,7 @@ def overlap_add(call: Call) -> Cost:
 def max_min(call: Call) -> Cost:
     if isinstance(call.args.get("other"), Operand):  # the elementwise overload
         return per_element(OpKind.ELEMENTWISE, call, weight_elems=stored_weights(call))
-    return per_element(OpKind.REDUCE, call)
+    return per_element(OpKind.REDUCE, call, reduce_dims=_reduced(call))
 
 
 # --------------------------------------------------------------------------- data movement

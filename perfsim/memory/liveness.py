@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Collection, Sequence
 
 from ..errors import DoesNotFitError
-from ..graph import Graph, Layer
+from ..graph import Graph, Layer, OpKind
 from ..results import Plan, Traffic
 from ..tiling import TileChoice, TileGeometry, choose_plan, geometry, min_sram
 
@@ -157,7 +157,7 @@ class _Liveness:
             moves.spilled(*mem.evict(t, i))
         missing = [t for t in ins if t not in mem.resident]
         dirty = [t for t in ins if t in mem.resident and t not in mem.in_dram]
-        geo = geometry(layer, sum(sizes[t] for t in ins), sizes[out], w)
+        geo = geometry(layer, sum(sizes[t] for t in ins), sizes[out], w, _in_elems(self.graph, layer))
         choice = choose_plan(geo, self.capacity, missing_in_bytes=sum(sizes[t] for t in missing),
                              dirty_in_bytes=sum(sizes[t] for t in dirty), n_in_tensors=len(ins),
                              n_missing=len(missing), n_dirty=len(dirty), out_read_back=bool(self.uses[out]),
@@ -237,5 +237,11 @@ def network_min_sram(graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[
     for layer, w in zip(graph.layers, weight_bytes):
         in_bytes = sum(sizes[t] for t in layer.inputs)
         ws = in_bytes + w + sizes[layer.output]
-        need = max(need, min(ws, min_sram(geometry(layer, in_bytes, sizes[layer.output], w))))
+        geo = geometry(layer, in_bytes, sizes[layer.output], w, _in_elems(graph, layer))
+        need = max(need, min(ws, min_sram(geo)))
     return need
+
+
+def _in_elems(graph: Graph, layer: Layer) -> int:
+    """Elements (at batch 1) of the physical tensors a layer reads: only a matmul's geometry needs them."""
+    return sum(graph.tensors[t].numel for t in layer.inputs) if layer.kind is OpKind.MATMUL else 0
