@@ -178,6 +178,15 @@ def random_net(c_in: int, hw: int, plan: list[tuple]) -> Graph:
     return n.build(n.linear(n.flatten(n.global_avgpool(x)), 10))
 
 
+def merge_partner(kind: str, src: int, arg: int, chans: list[int], down: list[int]) -> int | None:
+    """The earlier value a random DAG's add/cat step joins with ``src``: same resolution, and for an
+    add the same channels; None when there is none (the step is skipped). Shared with the PyTorch
+    twin of this builder (tests/test_properties_zoo.py), so both read a plan the same way."""
+    partners = [j for j in range(len(chans)) if j != src and down[j] == down[src]
+                and (kind == "cat" or chans[j] == chans[src])]
+    return partners[arg % len(partners)] if partners else None
+
+
 def dag_net(c_in: int, hw: int, steps: list[tuple]) -> Graph:
     """A random DAG: each step reads an arbitrary earlier value (long skips), adds or concatenates two."""
     n = Net((c_in, hw, hw), name="DagNet")
@@ -199,11 +208,9 @@ def dag_net(c_in: int, hw: int, steps: list[tuple]) -> Graph:
             chans.append(arg)
             down.append(down[src])
         elif kind in ("add", "cat"):
-            partners = [j for j in range(len(chans)) if j != src and down[j] == down[src]
-                        and (kind == "cat" or chans[j] == c)]
-            if not partners:
+            j = merge_partner(kind, src, arg, chans, down)
+            if j is None:
                 continue
-            j = partners[arg % len(partners)]
             vals.append(n.add(vals[src], vals[j]) if kind == "add" else n.concat(vals[src], vals[j]))
             chans.append(c if kind == "add" else c + chans[j])
             down.append(down[src])

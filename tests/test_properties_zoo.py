@@ -98,11 +98,9 @@ class DagNet(nn.Module):
                 chans.append(arg)
                 down.append(down[src])
             elif kind in ("add", "cat"):
-                partners = [j for j in range(len(chans)) if j != src and down[j] == down[src]
-                            and (kind == "cat" or chans[j] == c)]
-                if not partners:
+                j = graphs.merge_partner(kind, src, arg, chans, down)
+                if j is None:
                     continue
-                j = partners[arg % len(partners)]
                 self.prog.append((kind, src, j))
                 chans.append(c if kind == "add" else c + chans[j])
                 down.append(down[src])
