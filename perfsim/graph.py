@@ -68,7 +68,6 @@ COSTED_ACTIVATION_KINDS = frozenset({OpKind.SIGMOID, OpKind.SILU, OpKind.HARDSIG
                                      OpKind.GELU, OpKind.LEAKY_RELU, OpKind.ELU, OpKind.TANH, OpKind.MISH,
                                      OpKind.SOFTPLUS})
 UNARY_ACTIVATION_KINDS = ACTIVATION_KINDS | COSTED_ACTIVATION_KINDS
-NORM_KINDS = frozenset({OpKind.BATCHNORM, OpKind.LAYERNORM, OpKind.GROUPNORM})
 ALIAS_KINDS = frozenset({OpKind.ALIAS, OpKind.GATHER, OpKind.CONCAT})
 
 # Vector ops per element, the one table of per-element costs (SPEC "Counting rules" and "Beyond the

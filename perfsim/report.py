@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 
 from .graph import Unit
-from .report_folder import MANIFEST, check_folder, write_folder
+from .report_folder import MANIFEST, write_folder
 from .results import COLUMNS, Bound, SimResult
 from .units import format_bytes, format_count, format_seconds
 
@@ -42,16 +42,6 @@ def summary_json(result: SimResult) -> str:
 
 
 REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
-
-
-def check_report_folder(out: Path) -> None:
-    """Refuse a folder whose replacement could delete something that is not perfsim's report.
-
-    A report replaces its folder as a whole (atomically), so the folder must be new, empty,
-    or a perfsim report that its manifest proves unchanged; never the working folder or an
-    ancestor of it (see ``perfsim.report_folder``).
-    """
-    check_folder(Path(out))
 
 
 def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) -> Path:

@@ -78,13 +78,6 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-def _scaled(shape: tuple[int, ...], resolution: float) -> tuple[int, int, int]:
-    c, h, w = shape
-    if resolution == 1.0:
-        return (c, h, w)
-    return (c, max(1, round(h * resolution)), max(1, round(w * resolution)))
-
-
 def check_input_shape(shape: tuple[int, ...]) -> None:
     if prod(shape) > MAX_INPUT_ELEMENTS:
         raise InputError(f"input shape {'x'.join(map(str, shape))} has {prod(shape):,} elements; "
@@ -108,7 +101,7 @@ class ModelOptions:
         if self.num_classes is not None and not (1 <= self.num_classes <= MAX_CLASSES):
             raise InputError(f"--classes must be between 1 and {MAX_CLASSES:,}, got {_show(self.num_classes)}")
         if self.input_shape is not None:
-            check_input_shape(_scaled(self.input_shape, self.resolution))
+            check_input_shape(zoo.scaled_shape(self.input_shape, self.resolution))
 
 
 # Which options apply to which kind of source (a zoo model checks --width against its own spec).
@@ -188,7 +181,7 @@ class ModelSource:
         if self.kind is SourceKind.ZOO:
             spec = zoo.get(self.name)
             spec.factory_kwargs(num_classes=options.num_classes, width=options.width)
-            check_input_shape(_scaled(options.input_shape or spec.input_shape, options.resolution))
+            check_input_shape(zoo.scaled_shape(options.input_shape or spec.input_shape, options.resolution))
         elif self.kind is SourceKind.FILE:
             _existing_file(self.path)
             if options.input_shape is None:
@@ -290,7 +283,7 @@ def _build(source: ModelSource, options: ModelOptions) -> Graph:
         # a zoo model at its own classes is known small; any other model is counted on meta first
         module = _built_module(make, source, count_first=source.kind is not SourceKind.ZOO
                                or options.num_classes is not None)
-        shape = _scaled(options.input_shape or default_shape(module), options.resolution)
+        shape = zoo.scaled_shape(options.input_shape or default_shape(module), options.resolution)
         check_input_shape(shape)
         return _lowering()(module, shape, name=source.label)
 

@@ -61,8 +61,16 @@ class ModelSpec:
         """Input shape with the resolution multiplier rho applied to the spatial side."""
         if not (0.0 < resolution <= 1.0):
             raise InputError(f"--resolution must be in (0, 1], got {resolution}")
-        c, h, w = self.input_shape
-        return (c, max(1, round(h * resolution)), max(1, round(w * resolution)))
+        return scaled_shape(self.input_shape, resolution)
+
+
+def scaled_shape(shape: tuple[int, ...], resolution: float) -> tuple[int, int, int]:
+    """C, H, W with the resolution multiplier rho applied to each spatial side (at least 1).
+    At rho = 1 the shape is returned as given: an absurd size stays an int for the bound check."""
+    c, h, w = shape
+    if resolution == 1.0:
+        return (c, h, w)
+    return (c, max(1, round(h * resolution)), max(1, round(w * resolution)))
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

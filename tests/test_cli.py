@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import assert_input_error, cli_run
 
 import perfsim
 from perfsim import zoo
@@ -112,26 +113,10 @@ def _env(isolated, monkeypatch):
     monkeypatch.delenv("PERFSIM_DEBUG", raising=False)
 
 
-def cli_run(capsys, *args):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def run_json(capsys, *args) -> dict:
     rc, out, err = cli_run(capsys, "run", *args, "--json", "--no-plots", "--out", "rep")
     assert rc == 0, err
     return json.loads(out)
-
-
-def assert_input_error(rc, out, err, *needles):
-    assert rc == 2, (rc, out, err)
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("perfsim: error: "), err
-    assert "Traceback" not in err + out
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def report_files(root: Path) -> list[Path]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from cli_checks import assert_input_error, cli_run
 
 from perfsim import sources
-from perfsim.cli import main
 from perfsim.errors import InputError
 from perfsim.sources import MAX_CLASSES, MAX_INPUT_ELEMENTS, MAX_PARAMS, ModelOptions, ModelSource, SourceKind
 
@@ -23,21 +23,6 @@ from perfsim.sources import MAX_CLASSES, MAX_INPUT_ELEMENTS, MAX_PARAMS, ModelOp
 @pytest.fixture(autouse=True)
 def _env(isolated, monkeypatch):
     monkeypatch.delenv("PERFSIM_DEBUG", raising=False)
-
-
-def cli_run(capsys, *args):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_input_error(rc, out, err, *needles):
-    assert rc == 2, (rc, out, err)
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("perfsim: error: "), err
-    assert "Traceback" not in err + out and out == ""
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def flop_counter_macs(module, shape) -> int:
