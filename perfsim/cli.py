@@ -288,5 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+from .cli_hardware import calibrate as _calibrate, validate as _validate  # noqa: E402  (commands in their room)
+
+cli.add_command(_calibrate)
+cli.add_command(_validate)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

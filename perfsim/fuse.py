@@ -177,8 +177,8 @@ def _layer(index: int, main: Op, row: list[Op], plan: _Plan, in_ids: tuple[int, 
     epi_bn = [o for o in epi if o.kind is OpKind.BATCHNORM]
     epi_free = [o for o in epi if o.kind in ACTIVATION_KINDS]  # clamps: free when fused (fuse_activation)
     epi_costed = [o for o in epi if o.kind in UNARY_ACTIVATION_KINDS and o.kind not in ACTIVATION_KINDS]
-    label = (conv_label(main) if main.kind is OpKind.CONV else
-             "+".join(o.kind.value for o in row) if not is_matrix else main.kind.value)
+    main_label = conv_label(main) if main.kind is OpKind.CONV else main.kind.value
+    label = main_label if is_matrix else "+".join(o.kind.value for o in row)
     return Layer(
         index=index, name=main.path, op=label, kind=main.kind, unit=unit_of(main.kind),
         ops=tuple(o.path for o in row), inputs=in_ids, output=out_id,
@@ -195,6 +195,9 @@ def _layer(index: int, main: Op, row: list[Op], plan: _Plan, in_ids: tuple[int, 
         epilogue_act_ops=sum(o.vector_ops for o in epi_free),
         prologue_bn_channels=sum(o.bn_channels for o in (pro if is_matrix else row)),
         reduce_dims=main.reduce_dims,
+        kernels=tuple(main_label if o is main else o.kind.value for o in (pro + [main] if is_matrix else row)),
+        bn_kernels=tuple(o.kind.value for o in epi_bn),
+        act_kernels=tuple(o.kind.value for o in epi_free + epi_costed),
     )
 
 

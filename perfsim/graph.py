@@ -195,6 +195,15 @@ class Layer:
     epilogue_act_ops: int  # output-stage activation ops when not fused
     prologue_bn_channels: int  # unfoldable BN in the input stage (stores 2 values/channel)
     reduce_dims: tuple[int, ...] | None = None  # the main op's (Op.reduce_dims): tiling must not split them
+    # The row's ops as separate kernels (labels), for a profile's per-kernel overhead: those that always
+    # run, the epilogue BNs (none when fold_batchnorm), the epilogue activations (none when fuse_activation)
+    kernels: tuple[str, ...] = ()
+    bn_kernels: tuple[str, ...] = ()
+    act_kernels: tuple[str, ...] = ()
+
+    def kernel_labels(self, fold_batchnorm: bool, fuse_activation: bool) -> tuple[str, ...]:
+        return (self.kernels + (() if fold_batchnorm else self.bn_kernels)
+                + (() if fuse_activation else self.act_kernels))
 
     def vector_ops(self, fold_batchnorm: bool, fuse_activation: bool) -> int:
         return (self.vector_ops_fixed

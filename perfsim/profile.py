@@ -28,7 +28,6 @@ from .units import format_bytes, parse_quantity, shown
 RESERVED_FIELDS = (
     "array_rows", "array_cols", "array_clock", "dataflow",
     "energy_per_mac", "energy_per_sram_byte", "energy_per_dram_byte",
-    "efficiency", "calibration",
 )
 
 _QUANTITY_FIELDS = {
@@ -58,6 +57,81 @@ MAX_NAME_CHARS = 200  # a profile name becomes part of a report folder name
 MAX_LISTED = 20  # known profiles named in an "unknown profile" message
 
 
+MAX_TABLE_ENTRIES = 64  # points of one efficiency table
+MAX_TABLE_KEY = 2**31  # a matrix product's dimension
+
+
+def _labels() -> frozenset[str]:
+    from .graph import OpKind
+    return frozenset({k.value for k in OpKind} | {"conv_pw", "conv_dw", "conv_group"})
+
+
+MATRIX_LABELS = frozenset({"conv", "conv_pw", "conv_dw", "conv_group", "linear", "matmul"})
+
+
+def _fraction(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{where}: must be a number in (0, 1], got {shown(v)}")
+    x = float(v)
+    if not 0 < x <= 1:
+        raise ValueError(f"{where}: must be a fraction in (0, 1], got {shown(v)}")
+    return x
+
+
+def _efficiency_table(label: str, v: Any) -> dict[int, float]:
+    if label not in MATRIX_LABELS:
+        raise ValueError(f"{label}: a table by matrix dimension is only for matrix ops ({', '.join(sorted(MATRIX_LABELS))})")
+    if not v or len(v) > MAX_TABLE_ENTRIES:
+        raise ValueError(f"{label}: a table needs 1 to {MAX_TABLE_ENTRIES} points")
+    out: dict[int, float] = {}
+    for k, x in v.items():
+        key = int(k) if isinstance(k, str) and k.strip().isdecimal() and len(k) < 12 else k
+        if isinstance(key, bool) or not isinstance(key, int) or not 1 <= key <= MAX_TABLE_KEY:
+            raise ValueError(f"{label}: table keys are matrix dimensions (whole numbers >= 1), got {shown(k)}")
+        out[key] = _fraction(x, f"{label}[{key}]")
+    return dict(sorted(out.items()))
+
+
+class Measured(BaseModel):
+    """One calibration measurement: the median of repeats and its quartiles, in ``unit``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    q1: float
+    q3: float
+    n: int = Field(ge=1)
+    unit: str = Field(max_length=40)
+    what: str = Field("", max_length=300)
+
+
+class KindFit(BaseModel):
+    """The line ``time = overhead + work / (peak * efficiency)`` fitted to one op label's micro-benchmarks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shapes: int = Field(ge=1)
+    overhead_s: float = Field(ge=0)
+    efficiency: float | dict[int, float]
+    median_abs_error: float = Field(ge=0)  # of the fitted time, relative, over the shapes measured
+    unit: Literal["matrix", "vector"]
+
+
+class Calibration(BaseModel):
+    """What ``perfsim calibrate`` measured on a machine, and how (SPEC "Efficiency and overhead")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    perfsim_version: str = Field(max_length=40)
+    date: str = Field(max_length=40)
+    host: dict[str, str | int] = Field(default_factory=dict)
+    threads: int = Field(ge=1)
+    quick: bool = False
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before and after
+    measurements: dict[str, Measured] = Field(default_factory=dict)
+    fits: dict[str, KindFit] = Field(default_factory=dict)
+
+
 class HardwareProfile(BaseModel):
     """One accelerator. Values are in base units (bytes, B/s, s, FLOP/s) once parsed."""
 
@@ -78,6 +152,11 @@ class HardwareProfile(BaseModel):
     weights: Literal["stream", "resident"] = "stream"
     overlap: bool = False
     memory_policy: Literal["liveness", "paper"] = "liveness"
+    # SPEC "Efficiency and overhead": fraction of the unit's peak by op label (a number, or for a matrix
+    # op a table by the smallest dimension of its matrix product), and seconds per kernel by label
+    efficiency: dict[str, float | dict[int, float]] = Field(default_factory=dict)
+    kernel_overhead: dict[str, float] = Field(default_factory=dict)
+    calibration: Calibration | None = None
 
     @field_validator("sram_bytes", mode="before")
     @classmethod
@@ -102,6 +181,39 @@ class HardwareProfile(BaseModel):
         if not BITS_RANGE[0] <= v <= BITS_RANGE[1]:
             raise ValueError(f"must be between {BITS_RANGE[0]} and {BITS_RANGE[1]} bits")
         return v
+
+    @field_validator("efficiency", mode="before")
+    @classmethod
+    def _efficiency(cls, v: Any) -> dict[str, Any]:
+        if not isinstance(v, Mapping):
+            raise ValueError("must map op labels (conv_dw, linear, relu, ...) to fractions of peak")
+        known = _labels()
+        out: dict[str, Any] = {}
+        for label, x in v.items():
+            if label not in known:
+                raise ValueError(f"unknown op label {shown(label)} (labels are the report's op column: "
+                                 "conv, conv_pw, conv_dw, conv_group, linear, matmul, relu, batchnorm, ...)")
+            out[label] = _efficiency_table(label, x) if isinstance(x, Mapping) else _fraction(x, label)
+        return out
+
+    @field_validator("kernel_overhead", mode="before")
+    @classmethod
+    def _overhead(cls, v: Any) -> dict[str, float]:
+        if not isinstance(v, Mapping):
+            raise ValueError("must map op labels (or 'default') to seconds per kernel, e.g. {conv_dw: 120us}")
+        known = _labels() | {"default"}
+        out: dict[str, float] = {}
+        for label, x in v.items():
+            if label not in known:
+                raise ValueError(f"unknown op label {shown(label)}")
+            t = parse_quantity(x, "seconds", field=f"kernel_overhead.{label}")
+            if not 0 <= t <= 1:
+                raise ValueError(f"{label}: must be between 0 s and 1 s")
+            out[label] = t
+        return out
+
+    def __hash__(self) -> int:  # frozen, but its tables are dicts: hash the canonical dump
+        return hash(self.model_dump_json())
 
     def resolved(self) -> dict[str, Any]:
         """Every field with its value in base units (what summary.json records)."""

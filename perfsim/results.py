@@ -27,7 +27,7 @@ COLUMNS = (
     "dram_read_bytes", "dram_write_bytes", "spill_bytes", "tiles", "t_data_s", "t_matrix_s",
     "t_vector_s", "t_total_s", "bound",
     # extras
-    "refetch_bytes", "transfers", "plan",
+    "refetch_bytes", "transfers", "plan", "t_overhead_s",
 )
 
 
@@ -111,6 +111,7 @@ class LayerResult(NamedTuple):
     refetch_bytes: int
     transfers: int
     plan: Plan
+    t_overhead_s: float  # fixed cost of the row's kernels (profile kernel_overhead), in t_total_s
     kind: OpKind
 
     def as_tuple(self) -> tuple:
@@ -161,6 +162,7 @@ class Summary:
     t_data_s: float
     t_matrix_s: float
     t_vector_s: float
+    t_overhead_s: float
     notes: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:

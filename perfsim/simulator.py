@@ -10,13 +10,13 @@ It runs the stages in order and owns none of their rules:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import InputError
 from .graph import Graph, Layer
 from .memory import plan_memory, tensor_bytes
 from .results import Bound, BoundCounts, LayerResult, SimResult, Summary, Traffic
-from .timing import efficiencies, efficiency_table, layer_times
+from .timing import layer_times, row_efficiency, row_overhead
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
@@ -33,8 +33,7 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]  # the deployable model
     plan = plan_memory(graph, p, sizes, wbytes, stored)
-    table = efficiency_table(p)
-    rows = tuple(_row(layer, tr, w, sizes, p, batch, table)
+    rows = tuple(_row(layer, tr, w, sizes, p, batch)
                  for layer, tr, w in zip(graph.layers, plan.traffic, wbytes))
     notes = list(plan.notes)
     unused = graph.params - sum(r.params for r in rows)
@@ -45,13 +44,14 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     return SimResult(rows=rows, totals=totals)
 
 
-def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: HardwareProfile, batch: int,
-         efficiency: Mapping[str, float]) -> LayerResult:
+def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: HardwareProfile,
+         batch: int) -> LayerResult:
     macs = layer.macs * batch
     vops = layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch
-    matrix_eff, vector_eff = efficiencies(efficiency, layer.op, layer.unit) if efficiency else (1.0, 1.0)
+    matrix_eff, vector_eff = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
+    overhead = row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
     t = layer_times(p, dram_bytes=tr.read_bytes + tr.write_bytes, transfers=tr.transfers, macs=macs,
-                    vector_ops=vops, matrix_efficiency=matrix_eff, vector_efficiency=vector_eff)
+                    vector_ops=vops, matrix_efficiency=matrix_eff, vector_efficiency=vector_eff, overhead_s=overhead)
     return LayerResult(
         layer=layer.name, op=layer.op, unit=layer.unit,
         in_shape=_shape(layer.in_shape, batch), out_shape=_shape(layer.out_shape, batch),
@@ -61,7 +61,7 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
         sram_used_bytes=tr.sram_bytes, dram_read_bytes=tr.read_bytes, dram_write_bytes=tr.write_bytes,
         spill_bytes=tr.spill_bytes, tiles=tr.tiles, t_data_s=t.data_s, t_matrix_s=t.matrix_s,
         t_vector_s=t.vector_s, t_total_s=t.total_s, bound=t.bound, refetch_bytes=tr.refetch_bytes,
-        transfers=tr.transfers, plan=tr.plan, kind=layer.kind,
+        transfers=tr.transfers, plan=tr.plan, t_overhead_s=t.overhead_s, kind=layer.kind,
     )
 
 
@@ -94,5 +94,5 @@ def _summary(graph: Graph, p: HardwareProfile, batch: int, model: str, rows: Seq
         layers=len(rows), tiled_layers=sum(1 for r in rows if r.tiles > 1),
         bound_counts=BoundCounts(**{b.value: sum(1 for r in rows if r.bound is b) for b in Bound}),
         t_data_s=sum(r.t_data_s for r in rows), t_matrix_s=sum(r.t_matrix_s for r in rows),
-        t_vector_s=sum(r.t_vector_s for r in rows), notes=notes,
+        t_vector_s=sum(r.t_vector_s for r in rows), t_overhead_s=sum(r.t_overhead_s for r in rows), notes=notes,
     )

@@ -279,13 +279,30 @@ def _build(source: ModelSource, options: ModelOptions) -> Graph:
         if source.kind is SourceKind.ONNX:
             from .onnx_import import lower_onnx
             return lower_onnx(source.path, options.input_shape, name=source.label)
-        make, default_shape = _FACTORIES[source.kind](source, options)
-        # a zoo model at its own classes is known small; any other model is counted on meta first
-        module = _built_module(make, source, count_first=source.kind is not SourceKind.ZOO
-                               or options.num_classes is not None)
-        shape = zoo.scaled_shape(options.input_shape or default_shape(module), options.resolution)
-        check_input_shape(shape)
+        module, shape = _module_and_shape(source, options)
         return _lowering()(module, shape, name=source.label)
+
+
+def _module_and_shape(source: ModelSource, options: ModelOptions):
+    make, default_shape = _FACTORIES[source.kind](source, options)
+    # a zoo model at its own classes is known small; any other model is counted on meta first
+    module = _built_module(make, source, count_first=source.kind is not SourceKind.ZOO
+                           or options.num_classes is not None)
+    shape = zoo.scaled_shape(options.input_shape or default_shape(module), options.resolution)
+    check_input_shape(shape)
+    return module, shape
+
+
+def build_module(model: str | ModelSource, options: ModelOptions = ModelOptions()):
+    """The real PyTorch module of ``model`` and its input shape (C, H, W), built as lowering builds it
+    (imports torch). An ONNX file has no PyTorch module: refused."""
+    source = model if isinstance(model, ModelSource) else ModelSource.parse(model)
+    source.check(options)
+    if source.kind is SourceKind.ONNX:
+        raise InputError(f"{source} is an ONNX file: there is no PyTorch module to run")
+    with _user_code(str(source)):
+        module, shape = _module_and_shape(source, options)
+    return module, tuple(shape), source
 
 
 def _param_count(module: Any, label: str) -> int:

@@ -1,25 +1,34 @@
 """Timing: a row's bytes and ops -> seconds (SPEC "Timing"). Pure, torch-free.
 
-    data   = (DRAM read + write bytes) / dram_bandwidth + transfers * dram_latency
-    matrix = 2 * MACs / (matrix_flops * matrix_efficiency)
-    vector = vector ops / (vector_flops * vector_efficiency)
-    total  = data + matrix + vector, or max(data, matrix + vector) with ``overlap``
-    bound  = the largest of data, matrix, vector (ties in that order)
+    data     = (DRAM read + write bytes) / dram_bandwidth + transfers * dram_latency
+    matrix   = 2 * MACs / (matrix_flops * matrix_efficiency)
+    vector   = vector ops / (vector_flops * vector_efficiency)
+    overhead = the kernel_overhead of every kernel the row runs
+    total    = data + matrix + vector + overhead, or max(data, matrix + vector) + overhead with ``overlap``
+    bound    = the largest of data, matrix, vector (ties in that order)
 
-The efficiencies are the hook for SPEC's reserved profile field ``efficiency: {op kind:
-fraction}``, which scales the peak of the unit that runs that kind (kinds are the ``op``
-column's values; a missing kind is 1.0). The profile has no such field yet, so
-``efficiencies`` gives 1.0 and the times are SPEC's bit for bit.
+SPEC "Efficiency and overhead": the profile's ``efficiency`` scales the peak of the unit that
+runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; then the main
+op's kind, ``batchnorm``); a missing label is 1.0. For a matrix op the entry may be a table by
+the smallest dimension of the row's matrix product (``gemm_min_dim``), read between its points
+linearly in log2 of the dimension and held flat beyond its ends. ``kernel_overhead`` is
+seconds per kernel by the same labels (``default`` for the others); a row runs its main op,
+its prologue, and its epilogue BN and activation unless folded or fused away (docs/model.md).
+A profile without either field gives SPEC's times bit for bit.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+from math import log2, prod
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
-from .graph import Unit
+from .graph import Layer, OpKind, Unit
 from .results import Bound
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
+
+Efficiency = Mapping[str, "float | Mapping[int, float]"]
 
 
 class LayerTimes(NamedTuple):
@@ -28,31 +37,74 @@ class LayerTimes(NamedTuple):
     vector_s: float
     total_s: float
     bound: Bound
+    overhead_s: float = 0.0
 
 
-def efficiency_table(profile: HardwareProfile) -> Mapping[str, float]:
-    """The profile's ``efficiency`` by op label: empty until the profile carries the field."""
-    return getattr(profile, "efficiency", None) or {}  # reserved by SPEC, not a profile field yet
+def gemm_min_dim(layer: Layer, batch: int) -> int:
+    """The smallest of M, N, K of one matrix product of the row (a conv: per group, M the output
+    positions of the batch, N the output channels of a group, K the inputs of one output)."""
+    out = layer.out_shape
+    elems = prod(out[1:]) if len(out) > 1 else 1
+    if not layer.macs or not elems:
+        return 1
+    k = max(1, layer.macs // elems)
+    if layer.kind is OpKind.CONV and len(out) >= 3:
+        n = max(1, out[1] // max(1, layer.groups))
+        m = prod(out[2:]) * batch
+    elif layer.kind is OpKind.MATMUL and len(out) >= 3:
+        n, m = out[-1], out[-2]  # the leading dims are separate products (heads, windows)
+    else:
+        n = out[-1]
+        m = max(1, elems // n) * batch
+    return max(1, min(m, n, k))
 
 
-def efficiencies(table: Mapping[str, float], op: str, unit: Unit) -> tuple[float, float]:
-    """(matrix, vector) fraction of peak for a row labelled ``op`` running on ``unit``:
-    ``table[op]`` for the unit that runs the row's op (1.0 when missing), 1.0 for the other."""
-    fraction = table.get(op, 1.0)
-    return (fraction, 1.0) if unit is Unit.MATRIX else (1.0, fraction)
+def table_value(table: Mapping[int, float], x: int) -> float:
+    """A table's value at ``x``: linear in log2(x) between its points, flat beyond its ends."""
+    keys = list(table)
+    if x <= keys[0]:
+        return table[keys[0]]
+    if x >= keys[-1]:
+        return table[keys[-1]]
+    i = bisect_left(keys, x)
+    lo, hi = keys[i - 1], keys[i]
+    w = (log2(x) - log2(lo)) / (log2(hi) - log2(lo))
+    return table[lo] + w * (table[hi] - table[lo])
+
+
+def row_efficiency(table: Efficiency, layer: Layer, batch: int) -> tuple[float, float]:
+    """(matrix, vector) fraction of peak for ``layer``: its entry for the unit that runs it, 1.0 for the other."""
+    entry = table.get(layer.op)
+    if entry is None:
+        entry = table.get(layer.kind.value)
+    if entry is None:
+        return 1.0, 1.0
+    fraction = entry if isinstance(entry, float) else table_value(entry, gemm_min_dim(layer, batch))
+    return (fraction, 1.0) if layer.unit is Unit.MATRIX else (1.0, fraction)
+
+
+def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: bool, fuse_activation: bool) -> float:
+    """Seconds of fixed cost: ``kernel_overhead`` of each kernel the row runs."""
+    if not overheads:
+        return 0.0
+    default = overheads.get("default", 0.0)
+    return sum(overheads.get(k, default) for k in layer.kernel_labels(fold_batchnorm, fuse_activation))
 
 
 def layer_times(profile: HardwareProfile, *, dram_bytes: int, transfers: int, macs: int, vector_ops: int,
-                matrix_efficiency: float = 1.0, vector_efficiency: float = 1.0) -> LayerTimes:
+                matrix_efficiency: float = 1.0, vector_efficiency: float = 1.0, overhead_s: float = 0.0) -> LayerTimes:
     """One row's time terms."""
     p = profile
     data = dram_bytes / p.dram_bandwidth + transfers * p.dram_latency
     matrix = 2 * macs / (p.matrix_flops * matrix_efficiency)
     vector = vector_ops / (p.vector_flops * vector_efficiency)
     total = max(data, matrix + vector) if p.overlap else data + matrix + vector
+    if overhead_s:
+        total += overhead_s
     bound = Bound.DATA
     if matrix > data:
         bound = Bound.MATRIX
     if vector > max(data, matrix):
         bound = Bound.VECTOR
-    return LayerTimes(data_s=data, matrix_s=matrix, vector_s=vector, total_s=total, bound=bound)
+    return LayerTimes(data_s=data, matrix_s=matrix, vector_s=vector, total_s=total, bound=bound,
+                      overhead_s=overhead_s)

@@ -12,15 +12,17 @@ Importing this package does not import torch; ``lower`` does.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import InputError
 from ..fuse import fuse
 from ..graph import ALIAS_KINDS, Graph
 from .build import INPUT, build_ops
+from .calls import Call
 from .selfcheck import check_macs, check_params
 
-__all__ = ["lower"]
+__all__ = ["lower", "lower_traced", "Traced"]
 
 
 def _batch1(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -36,6 +38,21 @@ def _batch1(input_shape: Sequence[int]) -> tuple[int, ...]:
 
 def lower(module: Any, input_shape: Sequence[int], *, name: str | None = None) -> Graph:
     """Run ``module`` once on an input of ``input_shape`` (C,H,W or 1,C,H,W), check the count, fuse it."""
+    return lower_traced(module, input_shape, name=name).graph
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A lowered graph with what it was built from: the captured calls, and which op each call became
+    (``call_ops[i]`` is the name of call i's op, None for a call the rules ignore)."""
+
+    graph: Graph
+    calls: list[Call]
+    call_ops: list[str | None]
+
+
+def lower_traced(module: Any, input_shape: Sequence[int], *, name: str | None = None) -> Traced:
+    """``lower``, keeping the calls and their ops (``perfsim.validate`` lines measured calls up with rows)."""
     from .capture import capture  # imports torch
 
     shape = _batch1(input_shape)
@@ -46,4 +63,5 @@ def lower(module: Any, input_shape: Sequence[int], *, name: str | None = None) -
     check_macs(cap, lowered.ops, lowered.module_of)
     check_params(cap, lowered.params_in_rows)
     outputs = [lowered.value_names[v] for v in cap.outputs]
-    return fuse(name or cap.root_type, shape, lowered.ops, [(INPUT, shape)], outputs, sum(cap.param_elems.values()))
+    graph = fuse(name or cap.root_type, shape, lowered.ops, [(INPUT, shape)], outputs, sum(cap.param_elems.values()))
+    return Traced(graph=graph, calls=cap.calls, call_ops=[lowered.value_names.get(c.index) for c in cap.calls])

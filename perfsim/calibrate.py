@@ -1,0 +1,397 @@
+"""``perfsim calibrate``: measure this machine with micro-benchmarks and write a profile. Imports torch.
+
+What is measured (docs/model.md, "Calibrated profiles"), every figure the median of repeats with its
+quartiles, at a fixed thread count, in float32, in eval mode without autograd:
+
+- the matrix peak: dense square GEMMs (``torch.mm``) of several sizes, the best median rate;
+- the vector peak: an in-cache elementwise add, the best median rate (1 vector op per element);
+- streaming bandwidth: a copy of an array far larger than the last-level cache (bytes read + written);
+- the last-level cache: the OS's figure, and the working set where a copy's bandwidth falls to the stream's;
+- per op label (``conv``, ``conv_dw``, ``linear``, ``batchnorm``, ``relu``...): small PyTorch modules, each
+  lowered by perfsim itself (so the label, MACs and vector ops are perfsim's own counting), timed as eager
+  forwards over a spread of shapes. The smallest shape's time is the label's per-kernel overhead; each
+  other shape's time beyond it gives a fraction of the unit's peak; for a matrix label the fractions
+  become a table by the smallest dimension of the matrix product when they differ by size.
+
+The zoo networks are never run here: they are what ``perfsim validate`` checks the result against.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import time
+from dataclasses import dataclass
+from statistics import median
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .hosttime import Spread, describe_host, host_settings
+from .profile import MATRIX_LABELS, Calibration, HardwareProfile, KindFit, Measured
+
+FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One micro-benchmark: a module, its input shape (batch 1 included) and the label it must lower to."""
+
+    label: str
+    make: Callable[[], nn.Module]
+    shape: tuple[int, ...]
+    what: str
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _conv(cin: int, cout: int, k: int, groups: int = 1) -> Callable[[], nn.Module]:
+    return lambda: nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False)
+
+
+def _matrix_benches(quick: bool) -> Iterator[Bench]:
+    hw = (16, 8) if quick else (32, 16, 8, 4)
+    for c, h in [(8, 8)] + [(c, h) for c in ((32, 128) if quick else (16, 64, 128, 256)) for h in hw]:
+        yield Bench("conv", _conv(c, c, 3), (1, c, h, h), f"3x3 conv {c}->{c} at {h}x{h}")
+    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
+        yield Bench("conv_pw", _conv(c, c, 1), (1, c, h, h), f"1x1 conv {c}->{c} at {h}x{h}")
+    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
+        yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
+    cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32, 64)
+    for k in (1, 3):
+        for cpg in cpgs:
+            c = max(128, 2 * cpg)
+            for h in ((16,) if quick else (16, 8)):
+                yield Bench("conv_group", _conv(c, c, k, c // cpg), (1, c, h, h),
+                            f"{k}x{k} conv {c}->{c} in groups of {cpg} at {h}x{h}")
+    yield Bench("conv_group", _conv(8, 8, 1, 4), (1, 8, 1, 1), "1x1 conv 8->8 in groups of 2 at 1x1")
+    for n_in, n_out, rows in [(8, 8, 1)] + ([(1024, 1000, 1), (256, 256, 64), (512, 512, 196)] if quick else
+                                            [(256, 256, 1), (1024, 1000, 1), (2048, 2048, 1), (256, 256, 16),
+                                             (256, 256, 64), (512, 512, 196), (768, 768, 197)]):
+        yield Bench("linear", lambda i=n_in, o=n_out: nn.Linear(i, o), (1, rows, n_in) if rows > 1 else (1, n_in),
+                    f"linear {n_in}->{n_out} on {rows} row(s)")
+    for heads, length, dim in [(1, 4, 4)] + ([(4, 64, 32), (12, 197, 64)] if quick else
+                                             [(1, 16, 16), (4, 64, 32), (8, 128, 64), (12, 197, 64), (1, 256, 256)]):
+        yield Bench("matmul", lambda: _Fn(lambda x: x @ x.transpose(-1, -2)), (1, heads, length, dim),
+                    f"matmul of {heads} head(s) {length}x{dim} by its transpose")
+
+
+# label -> (module factory, spatial input?) for the vector kinds; shapes from _vector_shapes
+_VECTOR: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    "batchnorm": (lambda: nn.BatchNorm2d(_C), "nchw"),
+    "relu": (lambda: nn.ReLU(inplace=True), "nchw"),
+    "relu6": (lambda: nn.ReLU6(inplace=True), "nchw"),
+    "sigmoid": (lambda: nn.Sigmoid(), "nchw"),
+    "silu": (lambda: nn.SiLU(), "nchw"),
+    "hardsigmoid": (lambda: nn.Hardsigmoid(), "nchw"),
+    "hardswish": (lambda: nn.Hardswish(), "nchw"),
+    "gelu": (lambda: nn.GELU(), "tokens"),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.1), "nchw"),
+    "elu": (lambda: nn.ELU(), "nchw"),
+    "tanh": (lambda: nn.Tanh(), "nchw"),
+    "mish": (lambda: nn.Mish(), "nchw"),
+    "softplus": (lambda: nn.Softplus(), "nchw"),
+    "add": (lambda: _Fn(lambda x: x + x), "nchw"),
+    "elementwise": (lambda: _Fn(lambda x: x * x), "nchw"),
+    "maxpool": (lambda: nn.MaxPool2d(3, 2, 1), "nchw"),
+    "avgpool": (lambda: nn.AvgPool2d(2), "nchw"),
+    "global_avgpool": (lambda: nn.AdaptiveAvgPool2d(1), "nchw"),
+    "softmax": (lambda: nn.Softmax(dim=-1), "tokens"),
+    "layernorm": (lambda: nn.LayerNorm(_D), "tokens"),
+    "groupnorm": (lambda: nn.GroupNorm(4, _C), "nchw"),
+    "upsample_nearest": (lambda: nn.Upsample(scale_factor=2, mode="nearest"), "nchw"),
+    "upsample_bilinear": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), "nchw"),
+}
+_C, _D = 64, 256  # channels of the spatial vector benchmarks; features of the token ones
+
+
+def _vector_benches(quick: bool) -> Iterator[Bench]:
+    sides = (2, 16, 56) if quick else (2, 8, 16, 32, 56)
+    tokens = (1, 64, 512) if quick else (1, 16, 64, 197, 512)
+    for label, (make, layout) in _VECTOR.items():
+        shapes = ([(1, _C, h, h) for h in sides] if layout == "nchw" else [(1, t, _D) for t in tokens])
+        for shape in shapes:
+            yield Bench(label, make, shape, f"{label} on {'x'.join(map(str, shape[1:]))}")
+
+
+def benches(quick: bool) -> list[Bench]:
+    return list(_matrix_benches(quick)) + list(_vector_benches(quick))
+
+
+# --------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------
+
+
+def _time(fn: Callable[[], Any], samples: int, min_sample_s: float) -> Spread:
+    """``samples`` timings of ``fn``, each the mean of enough calls to last ``min_sample_s``, after a
+    warm-up of at least 5 calls and 20 ms (first calls build kernels and fault pages in)."""
+    start, calls, fastest = time.perf_counter(), 0, math.inf
+    while calls < 5 or time.perf_counter() - start < 0.02:
+        t0 = time.perf_counter()
+        fn()
+        fastest = min(fastest, time.perf_counter() - t0)
+        calls += 1
+    inner = max(1, min(10_000, int(min_sample_s / max(fastest, 1e-7))))
+    out = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        out.append((time.perf_counter() - t0) / inner)
+    return Spread.of(out)
+
+
+def _measured(spread: Spread, scale: float, unit: str, what: str, invert: bool = False) -> Measured:
+    """A timing as a rate (``scale / seconds``, quartiles swapped) or as seconds."""
+    if invert:
+        return Measured(value=scale / spread.median_s, q1=scale / spread.q3_s, q3=scale / spread.q1_s,
+                        n=spread.n, unit=unit, what=what)
+    return Measured(value=spread.median_s, q1=spread.q1_s, q3=spread.q3_s, n=spread.n, unit=unit, what=what)
+
+
+def measure_gemm(quick: bool, samples: int) -> dict[str, Measured]:
+    out = {}
+    for n in ((256, 512, 1024) if quick else (256, 512, 1024, 2048)):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        c = torch.empty(n, n)
+        s = _time(lambda: torch.mm(a, b, out=c), samples, 0.02)
+        out[f"gemm_{n}"] = _measured(s, 2.0 * n ** 3, "FLOP/s", f"torch.mm {n}x{n} by {n}x{n}", invert=True)
+    return out
+
+
+def measure_elementwise(samples: int) -> dict[str, Measured]:
+    out = {}
+    for n in (16_384, 131_072, 1_048_576):
+        a, b, c = torch.randn(n), torch.randn(n), torch.empty(n)
+        s = _time(lambda: torch.add(a, b, out=c), samples, 0.01)
+        out[f"elementwise_{n}"] = _measured(s, float(n), "op/s", f"add of {n} float32 elements (in cache)",
+                                            invert=True)
+    return out
+
+
+def llc_bytes_os() -> int | None:
+    """The largest data or unified cache the OS reports for cpu0, in bytes."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    best = None
+    try:
+        for entry in os.listdir(base):
+            try:
+                with open(os.path.join(base, entry, "type")) as f:
+                    if f.read().strip() == "Instruction":
+                        continue
+                with open(os.path.join(base, entry, "size")) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
+            size = int(text.rstrip("KMG")) * mult
+            best = max(best or 0, size)
+    except OSError:
+        return None
+    return best
+
+
+def measure_memory(quick: bool, samples: int, llc: int | None) -> tuple[dict[str, Measured], float, int]:
+    """Copy bandwidth by working set; the stream bandwidth far beyond the cache; the measured cache size."""
+    stream_bytes = 4 * (llc or 64 * 2 ** 20)
+    stream_bytes = min(max(stream_bytes, 256 * 2 ** 20), (512 if quick else 1024) * 2 ** 20)
+    sizes = [2 ** k for k in range(16, int(math.log2(stream_bytes)) + 1, 2 if quick else 1)]
+    out: dict[str, Measured] = {}
+    rates: list[tuple[int, float]] = []
+    for size in sizes:
+        n = size // 4 // 2  # two arrays of float32 make the working set
+        a, b = torch.randn(n), torch.empty(n)
+        s = _time(lambda a=a, b=b: b.copy_(a), max(3, samples // 2), 0.01)
+        m = _measured(s, 2.0 * n * 4, "B/s", f"copy of {n * 4} B (working set {size} B)", invert=True)
+        out[f"copy_{size}"] = m
+        rates.append((size, m.value))
+        del a, b
+    stream = rates[-1][1]
+    in_cache = max(r for _, r in rates)
+    threshold = math.sqrt(in_cache * stream)  # half-way on a log scale
+    measured_llc = max((size for size, r in rates if r >= threshold), default=rates[0][0])
+    return out, stream, measured_llc
+
+
+def _lowered(bench: Bench):
+    from .lowering import lower
+    module = bench.make().eval()
+    graph = lower(module, bench.shape, name=bench.label)
+    rows = [layer for layer in graph.layers if layer.kind.value != "alias"]
+    if len(rows) != 1 or (rows[0].op != bench.label and rows[0].kind.value != bench.label):
+        got = ", ".join(r.op for r in rows)
+        raise RuntimeError(f"internal: the {bench.label} benchmark ({bench.what}) lowers to {got}")
+    return module, rows[0]
+
+
+def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None]) -> list[tuple[Bench, Any, Spread]]:
+    out = []
+    for bench in items:
+        progress(bench.what)
+        module, layer = _lowered(bench)
+        x = torch.randn(bench.shape)
+        out.append((bench, layer, _time(lambda: module(x), samples, 0.002)))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------
+
+
+def _work(label: str, layer: Any) -> int:
+    return 2 * layer.macs if label in MATRIX_LABELS else layer.vector_ops(False, False)
+
+
+def _rates(label: str, points: list[tuple[Any, Spread]]) -> list[float]:
+    """Ops per second of each shape beyond the smallest shape's time (the label's overhead)."""
+    overhead = min(points, key=lambda p: _work(label, p[0]))[1].median_s
+    return [_work(label, layer) / (s.median_s - overhead) for layer, s in points
+            if _work(label, layer) > 0 and s.median_s - overhead > 0.25 * overhead]
+
+
+def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
+    """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
+    ``peak``; a matrix label's fractions become a table by ``gemm_min_dim`` unless they agree within FLAT."""
+    from .timing import gemm_min_dim, table_value
+    is_matrix = label in MATRIX_LABELS
+    work = [(_work(label, layer), layer, s) for layer, s in points]
+    work.sort(key=lambda w: w[0])
+    overhead = work[0][2].median_s
+    fractions: list[tuple[int, float]] = []
+    for ops, layer, s in work[1:]:
+        extra = s.median_s - overhead
+        if ops <= 0 or extra <= 0.25 * overhead:  # overhead-bound: says nothing about the rate
+            continue
+        fractions.append((gemm_min_dim(layer, 1), min(1.0, ops / (peak * extra))))
+    if not fractions:  # every shape is overhead-bound: the largest says the most
+        ops, layer, s = work[-1]
+        fractions = [(gemm_min_dim(layer, 1), min(1.0, ops / (peak * max(s.median_s - overhead, 1e-9))))]
+    mid = median(f for _, f in fractions)
+    efficiency: float | dict[int, float] = round(max(mid, 1e-6), 6)
+    if is_matrix and any(abs(f - mid) > FLAT * mid for _, f in fractions):
+        by_dim: dict[int, list[float]] = {}
+        for d, f in fractions:
+            by_dim.setdefault(d, []).append(f)
+        efficiency = {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
+    errors = []
+    for ops, layer, s in work:
+        eff = efficiency if isinstance(efficiency, float) else table_value(efficiency, gemm_min_dim(layer, 1))
+        errors.append(abs(overhead + ops / (peak * eff) - s.median_s) / s.median_s)
+    return KindFit(shapes=len(work), overhead_s=overhead, efficiency=efficiency,
+                   median_abs_error=round(median(errors), 4), unit="matrix" if is_matrix else "vector")
+
+
+# --------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------
+
+
+def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "host",
+              progress: Callable[[str], None] = lambda _: None) -> HardwareProfile:
+    """Measure this machine; return the calibrated profile (its ``calibration`` holds every measurement)."""
+    from . import __version__
+    threads = threads or os.cpu_count() or 1
+    if not 1 <= threads <= 4096:
+        raise InputError(f"--threads must be between 1 and 4096, got {threads}")
+    samples = 9 if quick else 21
+    load_before = os.getloadavg()[0]
+    measurements: dict[str, Measured] = {}
+    with host_settings(threads):
+        progress("GEMM peak")
+        measurements.update(measure_gemm(quick, samples))
+        progress("elementwise peak")
+        measurements.update(measure_elementwise(samples))
+        progress("memory bandwidth and cache")
+        llc_os = llc_bytes_os()
+        mem, stream, llc_measured = measure_memory(quick, samples, llc_os)
+        measurements.update(mem)
+        results = measure_benches(benches(quick), samples, progress)
+    by_label: dict[str, list[tuple[Any, Spread]]] = {}
+    for bench, layer, spread in results:
+        by_label.setdefault(bench.label, []).append((layer, spread))
+        key = f"{bench.label}: {bench.what}"
+        measurements[key] = _measured(spread, 1.0, "s", f"eager forward, 1 row, {layer.macs} MACs, "
+                                      f"{layer.vector_ops(False, False)} vector ops")
+    # the peaks: the GEMM's and the add's, unless a benchmark beyond its overhead ran faster still
+    matrix_peak = max([m.value for k, m in measurements.items() if k.startswith("gemm_")]
+                      + [r for label, pts in by_label.items() if label in MATRIX_LABELS for r in _rates(label, pts)])
+    vector_peak = max([m.value for k, m in measurements.items() if k.startswith("elementwise_")]
+                      + [r for label, pts in by_label.items() if label not in MATRIX_LABELS for r in _rates(label, pts)])
+    fits = {label: fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak)
+            for label, pts in by_label.items()}
+    sram = llc_measured if llc_os is None else min(llc_os, max(llc_measured, 1))
+    calibration = Calibration(
+        perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        host={**describe_host(), "llc_bytes_os": llc_os or 0, "llc_bytes_measured": llc_measured},
+        threads=threads, quick=quick, load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
+        measurements=measurements, fits=fits)
+    return HardwareProfile(
+        name=name,
+        description=(f"This machine as PyTorch eager float32 runs on it with {threads} thread(s), measured by "
+                     f"perfsim calibrate{' --quick' if quick else ''} (see calibration)"),
+        sram_bytes=int(sram), dram_bandwidth=stream, dram_latency=0.0, matrix_flops=matrix_peak,
+        vector_flops=vector_peak, activation_bits=32, weight_bits=32, bias_bits=32,
+        fold_batchnorm=False, fuse_activation=False, weights="resident", overlap=False,
+        efficiency={label: f.efficiency for label, f in fits.items()},
+        kernel_overhead={label: f.overhead_s for label, f in fits.items()},
+        calibration=calibration)
+
+
+# --------------------------------------------------------------------------
+# Writing the profile
+# --------------------------------------------------------------------------
+
+
+def _plain(v: Any) -> Any:
+    """YAML a profile may hold: mapping keys as text (the profile reader accepts text keys only)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def profile_yaml(profile: HardwareProfile) -> str:
+    import yaml
+    data = _plain(profile.model_dump())
+    head = ("# Written by `perfsim calibrate`: this machine as measured (docs/model.md, \"Calibrated profiles\").\n"
+            "# Values are in base units: bytes, B/s, s, FLOP/s. calibration: holds every measurement.\n")
+    return head + yaml.safe_dump(data, sort_keys=False, width=110, allow_unicode=True)
+
+
+def write_profile(profile: HardwareProfile, out: str | os.PathLike, *, force: bool = False) -> None:
+    """Write atomically; an existing file is replaced only if calibrate wrote it (or ``force``)."""
+    from pathlib import Path
+
+    from .profile import load_profile
+    path = Path(out)
+    if path.exists() and not force:
+        if not path.is_file():
+            raise InputError(f"{path} exists and is not a file")
+        try:
+            old = load_profile(str(path))
+        except InputError:
+            old = None
+        if old is None or old.calibration is None:
+            raise InputError(f"{path} exists and was not written by perfsim calibrate; "
+                             "choose another --out or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(profile_yaml(profile), encoding="utf-8")
+        load_profile(str(tmp))  # it reads back as a valid profile, or nothing is replaced
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,178 @@
+"""SPEC "Efficiency and overhead": per-label fractions of peak (numbers or tables by the smallest matrix
+dimension) and per-kernel overheads. Torch-free: graphs from tests/graphs.py."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import graphs
+from graphs import random_net, random_plans
+from invariants import check_sweep, prof
+from perfsim.errors import DoesNotFitError, InputError
+from perfsim.fuse import fuse
+from perfsim.graph import Op, OpKind
+from perfsim.profile import load_profile
+from perfsim.simulator import simulate
+from perfsim.timing import gemm_min_dim, row_efficiency, row_overhead, table_value
+
+MATRIX = ("conv", "conv_pw", "conv_dw", "conv_group", "linear", "matmul")
+
+
+def _one(kind: OpKind, in_shape, out_shape, macs, *, kernel=None, groups=1, name="m"):
+    op = Op(name=name, path=name, kind=kind, target="t", inputs=("input",), in_shapes=(in_shape,),
+            out_shape=out_shape, kernel=kernel, stride=(1, 1) if kernel else None,
+            padding=(kernel[0] // 2, kernel[1] // 2) if kernel else None, dilation=(1, 1) if kernel else None,
+            groups=groups, macs=macs, weight_elems=1)
+    return fuse("g", in_shape, [op], [("input", in_shape)], [name], 1).layers[0]
+
+
+def conv_layer(cin, cout, k, groups, hw):
+    return _one(OpKind.CONV, (1, cin, hw, hw), (1, cout, hw, hw), hw * hw * cout * (cin // groups) * k * k,
+                kernel=(k, k), groups=groups)
+
+
+def test_gemm_min_dim_reads_the_matrix_product_of_each_kind():
+    assert gemm_min_dim(conv_layer(32, 32, 3, 32, 14), 1) == 1  # depthwise: one output channel per group
+    assert gemm_min_dim(conv_layer(64, 64, 3, 32, 14), 1) == 2  # two channels per group
+    assert gemm_min_dim(conv_layer(64, 128, 1, 1, 2), 1) == 4  # pointwise on 2x2: four positions
+    assert gemm_min_dim(conv_layer(64, 128, 1, 1, 2), 8) == 32  # the batch adds positions
+    assert gemm_min_dim(conv_layer(256, 256, 3, 1, 14), 1) == 196
+    linear = _one(OpKind.LINEAR, (1, 1024), (1, 1000), 1024 * 1000)
+    assert gemm_min_dim(linear, 1) == 1 and gemm_min_dim(linear, 16) == 16
+    tokens = _one(OpKind.LINEAR, (1, 197, 768), (1, 197, 3072), 197 * 768 * 3072)
+    assert gemm_min_dim(tokens, 1) == 197
+    scores = _one(OpKind.MATMUL, (1, 12, 197, 64), (1, 12, 197, 197), 12 * 197 * 197 * 64)
+    assert gemm_min_dim(scores, 1) == 64  # heads are separate products
+
+
+def test_table_is_log_linear_between_points_and_flat_beyond():
+    t = {2: 0.1, 8: 0.5, 32: 0.9}
+    assert table_value(t, 1) == 0.1 and table_value(t, 2) == 0.1 and table_value(t, 64) == 0.9
+    assert table_value(t, 4) == pytest.approx(0.3)  # half-way from 2 to 8 in log2
+    assert table_value(t, 16) == pytest.approx(0.7)
+    assert table_value({5: 0.4}, 1000) == 0.4
+
+
+def test_a_label_slows_only_its_rows_on_its_unit():
+    g = graphs.conv_bn_act("relu6")
+    base = simulate(g, prof())
+    label = base.rows[0].op
+    slow = simulate(g, prof(efficiency={label: 0.25}))
+    assert slow.rows[0].t_matrix_s == pytest.approx(4 * base.rows[0].t_matrix_s)
+    assert slow.rows[0].t_data_s == base.rows[0].t_data_s and slow.rows[0].t_vector_s == base.rows[0].t_vector_s
+    other = simulate(g, prof(efficiency={"linear": 0.25, "add": 0.5}))
+    assert other.latency_s == base.latency_s  # labels the graph does not have change nothing
+
+
+def test_a_vector_row_reads_its_label_then_its_kind():
+    layer = _one(OpKind.ADD, (1, 8, 4, 4), (1, 8, 4, 4), 0)
+    assert row_efficiency({"add": 0.5}, layer, 1) == (1.0, 0.5)
+    assert row_efficiency({"relu": 0.5}, layer, 1) == (1.0, 1.0)  # a missing label is 1.0
+
+
+def test_a_table_follows_the_smallest_dimension():
+    table = {"conv_group": {2: 0.05, 32: 0.8}}
+    narrow, wide = conv_layer(64, 64, 3, 32, 8), conv_layer(64, 64, 3, 2, 8)
+    assert narrow.op == wide.op == "conv_group"
+    assert row_efficiency(table, narrow, 1) == (0.05, 1.0)
+    assert row_efficiency(table, wide, 1) == (0.8, 1.0)
+
+
+def test_kernel_overhead_counts_the_kernels_a_row_runs():
+    g = graphs.conv_bn_act("relu")  # conv + BN + ReLU: one row
+    layer = g.layers[0]
+    ovh = {"default": 1e-6, layer.op: 10e-6, "batchnorm": 3e-6}
+    assert row_overhead(ovh, layer, True, True) == pytest.approx(10e-6)  # BN folded, ReLU fused: one kernel
+    assert row_overhead(ovh, layer, False, True) == pytest.approx(13e-6)
+    assert row_overhead(ovh, layer, False, False) == pytest.approx(14e-6)  # ReLU at the default
+    assert row_overhead({}, layer, False, False) == 0.0
+    r = simulate(g, prof(kernel_overhead={"default": "1us", layer.op: "10us", "batchnorm": "3us"},
+                         fold_batchnorm=False, fuse_activation=False)).rows[0]
+    assert r.t_overhead_s == pytest.approx(14e-6)
+    assert r.t_total_s == pytest.approx(r.t_data_s + r.t_matrix_s + r.t_vector_s + 14e-6)
+
+
+def test_overhead_adds_after_overlap_and_to_the_summary():
+    g = graphs.two_convs()
+    p = prof(overlap=True, kernel_overhead={"default": "5us"})
+    r = simulate(g, p)
+    for row in r.rows:
+        assert row.t_total_s == pytest.approx(max(row.t_data_s, row.t_matrix_s + row.t_vector_s) + row.t_overhead_s)
+    assert r.totals.t_overhead_s == pytest.approx(5e-6 * sum(len(x.kernels) for x in g.layers))
+    assert r.latency_s == pytest.approx(sum(row.t_total_s for row in r.rows))
+
+
+def test_defaults_are_specs_numbers_bit_for_bit():
+    g = graphs.dense_block()
+    a, b = simulate(g, prof()), simulate(g, prof(efficiency={}, kernel_overhead={}))
+    assert [x.as_tuple() for x in a.rows] == [x.as_tuple() for x in b.rows]
+    assert all(x.t_overhead_s == 0.0 for x in a.rows)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"efficiency": {"conv_dw": 0}}, "fraction"),
+    ({"efficiency": {"conv_dw": 1.5}}, "fraction"),
+    ({"efficiency": {"conv_dw": math.nan}}, "fraction"),
+    ({"efficiency": {"conv_dw": True}}, "number"),
+    ({"efficiency": {"warp": 0.5}}, "unknown op label"),
+    ({"efficiency": {"relu": {2: 0.5}}}, "only for matrix ops"),
+    ({"efficiency": {"conv_group": {}}}, "1 to 64 points"),
+    ({"efficiency": {"conv_group": {0: 0.5}}}, "whole numbers"),
+    ({"efficiency": {"conv_group": {str(i): 0.5 for i in range(1, 70)}}}, "1 to 64 points"),
+    ({"efficiency": [0.5]}, "must map"),
+    ({"kernel_overhead": {"relu": "-1us"}}, "between 0 s and 1 s"),
+    ({"kernel_overhead": {"relu": "2s"}}, "between 0 s and 1 s"),
+    ({"kernel_overhead": {"relu": "fast"}}, "cannot read"),
+    ({"kernel_overhead": {"nope": "1us"}}, "unknown op label"),
+    ({"calibration": {"threads": 0}}, "calibration"),
+])
+def test_bad_efficiency_and_overhead_are_one_line_input_errors(fields, match):
+    with pytest.raises(InputError, match=match) as e:
+        load_profile("edge_1mb", **fields)
+    assert "\n" not in str(e.value)
+
+
+def test_a_yaml_table_with_text_keys_reads_as_numbers(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("extends: edge_1mb\nname: t\nefficiency:\n  conv_group: {'2': 0.1, '16': 0.6}\n  relu: 0.5\n"
+                    "kernel_overhead: {default: 2us, conv_dw: 100us}\n")
+    p = load_profile(str(path))
+    assert p.efficiency == {"conv_group": {2: 0.1, 16: 0.6}, "relu": 0.5}
+    assert p.kernel_overhead == {"default": pytest.approx(2e-6), "conv_dw": pytest.approx(1e-4)}
+    assert hash(p) == hash(load_profile(str(path)))
+
+
+@st.composite
+def efficiency_tables(draw):
+    labels = draw(st.lists(st.sampled_from(MATRIX + ("relu", "add", "batchnorm", "maxpool")), unique=True, max_size=6))
+    frac = st.floats(0.01, 1.0)
+    out = {}
+    for label in labels:
+        if label in MATRIX and draw(st.booleans()):
+            keys = draw(st.lists(st.integers(1, 4096), min_size=1, max_size=5, unique=True))
+            out[label] = {k: draw(frac) for k in keys}
+        else:
+            out[label] = draw(frac)
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=random_plans(), table=efficiency_tables(), overhead=st.floats(0, 1e-4),
+       sizes=st.lists(st.integers(2048, 2**20), min_size=3, max_size=6, unique=True))
+def test_invariants_hold_with_efficiency_and_overhead(plan, table, overhead, sizes):
+    """SPEC's invariants under any efficiency and overhead; lower efficiency is never faster."""
+    graph = random_net(*plan)
+    fields = {"efficiency": table, "kernel_overhead": {"default": overhead}}
+    check_sweep(graph, sizes, **fields)
+    try:
+        fast = simulate(graph, prof(sram_bytes=max(sizes)))
+        slow = simulate(graph, prof(sram_bytes=max(sizes), **fields))
+    except DoesNotFitError:
+        return
+    assert slow.latency_s >= fast.latency_s * (1 - 1e-12)
+    assert [r.dram_read_bytes for r in slow.rows] == [r.dram_read_bytes for r in fast.rows]  # time, not traffic
+    for r in slow.rows:
+        assert r.t_total_s == pytest.approx(r.t_data_s + r.t_matrix_s + r.t_vector_s + r.t_overhead_s)
