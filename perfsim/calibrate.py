@@ -123,6 +123,52 @@ def _vector_benches(quick: bool) -> Iterator[Bench]:
             yield Bench(label, make, shape, f"{label} on {'x'.join(map(str, shape[1:]))}")
 
 
+def tiled_benches(quick: bool) -> list[Bench]:
+    """Shapes whose working set (input + output) is several MB: beyond a core's level-2 cache."""
+    out = [Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h} (large)")
+           for c, h in ((64, 112), (128, 56)) + (() if quick else ((256, 56), (32, 160)))]
+    out += [Bench("conv", _conv(32, 32, 3), (1, 32, 112, 112), "3x3 conv 32->32 at 112x112 (large)"),
+            Bench("conv_pw", _conv(64, 64, 1), (1, 64, 112, 112), "1x1 conv 64->64 at 112x112 (large)"),
+            Bench("conv_group", _conv(128, 128, 3, 64), (1, 128, 56, 56), "3x3 conv 128->128 in groups of 2 at 56x56 (large)")]
+    for label in ("batchnorm", "relu", "add", "maxpool"):
+        out.append(Bench(label, _VECTOR[label][0], (1, _C, 112, 112), f"{label} on {_C}x112x112 (large)"))
+    return out
+
+
+def fit_tiled(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]) -> dict[str, float]:
+    """Per label, the factor by which a row that does not fit in SRAM runs below its in-SRAM efficiency:
+    the measured time beyond the row's predicted data and overhead, against its predicted compute.
+    Only labels that fall by more than 15 % get an entry."""
+    from .simulator import simulate
+    factors: dict[str, list[float]] = {}
+    for bench, _layer, spread in results:
+        row = simulate(_graph_of(bench), profile).rows[0]
+        compute = row.t_matrix_s + row.t_vector_s
+        beyond = spread.median_s - row.t_data_s - row.t_overhead_s
+        if row.tiles > 1 and compute > 0 and beyond > 0:
+            factors.setdefault(bench.label, []).append(min(1.0, compute / beyond))
+    out = {}
+    for label, values in factors.items():
+        f = median(values)
+        if f < 0.85:
+            out[label] = round(max(f, 1e-6), 6)
+    return out
+
+
+_GRAPHS: dict[str, Any] = {}
+
+
+def _graph_of(bench: Bench):
+    """The benchmark's lowered graph, built once per process (its module kept beside it)."""
+    from .lowering import lower
+    key = bench.label + bench.what
+    if key not in _GRAPHS:
+        module = bench.make().eval()
+        _GRAPHS[key + ":module"] = module
+        _GRAPHS[key] = lower(module, bench.shape, name=bench.label)
+    return _GRAPHS[key]
+
+
 def benches(quick: bool) -> list[Bench]:
     return list(_matrix_benches(quick)) + list(_vector_benches(quick))
 
@@ -179,59 +225,76 @@ def measure_elementwise(samples: int) -> dict[str, Measured]:
     return out
 
 
-def llc_bytes_os() -> int | None:
-    """The largest data or unified cache the OS reports for cpu0, in bytes."""
+def caches_os() -> dict[int, int]:
+    """Data or unified cache size in bytes by level, as the OS reports it for cpu0 (empty if unknown)."""
     base = "/sys/devices/system/cpu/cpu0/cache"
-    best = None
+    out: dict[int, int] = {}
     try:
-        for entry in os.listdir(base):
-            try:
-                with open(os.path.join(base, entry, "type")) as f:
-                    if f.read().strip() == "Instruction":
-                        continue
-                with open(os.path.join(base, entry, "size")) as f:
-                    text = f.read().strip()
-            except OSError:
-                continue
-            mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
-            size = int(text.rstrip("KMG")) * mult
-            best = max(best or 0, size)
+        entries = os.listdir(base)
     except OSError:
-        return None
-    return best
+        return out
+    for entry in entries:
+        try:
+            with open(os.path.join(base, entry, "type")) as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(os.path.join(base, entry, "level")) as f:
+                level = int(f.read().strip())
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+            mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
+            out[level] = max(out.get(level, 0), int(text.rstrip("KMG")) * mult)
+        except (OSError, ValueError):
+            continue
+    return out
 
 
-def measure_memory(quick: bool, samples: int, llc: int | None) -> tuple[dict[str, Measured], float, int]:
-    """Copy bandwidth by working set; the stream bandwidth far beyond the cache; the measured cache size."""
+def llc_bytes_os() -> int | None:
+    caches = caches_os()
+    return caches[max(caches)] if caches else None
+
+
+def measure_memory(quick: bool, samples: int, llc: int | None) -> dict[int, Measured]:
+    """Copy bandwidth by working set, from 64 KiB to far beyond the last-level cache."""
     stream_bytes = 4 * (llc or 64 * 2 ** 20)
     stream_bytes = min(max(stream_bytes, 256 * 2 ** 20), (512 if quick else 1024) * 2 ** 20)
-    sizes = [2 ** k for k in range(16, int(math.log2(stream_bytes)) + 1, 2 if quick else 1)]
-    out: dict[str, Measured] = {}
-    rates: list[tuple[int, float]] = []
-    for size in sizes:
+    out: dict[int, Measured] = {}
+    for size in [2 ** k for k in range(16, int(math.log2(stream_bytes)) + 1)]:
         n = size // 4 // 2  # two arrays of float32 make the working set
         a, b = torch.randn(n), torch.empty(n)
         s = _time(lambda a=a, b=b: b.copy_(a), max(3, samples // 2), 0.01)
-        m = _measured(s, 2.0 * n * 4, "B/s", f"copy of {n * 4} B (working set {size} B)", invert=True)
-        out[f"copy_{size}"] = m
-        rates.append((size, m.value))
+        out[size] = _measured(s, 2.0 * n * 4, "B/s", f"copy of {n * 4} B (working set {size} B)", invert=True)
         del a, b
-    stream = rates[-1][1]
-    in_cache = max(r for _, r in rates)
-    threshold = math.sqrt(in_cache * stream)  # half-way on a log scale
-    measured_llc = max((size for size, r in rates if r >= threshold), default=rates[0][0])
-    return out, stream, measured_llc
+    return out
+
+
+def sram_and_bandwidth(rates: dict[int, Measured], caches: dict[int, int], threads: int) -> tuple[int, float, str]:
+    """The SRAM is the cache a thread keeps its layer in: level 2 (per core, times the threads), as the OS
+    reports it, else the working set before the copy bandwidth first falls below 3/4 of its best so far.
+    Its DRAM is what serves a working set 8x larger (the next level's bandwidth, not main memory's when
+    the networks' working sets fit there; the far stream is recorded beside it)."""
+    sizes = sorted(rates)
+    if 2 in caches:
+        sram, how = caches[2] * threads, f"level-2 cache {caches[2]} B x {threads} thread(s) (OS)"
+    else:
+        best, sram = 0.0, sizes[0]
+        for size in sizes:
+            if rates[size].value < 0.75 * best:
+                break
+            best, sram = max(best, rates[size].value), size
+        how = "first fall of the copy bandwidth (measured)"
+    near = min(sizes, key=lambda size: abs(math.log2(size) - math.log2(8 * sram)))
+    return int(sram), rates[near].value, how + f"; bandwidth at a {near} B working set"
 
 
 def _lowered(bench: Bench):
-    from .lowering import lower
-    module = bench.make().eval()
-    graph = lower(module, bench.shape, name=bench.label)
+    """The benchmark's module and its one row, as perfsim lowers it (checked to be the label's)."""
+    graph = _graph_of(bench)
     rows = [layer for layer in graph.layers if layer.kind.value != "alias"]
     if len(rows) != 1 or (rows[0].op != bench.label and rows[0].kind.value != bench.label):
         got = ", ".join(r.op for r in rows)
         raise RuntimeError(f"internal: the {bench.label} benchmark ({bench.what}) lowers to {got}")
-    return module, rows[0]
+    return _GRAPHS[bench.label + bench.what + ":module"], rows[0]
 
 
 def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None]) -> list[tuple[Bench, Any, Spread]]:
@@ -313,16 +376,17 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         progress("elementwise peak")
         measurements.update(measure_elementwise(samples))
         progress("memory bandwidth and cache")
-        llc_os = llc_bytes_os()
-        mem, stream, llc_measured = measure_memory(quick, samples, llc_os)
-        measurements.update(mem)
+        caches = caches_os()
+        rates = measure_memory(quick, samples, caches[max(caches)] if caches else None)
+        measurements.update({f"copy_{size}": m for size, m in rates.items()})
         results = measure_benches(benches(quick), samples, progress)
+        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress)
     by_label: dict[str, list[tuple[Any, Spread]]] = {}
+    for bench, layer, spread in results + tiled_results:
+        measurements[f"{bench.label}: {bench.what}"] = _measured(
+            spread, 1.0, "s", f"eager forward, 1 row, {layer.macs} MACs, {layer.vector_ops(False, False)} vector ops")
     for bench, layer, spread in results:
         by_label.setdefault(bench.label, []).append((layer, spread))
-        key = f"{bench.label}: {bench.what}"
-        measurements[key] = _measured(spread, 1.0, "s", f"eager forward, 1 row, {layer.macs} MACs, "
-                                      f"{layer.vector_ops(False, False)} vector ops")
     # the peaks: the GEMM's and the add's, unless a benchmark beyond its overhead ran faster still
     matrix_peak = max([m.value for k, m in measurements.items() if k.startswith("gemm_")]
                       + [r for label, pts in by_label.items() if label in MATRIX_LABELS for r in _rates(label, pts)])
@@ -330,22 +394,24 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
                       + [r for label, pts in by_label.items() if label not in MATRIX_LABELS for r in _rates(label, pts)])
     fits = {label: fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak)
             for label, pts in by_label.items()}
-    sram = llc_measured if llc_os is None else min(llc_os, max(llc_measured, 1))
-    calibration = Calibration(
-        perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        host={**describe_host(), "llc_bytes_os": llc_os or 0, "llc_bytes_measured": llc_measured},
-        threads=threads, quick=quick, load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
-        measurements=measurements, fits=fits)
-    return HardwareProfile(
+    sram, bandwidth, how = sram_and_bandwidth(rates, caches, threads)
+    profile = HardwareProfile(
         name=name,
         description=(f"This machine as PyTorch eager float32 runs on it with {threads} thread(s), measured by "
                      f"perfsim calibrate{' --quick' if quick else ''} (see calibration)"),
-        sram_bytes=int(sram), dram_bandwidth=stream, dram_latency=0.0, matrix_flops=matrix_peak,
+        sram_bytes=sram, dram_bandwidth=bandwidth, dram_latency=0.0, matrix_flops=matrix_peak,
         vector_flops=vector_peak, activation_bits=32, weight_bits=32, bias_bits=32,
         fold_batchnorm=False, fuse_activation=False, weights="resident", overlap=False,
         efficiency={label: f.efficiency for label, f in fits.items()},
-        kernel_overhead={label: f.overhead_s for label, f in fits.items()},
-        calibration=calibration)
+        kernel_overhead={label: f.overhead_s for label, f in fits.items()})
+    tiled = fit_tiled(profile, tiled_results)
+    calibration = Calibration(
+        perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        host={**describe_host(), **{f"cache_l{k}_bytes_os": v for k, v in sorted(caches.items())},
+              "sram_from": how, "stream_bytes_per_s": int(rates[max(rates)].value)},
+        threads=threads, quick=quick, load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
+        measurements=measurements, fits=fits)
+    return profile.model_copy(update={"tiled_efficiency": tiled, "calibration": calibration})
 
 
 # --------------------------------------------------------------------------

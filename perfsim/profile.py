@@ -156,6 +156,8 @@ class HardwareProfile(BaseModel):
     # op a table by the smallest dimension of its matrix product), and seconds per kernel by label
     efficiency: dict[str, float | dict[int, float]] = Field(default_factory=dict)
     kernel_overhead: dict[str, float] = Field(default_factory=dict)
+    # a further factor on the efficiency of a row whose working set does not fit in SRAM (tiles > 1)
+    tiled_efficiency: dict[str, float] = Field(default_factory=dict)
     calibration: Calibration | None = None
 
     @field_validator("sram_bytes", mode="before")
@@ -195,6 +197,17 @@ class HardwareProfile(BaseModel):
                                  "conv, conv_pw, conv_dw, conv_group, linear, matmul, relu, batchnorm, ...)")
             out[label] = _efficiency_table(label, x) if isinstance(x, Mapping) else _fraction(x, label)
         return out
+
+    @field_validator("tiled_efficiency", mode="before")
+    @classmethod
+    def _tiled(cls, v: Any) -> dict[str, float]:
+        if not isinstance(v, Mapping):
+            raise ValueError("must map op labels to fractions (0, 1]")
+        known = _labels()
+        bad = [k for k in v if k not in known]
+        if bad:
+            raise ValueError(f"unknown op label {shown(bad[0])}")
+        return {label: _fraction(x, label) for label, x in v.items()}
 
     @field_validator("kernel_overhead", mode="before")
     @classmethod

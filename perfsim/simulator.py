@@ -13,10 +13,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import InputError
-from .graph import Graph, Layer
+from .graph import Graph, Layer, Unit
 from .memory import plan_memory, tensor_bytes
 from .results import Bound, BoundCounts, LayerResult, SimResult, Summary, Traffic
-from .timing import layer_times, row_efficiency, row_overhead
+from .timing import layer_times, row_efficiency, row_overhead, tiled_factor
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
@@ -49,6 +49,10 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
     macs = layer.macs * batch
     vops = layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch
     matrix_eff, vector_eff = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
+    if p.tiled_efficiency and tr.tiles > 1:
+        factor = tiled_factor(p.tiled_efficiency, layer, tr.tiles)
+        matrix_eff, vector_eff = ((matrix_eff * factor, vector_eff) if layer.unit is Unit.MATRIX
+                                  else (matrix_eff, vector_eff * factor))
     overhead = row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
     t = layer_times(p, dram_bytes=tr.read_bytes + tr.write_bytes, transfers=tr.transfers, macs=macs,
                     vector_ops=vops, matrix_efficiency=matrix_eff, vector_efficiency=vector_eff, overhead_s=overhead)

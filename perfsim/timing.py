@@ -8,19 +8,20 @@
     bound    = the largest of data, matrix, vector (ties in that order)
 
 SPEC "Efficiency and overhead": the profile's ``efficiency`` scales the peak of the unit that
-runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; then the main
-op's kind, ``batchnorm``); a missing label is 1.0. For a matrix op the entry may be a table by
+runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; a vector row then
+by its main op's kind, ``batchnorm``); a missing label is 1.0. For a matrix op the entry may be a table by
 the smallest dimension of the row's matrix product (``gemm_min_dim``), read between its points
 linearly in log2 of the dimension and held flat beyond its ends. ``kernel_overhead`` is
 seconds per kernel by the same labels (``default`` for the others); a row runs its main op,
-its prologue, and its epilogue BN and activation unless folded or fused away (docs/model.md).
+its prologue, and its epilogue BN and activation unless folded or fused away. ``tiled_efficiency``
+multiplies the efficiency of a row whose working set does not fit in SRAM (docs/hardware.md).
 A profile without either field gives SPEC's times bit for bit.
 """
 from __future__ import annotations
 
 from bisect import bisect_left
 from math import log2, prod
-from typing import TYPE_CHECKING, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .graph import Layer, OpKind, Unit
 from .results import Bound
@@ -72,15 +73,30 @@ def table_value(table: Mapping[int, float], x: int) -> float:
     return table[lo] + w * (table[hi] - table[lo])
 
 
+def _entry(table: Mapping[str, Any], layer: Layer) -> Any:
+    """A table's entry for a row: its label, or for a vector row (``batchnorm+relu``) its main kind.
+    A matrix row never falls back: ``conv`` is the dense conv's label, not ``conv_pw``'s."""
+    entry = table.get(layer.op)
+    if entry is None and layer.unit is not Unit.MATRIX:
+        entry = table.get(layer.kind.value)
+    return entry
+
+
 def row_efficiency(table: Efficiency, layer: Layer, batch: int) -> tuple[float, float]:
     """(matrix, vector) fraction of peak for ``layer``: its entry for the unit that runs it, 1.0 for the other."""
-    entry = table.get(layer.op)
-    if entry is None:
-        entry = table.get(layer.kind.value)
+    entry = _entry(table, layer)
     if entry is None:
         return 1.0, 1.0
     fraction = entry if isinstance(entry, float) else table_value(entry, gemm_min_dim(layer, batch))
     return (fraction, 1.0) if layer.unit is Unit.MATRIX else (1.0, fraction)
+
+
+def tiled_factor(table: Mapping[str, float], layer: Layer, tiles: int) -> float:
+    """``tiled_efficiency`` for a row whose working set does not fit in SRAM (``tiles`` > 1), else 1.0."""
+    if tiles <= 1 or not table:
+        return 1.0
+    entry = _entry(table, layer)
+    return 1.0 if entry is None else entry
 
 
 def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: bool, fuse_activation: bool) -> float:

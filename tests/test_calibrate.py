@@ -61,8 +61,11 @@ def _tiny_run(monkeypatch):
     """calibrate() with a handful of benchmarks and small memory sizes (seconds, not a minute)."""
     few = [b for b in cal.benches(True) if b.label in ("conv_dw", "relu")]
     monkeypatch.setattr(cal, "benches", lambda quick: few)
-    monkeypatch.setattr(cal, "measure_memory", lambda quick, samples, llc: (
-        {"copy_1048576": cal.Measured(value=2e10, q1=1.9e10, q3=2.1e10, n=3, unit="B/s")}, 1e10, 2 ** 20))
+    large = [b for b in cal.tiled_benches(True) if b.label == "relu"]
+    monkeypatch.setattr(cal, "tiled_benches", lambda quick: large)
+    monkeypatch.setattr(cal, "measure_memory", lambda quick, samples, llc: {
+        2 ** k: cal.Measured(value=v, q1=v * 0.9, q3=v * 1.1, n=3, unit="B/s")
+        for k, v in ((18, 6e10), (20, 7e10), (22, 3e10), (24, 2.8e10), (28, 7e9))})
     return cal.calibrate(quick=True, threads=1, name="tiny")
 
 
@@ -107,3 +110,13 @@ def test_the_yaml_has_text_keys_only():
 def test_threads_must_be_sensible():
     with pytest.raises(InputError, match="--threads"):
         cal.calibrate(quick=True, threads=0 or -1)
+
+
+def test_sram_is_the_level_2_cache_else_the_first_fall_of_the_copy_bandwidth():
+    rates = {2 ** k: cal.Measured(value=v, q1=v, q3=v, n=1, unit="B/s")
+             for k, v in ((18, 6e10), (20, 7e10), (21, 4.4e10), (22, 3e10), (24, 2.9e10), (28, 7e9))}
+    sram, bw, how = cal.sram_and_bandwidth(rates, {1: 48 * 1024, 2: 2 ** 21, 3: 2 ** 28}, threads=1)
+    assert sram == 2 ** 21 and bw == 2.9e10 and "level-2" in how  # 8x the SRAM: the next level's bandwidth
+    assert cal.sram_and_bandwidth(rates, {1: 48 * 1024, 2: 2 ** 21}, threads=2)[0] == 2 ** 22
+    sram, bw, how = cal.sram_and_bandwidth(rates, {}, threads=1)
+    assert sram == 2 ** 20 and "measured" in how  # 2 MiB fell below 3/4 of the best so far

@@ -176,3 +176,31 @@ def test_invariants_hold_with_efficiency_and_overhead(plan, table, overhead, siz
     assert [r.dram_read_bytes for r in slow.rows] == [r.dram_read_bytes for r in fast.rows]  # time, not traffic
     for r in slow.rows:
         assert r.t_total_s == pytest.approx(r.t_data_s + r.t_matrix_s + r.t_vector_s + r.t_overhead_s)
+
+
+def test_tiled_efficiency_slows_only_rows_that_do_not_fit():
+    g = graphs.two_convs()
+    roomy = simulate(g, prof(sram_bytes=2**30))
+    assert all(r.tiles == 1 for r in roomy.rows)
+    label = roomy.rows[0].op
+    assert simulate(g, prof(sram_bytes=2**30, tiled_efficiency={label: 0.5})).latency_s == roomy.latency_s
+    sizes = [2**k for k in range(10, 22)]
+    for size in sizes:
+        try:
+            tight = simulate(g, prof(sram_bytes=size))
+        except DoesNotFitError:
+            continue
+        if any(r.tiles > 1 for r in tight.rows):
+            slow = simulate(g, prof(sram_bytes=size, tiled_efficiency={label: 0.5}))
+            for a, b in zip(tight.rows, slow.rows):
+                factor = 2 if (a.tiles > 1 and a.op == label) else 1
+                assert b.t_matrix_s == pytest.approx(factor * a.t_matrix_s)
+            return
+    pytest.fail("no SRAM size tiles this graph")
+
+
+@pytest.mark.parametrize("value, match", [({"conv_dw": 0}, "fraction"), ({"nope": 0.5}, "unknown op label"),
+                                          ("half", "must map")])
+def test_bad_tiled_efficiency_is_an_input_error(value, match):
+    with pytest.raises(InputError, match=match):
+        load_profile("edge_1mb", tiled_efficiency=value)
