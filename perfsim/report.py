@@ -41,11 +41,12 @@ def summary_json(result: SimResult) -> str:
     return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
 
 
-REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
+REPORT_FILES = frozenset(("layers.csv", "summary.json", "report.html", MANIFEST) + PLOTS)
 
 
-def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) -> Path:
-    """Write the report folder atomically, with its manifest; returns its path.
+def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False) -> Path:
+    """Write the report folder atomically, with its manifest; returns its path. ``html``: also
+    report.html, one self-contained page (perfsim.html_report).
 
     Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced.
     """
@@ -54,6 +55,9 @@ def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) 
         (folder / "summary.json").write_text(summary_json(result), encoding="utf-8")
         if plots:
             write_plots(result, folder)
+        if html:
+            from .html_report import run_html
+            (folder / "report.html").write_text(run_html(result, folder), encoding="utf-8")
 
     return write_folder(Path(out_dir), fill)
 
