@@ -41,7 +41,7 @@ def summary_json(result: SimResult) -> str:
     return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
 
 
-REPORT_FILES = frozenset(("layers.csv", "summary.json", "report.html", MANIFEST) + PLOTS)
+REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
 
 
 def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False) -> Path:
