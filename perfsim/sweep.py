@@ -468,7 +468,7 @@ def _assemble(graph, base, axes, index, batch, groups: list[_Group], gid: np.nda
             out[k][sel] = v
     for k in TOTAL_COLUMNS:
         if k not in FLOAT_TOTALS and not k.startswith("bound_"):
-            out[k][ok] = np.array([groups[g].totals[k] for g in range(len(groups))], dtype=object)[gid[ok]]
+            out[k][ok] = np.array([g.totals[k] if g.fits else None for g in groups], dtype=object)[gid[ok]]
     return out
 
 
@@ -563,7 +563,7 @@ def connect(address: str):
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'perfsim[dask]'") from None
     try:
-        return Client(address, timeout="10s")
+        return Client(address, timeout="5s")
     except (OSError, TimeoutError, ValueError) as e:
         raise InputError(f"--scheduler {shown(address)}: cannot reach the Dask scheduler: {e}") from None
 
