@@ -80,7 +80,7 @@ def test_sweep_cli_writes_a_tidy_csv_and_plots(isolated, capsys):
         at = knees[model]
         assert (part[part.sram_bytes >= at].spill_bytes == 0).all()
         assert part[part.sram_bytes < at].empty or part[part.sram_bytes < at].spill_bytes.iloc[-1] > 0
-        assert f"knee (sram_bytes, no spills from here on)" in out
+        assert "knee (sram_bytes, no spills from here on)" in out
 
 
 def test_sweep_on_a_dask_cluster_gives_the_same_table(isolated, capsys):
