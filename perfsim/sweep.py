@@ -353,13 +353,12 @@ def evaluate(graph: Graph, base: HardwareProfile, axes: Sequence[Axis], index: n
         if progress:
             progress(len(index))
         return out
-    from .profile import load_profile
     plan_k = [i for i, a in enumerate(axes) if a.field in PLAN_FIELDS]
     keys, gid = np.unique(index[:, plan_k], axis=0, return_inverse=True) if plan_k else \
         (np.zeros((1, 0), dtype=np.int64), np.zeros(len(index), dtype=np.int64))
     gid = gid.reshape(-1)
-    profiles = [load_profile(base, **{axes[k].field: axes[k].values[v] for k, v in zip(plan_k, key)}) for key in keys]
-    groups = _plan_groups(graph, profiles, batch)
+    changes = [{axes[k].field: axes[k].values[v] for k, v in zip(plan_k, key)} for key in keys]
+    groups = _plan_groups(graph, base, changes, batch)
     if progress:
         progress(len(index))
     return _assemble(graph, base, axes, index, batch, groups, gid)
@@ -368,8 +367,9 @@ def evaluate(graph: Graph, base: HardwareProfile, axes: Sequence[Axis], index: n
 UNBOUNDED_SRAM = 2**40  # LIMITS' largest SRAM: no eviction, no tiling, no flush
 
 
-def _plan_groups(graph: Graph, profiles: list[HardwareProfile], batch: int) -> list[_Group]:
-    """One plan per profile, reusing the unbounded plan where the SRAM never binds.
+def _plan_groups(graph: Graph, base: HardwareProfile, changes: list[dict[str, Any]], batch: int) -> list[_Group]:
+    """One plan per group (``changes``: its plan fields' values), reusing the unbounded plan where the
+    SRAM never binds.
 
     A liveness run in which no layer's working set plus what stays resident exceeds the capacity
     evicts nothing and tiles nothing: it is the run with unbounded SRAM. That holds for every SRAM at
@@ -377,20 +377,24 @@ def _plan_groups(graph: Graph, profiles: list[HardwareProfile], batch: int) -> l
     peak of live activations, where the preload decision stays the same); the paper replay likewise
     never flushes there. So points with such an SRAM share the unbounded plan. The rest are planned
     one by one, in two forked workers when there are many (``_parallel``).
+
+    Each value was validated on the base profile by ``parse_vary`` (the profile has no rule across
+    fields), so a group's profile is the base with its changes copied in.
     """
-    out: list[_Group | None] = [None] * len(profiles)
+    out: list[_Group | None] = [None] * len(changes)
     families: dict[tuple, tuple[_Group, int]] = {}
     todo = []
-    for i, p in enumerate(profiles):
-        family = tuple((k, v) for k, v in p.model_dump().items() if k != "sram_bytes")
+    for i, change in enumerate(changes):
+        family = tuple(sorted((k, v) for k, v in change.items() if k != "sram_bytes"))
         if family not in families:
-            families[family] = _unbounded(graph, p, batch)
+            families[family] = _unbounded(graph, base.model_copy(update=dict(family)), batch)
         group, threshold = families[family]
-        if p.sram_bytes >= threshold:
+        if change.get("sram_bytes", base.sram_bytes) >= threshold:
             out[i] = group
         else:
             todo.append(i)
-    for i, g in zip(todo, _parallel(graph, [profiles[i] for i in todo], batch)):
+    profiles = [base.model_copy(update=changes[i]) for i in todo]
+    for i, g in zip(todo, _parallel(graph, profiles, batch)):
         out[i] = g
     return out
 
@@ -399,8 +403,7 @@ def _unbounded(graph: Graph, p: HardwareProfile, batch: int) -> tuple[_Group, in
     """The plan with unbounded SRAM, and the least SRAM from which on it is every point's plan."""
     from .memory import tensor_bytes
     from .memory.liveness import live_peak
-    from .profile import load_profile
-    group = _plan_group(graph, load_profile(p, sram_bytes=UNBOUNDED_SRAM), batch)
+    group = _plan_group(graph, p.model_copy(update={"sram_bytes": UNBOUNDED_SRAM}), batch)
     threshold = group.totals["peak_sram_bytes"]
     if p.weights == "resident":
         live = live_peak(graph, tensor_bytes(graph, batch, p.activation_bits))
