@@ -54,9 +54,10 @@ def cli() -> None:
               help="Input shape; required for a model given as file.py:factory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--no-plots", is_flag=True, help="Write the CSV and JSON only.")
+@click.option("--html", is_flag=True, help="Also write report.html: one self-contained page (tables, plots).")
 @click.option("--no-cache", is_flag=True, help="Lower the model again instead of using the graph cache.")
 def run(model, profile_name, overrides, out, batch, width, resolution, num_classes, input_shape, as_json,
-        no_plots, no_cache):
+        no_plots, html, no_cache):
     """Simulate MODEL on a hardware profile. MODEL is a zoo name (see `perfsim models`),
     path/to/file.py:factory, torchvision:NAME, timm:NAME or file.onnx.
 
@@ -69,7 +70,7 @@ def run(model, profile_name, overrides, out, batch, width, resolution, num_class
     options = ModelOptions(num_classes=num_classes, width=width, resolution=resolution,
                            input_shape=parse_shape(input_shape) if input_shape is not None else None)
     done = run_model(model, profile=profile_name, overrides=overrides, out=out, batch=batch, options=options,
-                     plots=not no_plots, use_cache=not no_cache)
+                     plots=not no_plots, use_cache=not no_cache, html=html)
 
     from .report import format_table, format_totals, summary_json
     if as_json:
@@ -130,64 +131,6 @@ def profiles(as_json):
         click.echo(f"{p.name:14} {describe(p)}")
         if p.description:
             click.echo(f"{'':14} {p.description}")
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-@click.option("--no-cache", is_flag=True, help="Lower the model again instead of using the graph cache.")
-def paper(model, as_json, no_cache):
-    """Compare perfsim with a paper's published tables. Supported: mobilenet (seed paper 001).
-
-    (a) Table 4's compute column beside perfsim's matrix time (edge_1mb) for the 27
-    conv layers; (b) Table 3's accounting replayed (memory_policy: paper): the row of
-    the first flush and the total latency beside the paper's; (c) what explains each
-    difference.
-    """
-    if model != "mobilenet":
-        raise InputError(f"perfsim paper supports only 'mobilenet' (seed paper 001's Tables 3 and 4), "
-                         f"not {model!r}")
-    from .papers.mobilenet_analysis import analyse
-    d = analyse(use_cache=not no_cache)
-    if as_json:
-        click.echo(json.dumps(d, indent=2))
-        return
-    _print_paper(d)
-
-
-def _print_paper(d: dict) -> None:
-    from .units import format_bytes, format_seconds
-
-    c, r = d["compute"], d["replay"]
-    click.echo(f"perfsim vs {d['paper']}")
-    click.echo("")
-    click.echo(f"(a) compute time, Table 4 vs perfsim t_matrix_s = 2*MACs / matrix_flops on {d['profile']['name']}")
-    click.echo(f"{'row':>3}  {'layer':24}  {'paper (s)':>11}  {'perfsim (s)':>11}  agree  note")
-    for row in c["rows"]:
-        click.echo(f"{row['row']:>3}  {row['layer']:24}  {row['paper_s']:>11.5e}  {row['perfsim_s']:>11.5e}  "
-                   f"{'yes' if row['match'] else 'NO':5}  {row['note']}")
-    click.echo(f"     {c['matching_rows']} of {len(c['rows'])} rows agree to 4 significant figures"
-               + (f"; rows {', '.join(map(str, c['differing_rows']))} differ" if c["differing_rows"] else ""))
-    click.echo("")
-    click.echo(f"(b) Table 3 accounting replayed ({r['profile']}: true shapes, {r['weight_bits']}-bit weights, "
-               f"{r['bias_bits']}-bit biases, SRAM {format_bytes(r['sram_bytes'])})")
-    if r["first_flush_row"] is not None:
-        flush = (f"row {r['first_flush_row']} ({r['first_flush_layer']}, running total "
-                 f"{r['first_flush_total_bytes']:,} B)")
-    else:
-        flush = "none"
-    click.echo(f"    first flush      perfsim {flush}; paper row {r['paper_first_flush_row']} "
-               f"(running total {r['paper_first_flush_total_bytes']:,.0f} B)")
-    click.echo(f"    total latency    perfsim {r['conv_latency_s']:.9f} s over the 27 conv rows "
-               f"({format_seconds(r['latency_s'])} with pool and FC)")
-    click.echo(f"                     paper printed {r['paper_printed_total_s']:.9f} s, "
-               f"its rows sum to {r['paper_rows_sum_s']:.9f} s")
-    click.echo(f"    liveness policy  {format_seconds(d['liveness']['latency_s'])} on {d['profile']['name']} "
-               f"(peak SRAM {format_bytes(d['liveness']['peak_sram_bytes'])})")
-    click.echo("")
-    click.echo("(c) known differences")
-    for line in d["differences"]:
-        click.echo(f"  - {line}")
 
 
 @cli.command("clc-groups", context_settings=CONTEXT)
@@ -288,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+from .cli_explore import COMMANDS as _EXPLORE  # noqa: E402  (compare, sweep, paper: registered last)
+for _command in _EXPLORE:
+    cli.add_command(_command)
 from .cli_hardware import calibrate as _calibrate, validate as _validate  # noqa: E402  (commands in their room)
 
 cli.add_command(_calibrate)

@@ -44,8 +44,9 @@ def summary_json(result: SimResult) -> str:
 REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
 
 
-def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) -> Path:
-    """Write the report folder atomically, with its manifest; returns its path.
+def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False) -> Path:
+    """Write the report folder atomically, with its manifest; returns its path. ``html``: also
+    report.html, one self-contained page (perfsim.html_report).
 
     Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced.
     """
@@ -54,6 +55,9 @@ def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) 
         (folder / "summary.json").write_text(summary_json(result), encoding="utf-8")
         if plots:
             write_plots(result, folder)
+        if html:
+            from .html_report import run_html
+            (folder / "report.html").write_text(run_html(result, folder), encoding="utf-8")
 
     return write_folder(Path(out_dir), fill)
 
@@ -65,9 +69,7 @@ def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True) 
 
 def _figure(result: SimResult, axes_height: float = 3.6):
     """A wide figure with room below for rotated layer names (when there are few enough)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     n = len(result.rows)
     named = n <= _NAMED_LAYERS
     longest = max((len(f"{i} {r.layer}") for i, r in enumerate(result.rows)), default=1)
@@ -75,10 +77,11 @@ def _figure(result: SimResult, axes_height: float = 3.6):
     top_in = 1.05
     width = min(22.0, max(10.0, 0.3 * n)) if named else 16.0
     height = axes_height + bottom_in + top_in
-    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=100)  # no pyplot: no backend machinery, nothing global to close
+    ax = fig.add_subplot()
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=bottom_in / height,
                         top=1 - top_in / height)
-    return plt, fig, ax
+    return None, fig, ax
 
 
 def _legend(ax) -> None:
@@ -120,8 +123,7 @@ def _finish(plt, fig, ax, result: SimResult, title: str, path: Path) -> None:
     _legend(ax)
     ax.grid(axis="y", alpha=0.3)
     _layer_axis(ax, result)
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, format="png")
 
 
 def plot_time(result: SimResult, path: Path) -> None:
@@ -192,11 +194,10 @@ def plot_roofline(result: SimResult, path: Path) -> None:
     move no DRAM bytes (everything already on chip) have no intensity: they are drawn at
     the right edge, hollow.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     p = result.profile
-    fig, ax = plt.subplots(figsize=(9, 6.2), dpi=100)
+    fig = Figure(figsize=(9, 6.2), dpi=100)
+    ax = fig.add_subplot()
     fig.subplots_adjust(left=0.1, right=0.98, top=0.86, bottom=0.1)
     pts = []
     for r in result.rows:
@@ -229,14 +230,23 @@ def plot_roofline(result: SimResult, path: Path) -> None:
                        edgecolors=_COLORS[bound])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_labels(ax)
     ax.set_xlim(lo, hi)
     ax.set_xlabel("arithmetic intensity (FLOPs, or vector ops for vector rows, per DRAM byte)")
     ax.set_ylabel("achieved throughput (FLOP/s, or vector op/s)")
     ax.set_title(_title(result, f"roofline, ridge at {ridge:.0f} FLOP/B"), fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.25)
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, format="png")
+
+
+def _plain_log_labels(ax) -> None:
+    """Decade labels as plain text (1e+03) and no minor labels: mathtext layout was most of the
+    roofline's drawing time."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0e}"))
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _render(job: tuple[str, SimResult, Path]) -> None:
@@ -246,9 +256,8 @@ def _render(job: tuple[str, SimResult, Path]) -> None:
 
 def write_plots(result: SimResult, folder: Path, *, parallel: bool | None = None) -> None:
     """Render the four plots; on a multi-core Linux machine, in two forked workers (~2x faster)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401  (imported once, before any fork)
+    import matplotlib.backends.backend_agg  # noqa: F401  (imported once, before any fork)
+    import matplotlib.figure  # noqa: F401
     jobs = [(n, result, folder / f) for n, f in zip(("time", "sram", "traffic", "roofline"), PLOTS)]
     if parallel is None:
         parallel = (os.cpu_count() or 1) > 1 and hasattr(os, "fork") and not os.environ.get("PERFSIM_SERIAL_PLOTS")

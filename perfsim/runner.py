@@ -41,7 +41,7 @@ def default_folder(model_label: str, options: ModelOptions, profile_name: str,
 
 def run_model(model: str, *, profile: str = "edge_1mb", overrides: Sequence[str] = (), out: str | Path | None = None,
               batch: int = 1, options: ModelOptions = ModelOptions(), plots: bool = True,
-              use_cache: bool = True) -> RunOutcome:
+              use_cache: bool = True, html: bool = False) -> RunOutcome:
     """Lower ``model`` (or take it from the cache), simulate it on ``profile`` with ``overrides``
     (``field=value`` strings) and write the report folder (``out`` or reports/<model>/<profile>/)."""
     if batch < 1:
@@ -57,7 +57,7 @@ def run_model(model: str, *, profile: str = "edge_1mb", overrides: Sequence[str]
     from .report import write_report
     target = Path(out) if out is not None else default_folder(lowered.graph.name, options, hw.name, pairs, batch)
     try:
-        folder = write_report(result, target, plots=plots)
+        folder = write_report(result, target, plots=plots, html=html)
     except OSError as e:
         raise InputError(f"cannot write the report to {target}/: {e.strerror or e}") from None
     return RunOutcome(result=result, folder=folder, model=lowered)

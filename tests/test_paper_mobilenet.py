@@ -122,3 +122,28 @@ def test_replay_with_true_shapes_first_flushes_at_row_21(graph):
     # after the flush the total restarts from the next layer's input
     nxt = r.rows[21]
     assert nxt.sram_used_bytes == nxt.in_bytes + nxt.out_bytes + nxt.weight_bytes
+
+
+def test_paper_report_folder_and_computed_differences(isolated, capsys, monkeypatch):
+    """--out writes Markdown, CSV, JSON and a plot; the sentences follow the data (change a table
+    cell and the sentence that reads it changes)."""
+    import csv
+
+    from cli_checks import cli_run
+    from perfsim.papers import mobilenet_analysis, mobilenet_cifar as pm
+    rc, out, err = cli_run(capsys, "paper", "mobilenet", "--out", "p")
+    assert rc == 0, err
+    assert {p.name for p in (isolated / "p").iterdir() if not p.name.startswith(".")} == \
+        {"paper.md", "paper_rows.csv", "paper.json", "paper.png"}
+    rows = list(csv.DictReader((isolated / "p" / "paper_rows.csv").open()))
+    assert [int(r["row"]) for r in rows] == list(range(1, 28))
+    assert int(rows[20]["replay_flush"] == "True") and "verdict" in out
+    md = (isolated / "p" / "paper.md").read_text()
+    assert "## Verdict" in md and "row 21 (paper: row 25)" in md
+    before = mobilenet_analysis.analyse()
+    assert "row 9 moves 2 x 8,192 weights" in before["differences"][3]
+    table3 = list(pm.TABLE3)
+    table3[8] = (table3[8][0], table3[8][1], table3[8][2], 2 * 128 * 128)  # row 9 moves its true weights
+    monkeypatch.setattr(pm, "TABLE3", tuple(table3))
+    after = mobilenet_analysis.analyse()
+    assert "row 9" not in after["differences"][3] and "row 5 moves" in after["differences"][3]

@@ -59,46 +59,156 @@ def _replay(base, live, replay, replay_1bit, conv: list[int]) -> dict[str, Any]:
     }
 
 
+def _channels(layer) -> str:
+    return f"{layer.in_shape[1]}->{layer.out_shape[1]}"
+
+
+def _at_input_size(graph: Graph, conv: list[int], c: dict) -> bool:
+    """A Table 4 row off from perfsim by exactly the layer's input-to-output area ratio: costed at its input size."""
+    layer = graph.layers[conv[c["row"] - 1]]
+    area = (layer.in_shape[2] * layer.in_shape[3]) / (layer.out_shape[2] * layer.out_shape[3])
+    return pm._sig(c["paper_s"] / c["perfsim_s"]) == pm._sig(area)
+
+
+def _compute_sentence(graph: Graph, conv: list[int], compute: dict, base) -> str:
+    """Why each differing Table 4 compute row differs: the ratio to perfsim, against the layer's
+    input-to-output area ratio (a row costed at its input size is off by exactly that)."""
+    n_rows = len(conv)
+    parts = []
+    for c in compute["rows"]:
+        if c["match"]:
+            continue
+        layer = graph.layers[conv[c["row"] - 1]]
+        ratio = c["paper_s"] / c["perfsim_s"]
+        why = (f"the layer's input-to-output area ratio ({layer.in_shape[2]}x{layer.in_shape[3]} -> "
+               f"{layer.out_shape[2]}x{layer.out_shape[3]}): costed at its input size"
+               if _at_input_size(graph, conv, c) else "no ratio of the layer's sizes: unexplained")
+        parts.append(f"row {c['row']} ({layer.op}, stride {layer.stride[0]}) is {ratio:.4g}x perfsim's, {why}")
+    return (f"Table 4's compute time is 2*MACs / {base.matrix_flops / 1e12:g} TFLOPS: {compute['matching_rows']} of "
+            f"{n_rows} rows agree to 4 significant figures" + ("; " + "; ".join(parts) if parts else ""))
+
+
+def _paper_weight_bits(graph: Graph, conv: list[int], paper_flush: int) -> tuple[float, int]:
+    """Table 3's bits per weight (data moved / 2 / the layer's weights), the most common value, and on
+    how many rows (the flush row and the first row, which moves the input too, left out)."""
+    from collections import Counter
+    ratios = Counter(pm.TABLE3[k][3] / (2 * graph.layers[i].weight_elems)
+                     for k, i in enumerate(conv) if k > 0 and k + 1 != paper_flush)
+    bits, count = ratios.most_common(1)[0]
+    return bits, count
+
+
+def _moved_sentence(graph: Graph, conv: list[int], paper_flush: int, bits: float) -> str:
+    """The rows where Table 3 moves another weight count than the layer's; which layer has that count."""
+    weights = [graph.layers[i].weight_elems for i in conv]
+    parts = []
+    for k in range(1, len(conv)):
+        if k + 1 == paper_flush or pm.TABLE3[k][3] == 2 * bits * weights[k]:
+            continue
+        moved = int(pm.TABLE3[k][3] / (2 * bits))
+        layer = graph.layers[conv[k]]
+        same = [j + 1 for j, w in enumerate(weights) if w == moved]
+        twin = (f": the count of row {same[0]} ({graph.layers[conv[same[0] - 1]].op} "
+                f"{_channels(graph.layers[conv[same[0] - 1]])})" if same else "")
+        parts.append(f"row {k + 1} moves 2 x {moved:,} weights for a {layer.op} {_channels(layer)} layer of "
+                     f"{weights[k]:,}{twin}")
+    return ("Table 3 moves 2 x each layer's weights except at " + "; ".join(parts)) if parts else \
+        "Table 3 moves 2 x each layer's weights at every row but the flush"
+
+
+def _limit_sentence(r: dict, base) -> str:
+    """Which SRAM limit Table 3's first flush is consistent with: 10^6 B, 2^20 B, or neither."""
+    flush = r["paper_first_flush_row"]
+    before, at = r["paper_total_before_flush_bytes"], r["paper_first_flush_total_bytes"]
+    fits = {name: before <= limit < at for name, limit in (("10^6 B (1 MB)", 10**6), ("2^20 B (1 MiB)", 2**20))}
+    agree = [name for name, ok in fits.items() if ok]
+    return (f"Table 3's running total is {before:,.0f} B at row {flush - 1} and {at:,.0f} B at row {flush}: "
+            f"its flush at row {flush} fits a limit of " + (" or ".join(agree) if agree else "neither 10^6 B nor 2^20 B")
+            + f"; edge_1mb's sram_bytes is {base.sram_bytes:,} B")
+
+
+def _rules_sentence(graph: Graph, conv: list[int], live, r: dict) -> str:
+    """What the tables leave out, read from them: read-back after the flush, the output write, other layers."""
+    flush = r["paper_first_flush_row"]
+    after = pm.TABLE3[flush][3] if flush < len(conv) else None
+    read_back = after is not None and after > 2 * graph.layers[conv[flush]].weight_elems
+    others = [layer.op for k, layer in enumerate(graph.layers) if k not in set(conv)]
+    return (f"after Table 3's flush the next row moves {after:,} bits "
+            + ("(more than its weights: a read-back)" if read_back else "(its weights only: nothing is read back)")
+            + f"; the {len(others)} layers after the convs ({', '.join(others)}) are in no table; the liveness "
+            f"policy reads back, writes the output and runs them: edge_1mb, liveness: {live.latency_s:.6g} s, peak "
+            f"SRAM {live.summary['peak_sram_bytes']:,} B, {live.summary['spill_bytes']:,} B spilled")
+
+
 def _differences(graph: Graph, base, live, conv: list[int], compute: dict, r: dict) -> list[str]:
-    """(c) the known differences, each with the numbers that show it."""
+    """(c) the known differences, each sentence computed from the tables and the simulations."""
     n_rows = len(pm.TABLE4)
     paper_flush, flush, flush_1bit = r["paper_first_flush_row"], r["first_flush_row"], r["first_flush_row_1bit_weights"]
-    paper_mem = [t[2] / 8 for t in pm.TABLE3]
     true_out_bits = [live.rows[i].out_bytes * 8 for i in conv]  # 8-bit activations, as the paper's
     shape_rows = [k + 1 for k in range(n_rows) if pm.TABLE3[k][1] != true_out_bits[k]]
-    weights = [graph.layers[i].weight_elems for i in conv]  # Co * Ci/groups * Kh * Kw
-    moved_rows = [k + 1 for k in range(1, n_rows) if k + 1 != paper_flush and pm.TABLE3[k][3] != 2 * weights[k]]
-    differ, unexplained = compute["differing_rows"], compute["unexplained_rows"]
+    bits, count = _paper_weight_bits(graph, conv, paper_flush)
     gap, gap_row = r["paper_total_gap_s"], r["paper_total_gap_row"]
     return [
-        f"Table 4's compute time is 2*MACs / {base.matrix_flops / 1e12:g} TFLOPS: {n_rows - len(differ)} of "
-        f"{n_rows} rows agree to 4 significant figures; rows {', '.join(map(str, differ)) or 'none'} "
-        "(the stride-2 depthwise layers) were costed at the layer's input size, 4x the true MACs"
-        + (f"; unexplained: rows {', '.join(map(str, unexplained))}" if unexplained else ""),
-        "Table 3 counts each weight as 1 bit (data moved = 2 x weights, in and out); the replay stores "
-        f"weights at {base.weight_bits} bits and folded-BN biases at {base.bias_bits} bits, so its running "
-        f"total passes {base.sram_bytes:,} B at row {flush}, not row {paper_flush}",
-        "with 1-bit weights and true shapes the running total peaks at "
+        _compute_sentence(graph, conv, compute, base),
+        f"Table 3 counts each weight as {bits:g} bit ({count} of {n_rows - 2} rows move exactly 2 x {bits:g} bit per "
+        f"weight, in and out); the replay stores weights at {base.weight_bits} bits and folded-BN biases at "
+        f"{base.bias_bits} bits, so its running total passes {base.sram_bytes:,} B at row {flush}, "
+        + (f"not row {paper_flush}" if flush != paper_flush else "as the paper's does"),
+        f"with {bits:g}-bit weights and true shapes the running total peaks at "
         f"{r['peak_total_1bit_weights_bytes']:,} B and "
         + ("never flushes" if flush_1bit is None else f"first flushes at row {flush_1bit}")
-        + f": the paper's row-{paper_flush} flush comes from its size errors: rows "
-        + ", ".join(f"{k} ({pm.TABLE3[k - 1][1]:,} output bits, true {true_out_bits[k - 1]:,})"
-                    for k in shape_rows),
-        "Table 3 moves 2 x weights (1 bit each) except at rows "
-        + ", ".join(f"{k} ({pm.TABLE3[k - 1][3]:,} bits = 2 x {pm.TABLE3[k - 1][3] // 2:,} weights; "
-                    f"the layer has {weights[k - 1]:,})" for k in moved_rows)
-        + ": row 5 is costed as a 64->128 layer, row 9 moves 64x128 weights for a 128->128 layer",
-        f"the flush at row {paper_flush} means a 10^6-byte limit: its running total is "
-        f"{paper_mem[paper_flush - 2]:,.0f} B at row {paper_flush - 1} and {paper_mem[paper_flush - 1]:,.0f} B at "
-        f"row {paper_flush}, below 1 MiB ({2**20:,} B); edge_1mb's sram_bytes is {base.sram_bytes:,} B",
-        "after a flush nothing is read back, the network output is never written, and the pool and FC "
-        "layers are not in the tables; the replay keeps these rules, the liveness policy does not "
-        f"(edge_1mb, liveness: {live.latency_s:.6g} s, peak SRAM {live.summary['peak_sram_bytes']:,} B, "
-        f"{live.summary['spill_bytes']:,} B spilled)",
-        f"Table 4's printed total {pm.TABLE4_PRINTED_TOTAL_S:.9f} s is not the sum of its rows "
-        f"({r['paper_rows_sum_s']:.9f} s): the difference, {gap:.6g} s, "
-        + (f"equals row {gap_row}'s time" if gap_row is not None else "matches no single row"),
+        + "; Table 3's output sizes differ from the true ones at rows "
+        + ", ".join(f"{k} ({pm.TABLE3[k - 1][1]:,} output bits, true {true_out_bits[k - 1]:,})" for k in shape_rows),
+        _moved_sentence(graph, conv, paper_flush, bits),
+        _limit_sentence(r, base),
+        _rules_sentence(graph, conv, live, r),
+        f"Table 4's printed total {pm.TABLE4_PRINTED_TOTAL_S:.9f} s is "
+        + ("" if abs(gap) > 0 else "exactly ") + f"{'not ' if abs(gap) > 0 else ''}the sum of its rows "
+        f"({r['paper_rows_sum_s']:.9f} s)" + (f": the difference, {gap:.6g} s, "
+                                             + (f"equals row {gap_row}'s time" if gap_row is not None
+                                                else "matches no single row") if abs(gap) > 0 else ""),
     ]
+
+
+def _verdict(compute: dict, r: dict, live, n_rows: int) -> list[str]:
+    """The reproduction in three sentences, from the numbers."""
+    explained = compute["input_size_rows"]
+    unexplained = [x for x in compute["differing_rows"] if x not in explained]
+    s1 = (f"perfsim reproduces Table 4's compute column on {compute['matching_rows']} of {n_rows} rows to 4 "
+          f"significant figures" + (f"; rows {', '.join(map(str, explained))} are the paper's own costing at the "
+                                    "input size" if explained else "")
+          + (f", rows {', '.join(map(str, unexplained))} stay unexplained" if unexplained else "") + ".")
+    flush, paper_flush, f1 = r["first_flush_row"], r["paper_first_flush_row"], r["first_flush_row_1bit_weights"]
+    s2 = (f"Replaying Table 3's accounting with true shapes first flushes at row {flush} (paper: row {paper_flush}); "
+          f"with the paper's 1-bit weights it " + ("never flushes" if f1 is None else f"flushes at row {f1}")
+          + (", so the paper's flush comes from its size errors." if f1 != paper_flush else
+             ", as the paper's does."))
+    ratio = live.latency_s / r["paper_printed_total_s"]
+    spilled = live.summary["spill_bytes"]
+    s3 = (f"The replay's {n_rows} conv rows take {r['conv_latency_s']:.6g} s against the paper's printed "
+          f"{r['paper_printed_total_s']:.6g} s, while the liveness policy, which keeps tensors on chip and "
+          + (f"spills {spilled:,} B" if spilled else "spills nothing here")
+          + f", runs the whole network in {live.latency_s:.6g} s ({ratio:.2f}x the paper's total).")
+    return [s1, s2, s3]
+
+
+def _rows(graph: Graph, conv: list[int], live, replay) -> list[dict[str, Any]]:
+    """Row by row: Tables 3 and 4 beside perfsim under both memory policies."""
+    out = []
+    for k, i in enumerate(conv):
+        t3, t4, lr, rr = pm.TABLE3[k], pm.TABLE4[k], live.rows[i], replay.rows[i]
+        out.append({
+            "row": k + 1, "layer": lr.layer, "op": lr.op, "out_shape": lr.out_shape,
+            "paper_out_bits": t3[1], "true_out_bits": lr.out_bytes * 8, "paper_memory_bits": t3[2],
+            "paper_moved_bits": t3[3], "paper_data_s": t4[0], "paper_compute_s": t4[1], "paper_total_s": t4[2],
+            "replay_running_total_bytes": rr.sram_used_bytes,
+            "replay_moved_bytes": rr.dram_read_bytes + rr.dram_write_bytes, "replay_flush": rr.plan == "paper-flush",
+            "replay_t_data_s": rr.t_data_s, "replay_t_total_s": rr.t_total_s,
+            "perfsim_t_matrix_s": lr.t_matrix_s, "liveness_dram_read_bytes": lr.dram_read_bytes,
+            "liveness_dram_write_bytes": lr.dram_write_bytes, "liveness_spill_bytes": lr.spill_bytes,
+            "liveness_t_data_s": lr.t_data_s, "liveness_t_total_s": lr.t_total_s, "liveness_bound": lr.bound.value,
+        })
+    return out
 
 
 def analyse(*, use_cache: bool = True) -> dict[str, Any]:
@@ -121,7 +231,8 @@ def analyse(*, use_cache: bool = True) -> dict[str, Any]:
         c["layer"] = live.rows[i].layer
     differ = [c["row"] for c in rows if not c["match"]]
     compute = {"rows": rows, "matching_rows": len(rows) - len(differ), "differing_rows": differ,
-               "unexplained_rows": [c["row"] for c in rows if c["note"] == "unexplained"]}
+               "unexplained_rows": [c["row"] for c in rows if c["note"] == "unexplained"],
+               "input_size_rows": [c["row"] for c in rows if not c["match"] and _at_input_size(graph, conv, c)]}
     replay_out = _replay(base, live, replay, replay_1bit, conv)
     return {
         "model": "mobilenet",
@@ -132,4 +243,6 @@ def analyse(*, use_cache: bool = True) -> dict[str, Any]:
         "liveness": {"latency_s": live.latency_s, "conv_latency_s": sum(live.rows[i].t_total_s for i in conv),
                      "peak_sram_bytes": live.summary["peak_sram_bytes"]},
         "differences": _differences(graph, base, live, conv, compute, replay_out),
+        "verdict": _verdict(compute, replay_out, live, len(conv)),
+        "rows": _rows(graph, conv, live, replay),
     }
