@@ -38,6 +38,7 @@ EDGE_1MB = {
     "memory_policy": "liveness",
     "efficiency": {},
     "kernel_overhead": {},
+    "tiled_efficiency": {},
     "calibration": None,
 }
 
