@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--models", nargs="*", default=ZOO + TORCHVISION)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "validation"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "validation" / "latest"))
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
 

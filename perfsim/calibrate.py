@@ -62,15 +62,16 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
     hw = (16, 8) if quick else (32, 16, 8, 4)
     for c, h in [(8, 8)] + [(c, h) for c in ((32, 128) if quick else (16, 64, 128, 256)) for h in hw]:
         yield Bench("conv", _conv(c, c, 3), (1, c, h, h), f"3x3 conv {c}->{c} at {h}x{h}")
+    for h in ((56,) if quick else (32, 56, 112)):  # a stem: three input channels
+        yield Bench("conv", lambda: nn.Conv2d(3, 32, 3, padding=1, bias=False), (1, 3, h, h), f"3x3 conv 3->32 at {h}x{h}")
     for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
         yield Bench("conv_pw", _conv(c, c, 1), (1, c, h, h), f"1x1 conv {c}->{c} at {h}x{h}")
     for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
         yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
-    cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32, 64)
+    cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32)
     for k in (1, 3):
         for cpg in cpgs:
-            c = max(128, 2 * cpg)
-            for h in ((16,) if quick else (16, 8)):
+            for c, h in (((128, 28), (128, 7)) if quick else ((64, 28), (64, 7), (256, 28), (256, 14), (256, 7))):
                 yield Bench("conv_group", _conv(c, c, k, c // cpg), (1, c, h, h),
                             f"{k}x{k} conv {c}->{c} in groups of {cpg} at {h}x{h}")
     yield Bench("conv_group", _conv(8, 8, 1, 4), (1, 8, 1, 1), "1x1 conv 8->8 in groups of 2 at 1x1")
@@ -405,13 +406,27 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         efficiency={label: f.efficiency for label, f in fits.items()},
         kernel_overhead={label: f.overhead_s for label, f in fits.items()})
     tiled = fit_tiled(profile, tiled_results)
+    profile = profile.model_copy(update={"tiled_efficiency": tiled})
+    from .calibrate_context import apply_factors, context_factors, measure_context
+    with host_settings(threads):
+        in_context = measure_context(profile, threads=threads, repeats=5 if quick else 12, progress=progress)
+    fit_factors, tiled_factors = context_factors(in_context)
+    profile = apply_factors(profile, fit_factors, tiled_factors)
+    for (label, is_tiled), pts in in_context.items():
+        f = (tiled_factors if is_tiled else fit_factors).get(label)
+        if f is not None:
+            ratios = sorted(m / p for m, p in pts)
+            key = f"in_context_factor: {label}{' (rows that do not fit)' if is_tiled else ''}"
+            measurements[key] = Measured(value=f, q1=ratios[len(ratios) // 4], q3=ratios[3 * len(ratios) // 4],
+                                         n=len(pts), unit="measured/predicted",
+                                         what=f"median over {len(pts)} calls of the synthetic networks")
     calibration = Calibration(
         perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         host={**describe_host(), **{f"cache_l{k}_bytes_os": v for k, v in sorted(caches.items())},
               "sram_from": how, "stream_bytes_per_s": int(rates[max(rates)].value)},
         threads=threads, quick=quick, load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         measurements=measurements, fits=fits)
-    return profile.model_copy(update={"tiled_efficiency": tiled, "calibration": calibration})
+    return profile.model_copy(update={"calibration": calibration})
 
 
 # --------------------------------------------------------------------------

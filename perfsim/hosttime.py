@@ -150,15 +150,39 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
                      threads=threads, load_before=load_before, load_after=os.getloadavg())
 
 
-def busy_warning(threads: int) -> str | None:
-    """A warning when other runnable processes compete for the CPUs the measurement needs: PyTorch's
-    parallel regions then wait for a preempted worker thread (milliseconds per op), so timings say
-    more about the load than about the machine."""
-    load = os.getloadavg()[0]
-    free = (os.cpu_count() or 1) - threads
-    if load <= free + 0.5:
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
         return None
-    return (f"the 1-minute load average is {load:.1f} on {os.cpu_count()} CPUs; timings with {threads} thread(s) "
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def others_busy_cpus(window_s: float = 0.5) -> float:
+    """CPUs' worth of work other processes did over ``window_s`` while this one slept (load average
+    where /proc/stat is missing; it lags by a minute and counts this process's own past work)."""
+    a = _cpu_times()
+    if a is None:
+        return os.getloadavg()[0]
+    time.sleep(window_s)
+    b = _cpu_times()
+    if b is None or b[1] <= a[1]:
+        return os.getloadavg()[0]
+    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
+
+
+def busy_warning(threads: int) -> str | None:
+    """A warning when other processes compete for the CPUs the measurement needs: PyTorch's parallel
+    regions then wait for a preempted worker thread (milliseconds per op), so timings say more about
+    the load than about the machine."""
+    busy = others_busy_cpus()
+    free = (os.cpu_count() or 1) - threads
+    if busy <= free + 0.25:
+        return None
+    return (f"other processes keep {busy:.1f} of {os.cpu_count()} CPUs busy; timings with {threads} thread(s) "
             "will be slow and noisy (quiet the machine, or measure with fewer --threads)")
 
 

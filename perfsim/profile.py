@@ -49,7 +49,7 @@ LIMITS: dict[str, tuple[float, float, str]] = {
 }
 BITS_RANGE = (1, 64)
 
-MAX_PROFILE_BYTES = 64 * 1024  # a profile is a dozen lines
+MAX_PROFILE_BYTES = 256 * 1024  # a profile is a dozen lines; a calibrated one carries ~200 measurements
 MAX_NESTING = 8  # mappings/sequences inside each other (a valid profile needs 1)
 MAX_EXTENDS = 16  # profiles in one extends chain
 MAX_INT_CHARS = 64  # a YAML integer literal longer than this is refused before it is converted
@@ -358,7 +358,7 @@ def _read_text(p: Any, name: str) -> str:
         raise InputError(f"profile {shown(name)}: cannot read {_cut(p)}: {e.strerror or e}") from None
     if len(data) > MAX_PROFILE_BYTES:
         raise InputError(f"profile {shown(name)}: {_cut(p)} is larger than {MAX_PROFILE_BYTES // 1024} KiB; "
-                         "a profile is a few lines of YAML")
+                         "a profile is a few lines of YAML (a calibrated one, its measurements)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

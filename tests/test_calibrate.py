@@ -120,3 +120,29 @@ def test_sram_is_the_level_2_cache_else_the_first_fall_of_the_copy_bandwidth():
     assert cal.sram_and_bandwidth(rates, {1: 48 * 1024, 2: 2 ** 21}, threads=2)[0] == 2 ** 22
     sram, bw, how = cal.sram_and_bandwidth(rates, {}, threads=1)
     assert sram == 2 ** 20 and "measured" in how  # 2 MiB fell below 3/4 of the best so far
+
+
+def test_the_synthetic_networks_lower_and_cover_the_labels():
+    from perfsim.calibrate_context import NETWORKS
+    from perfsim.lowering import lower
+    labels = set()
+    for name, (make, shape) in NETWORKS.items():
+        graph = lower(make().eval(), shape, name=name)
+        labels |= {layer.op for layer in graph.layers}
+    assert MATRIX_LABELS <= labels
+    assert {"add", "maxpool", "softmax", "layernorm"} <= {label.split("+")[0] for label in labels}
+
+
+def test_context_factors_take_medians_apart_for_rows_that_do_not_fit():
+    from perfsim.calibrate_context import apply_factors, context_factors
+    samples = {("conv", False): [(2.0, 1.0), (3.0, 1.0), (1.0, 1.0)], ("conv", True): [(4.0, 1.0)] * 3,
+               ("relu", False): [(5.0, 1.0), (5.0, 1.0)]}  # too few calls: no factor
+    fit, tiled = context_factors(samples)
+    assert fit == {"conv": 2.0} and tiled == {"conv": 4.0}
+    base = load_profile("edge_1mb", efficiency={"conv": {16: 0.5, 64: 0.9}, "relu": 0.5},
+                        kernel_overhead={"conv": "10us", "relu": "2us"})
+    p = apply_factors(base, fit, tiled)
+    assert p.efficiency["conv"] == {16: 0.25, 64: 0.45} and p.efficiency["relu"] == 0.5
+    assert p.kernel_overhead["conv"] == pytest.approx(20e-6) and p.kernel_overhead["relu"] == pytest.approx(2e-6)
+    assert p.tiled_efficiency == {"conv": 0.5}  # tiled rows were 2x slower again than the rest
+    assert apply_factors(base, {"conv": 0.5}, {}).efficiency["conv"] == {16: 1.0, 64: 1.0}  # at most 1
