@@ -288,5 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+from .cli_train import evaluate_cmd, pareto, train  # noqa: E402  (train, eval, pareto: issue 10)
+cli.add_command(train)
+cli.add_command(evaluate_cmd)
+cli.add_command(pareto)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
