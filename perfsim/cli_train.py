@@ -76,7 +76,10 @@ def _config(model, dataset, data, width, seed, device, threads, overrides, stop_
     from .train import NetOptions, RunConfig
     from .zoo import get
 
+    from .sources import ModelOptions
+
     get(model)  # unknown model: one line
+    ModelOptions(width=width).check()
     name = resolve_dataset(dataset, data)
     recipe = apply_overrides(recipe_for(model, name), overrides)
     net = NetOptions(model=model, num_classes=NUM_CLASSES[name], width=float(width))
@@ -132,11 +135,13 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
         _print_config(config, out_dir, data)
         return
     _check_out(out_dir, resume)
-    _print_config(config, out_dir, data)
     from .data import load_splits
-    from .train import CONFIG_NAME, fit, save_atomic
+    from .train import CONFIG_NAME, check_resume, fit, load_checkpoint, save_atomic
 
+    if resume is not None:  # a wrong checkpoint is refused before anything is printed or loaded
+        check_resume(config, load_checkpoint(resume), resume)
     splits = load_splits(config.dataset, data, _input_side(model))
+    _print_config(config, out_dir, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config.choices(), indent=2) + "\n"),
                 out_dir / CONFIG_NAME)
@@ -177,6 +182,11 @@ def evaluate_cmd(model, checkpoint, data, dataset, width, device, threads, batch
     CondenseNet-style networks are evaluated after conversion to the test-time network."""
     from .train import NetOptions, check_checkpoint_net, load_checkpoint
 
+    from .sources import ModelOptions
+    from .zoo import get
+
+    get(model)
+    ModelOptions(width=width).check()
     ckpt = load_checkpoint(checkpoint)
     saved = NetOptions(**ckpt["net"])
     check_checkpoint_net(ckpt, NetOptions(model, saved.num_classes,

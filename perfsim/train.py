@@ -567,9 +567,8 @@ def _checkpoint(config: RunConfig, st: _State) -> dict:
     return ckpt
 
 
-def _restore(config: RunConfig, st: _State, ckpt: dict, path) -> None:
-    import torch
-
+def check_resume(config: RunConfig, ckpt: dict, path) -> None:
+    """Refuse to resume a checkpoint of another network, data set, seed or recipe."""
     check_checkpoint_net(ckpt, config.net, path)
     saved = ckpt["config"]
     mine = config.choices()
@@ -577,6 +576,12 @@ def _restore(config: RunConfig, st: _State, ckpt: dict, path) -> None:
         if saved[key] != mine[key]:
             raise InputError(f"checkpoint {path} was trained with another {key} "
                              f"({_differs(saved[key], mine[key])}); resume takes the same one")
+
+
+def _restore(config: RunConfig, st: _State, ckpt: dict, path) -> None:
+    import torch
+
+    check_resume(config, ckpt, path)
     try:
         st.model.load_state_dict(ckpt["model"])
         st.optimizer.load_state_dict(ckpt["optimizer"])
@@ -748,15 +753,17 @@ def evaluate_checkpoint(ckpt: dict, net: NetOptions, dataset: str, data, *, devi
         raise InputError(f"checkpoint does not fit {net.describe()}: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
     top5 = net.num_classes >= TOP5_MIN_CLASSES
-    before = measure(model, loader, device=device, top5=top5)
+    # condense() leaves ``model`` the training form of exactly the function it converts (its
+    # classifier's input selection applied, as CondenseNet's conversion does): score both.
     final = converted(model)
+    model.eval()
+    before = measure(model, loader, device=device, top5=top5)
     result = {"model": net.model, "width": net.width, "num_classes": net.num_classes,
               "dataset": dataset, "input_side": norm["crop"], "epoch": int(ckpt["epoch"]),
               "converted": final is not model}
     scored = measure(final, loader, device=device, top5=top5) if final is not model else before
     result.update(top1=scored["top1"], top5=scored["top5"], loss=scored["loss"], images=scored["images"])
     if final is not model:
-        model.eval()
         result["conversion"] = {"training_form_top1": before["top1"],
                                 "max_abs_logit_diff": _max_logit_diff(model, final, loader, device)}
     return result
