@@ -86,6 +86,9 @@ def _config(model, dataset, data, width, seed, device, threads, overrides, stop_
     get(model).factory_kwargs(num_classes=net.num_classes, width=width if width != 1.0 else None)
     if threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
+    from .train import check_device
+
+    check_device(device)
     return RunConfig(net=net, dataset=name, recipe=recipe, seed=seed, device=device,
                      threads=threads, stop_after=stop_after)
 
@@ -136,11 +139,12 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
         return
     _check_out(out_dir, resume)
     from .data import load_splits
-    from .train import CONFIG_NAME, check_resume, fit, load_checkpoint, save_atomic
+    from .train import CONFIG_NAME, check_data, check_resume, fit, load_checkpoint, save_atomic
 
     if resume is not None:  # a wrong checkpoint is refused before anything is printed or loaded
         check_resume(config, load_checkpoint(resume), resume)
     splits = load_splits(config.dataset, data, _input_side(model))
+    check_data(config, splits[0])
     _print_config(config, out_dir, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config.choices(), indent=2) + "\n"),
@@ -187,6 +191,9 @@ def evaluate_cmd(model, checkpoint, data, dataset, width, device, threads, batch
 
     get(model)
     ModelOptions(width=width).check()
+    from .train import check_device
+
+    check_device(device)
     ckpt = load_checkpoint(checkpoint)
     saved = NetOptions(**ckpt["net"])
     check_checkpoint_net(ckpt, NetOptions(model, saved.num_classes,

@@ -522,13 +522,20 @@ class _State:
     rows: list = field(default_factory=list)
 
 
+def check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda, but this torch sees no CUDA device "
+                             "(torch.cuda.is_available() is False)")
+
+
 def setup_torch(config: RunConfig) -> None:
     """Threads, seed and deterministic kernels (CPU runs are bit-for-bit repeatable)."""
     import torch
 
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda, but this torch sees no CUDA device (torch.cuda.is_available() "
-                         "is False)")
+    check_device(config.device)
     torch.set_num_threads(max(1, int(config.threads)))
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -767,3 +774,11 @@ def evaluate_checkpoint(ckpt: dict, net: NetOptions, dataset: str, data, *, devi
         result["conversion"] = {"training_form_top1": before["top1"],
                                 "max_abs_logit_diff": _max_logit_diff(model, final, loader, device)}
     return result
+
+
+def check_data(config: RunConfig, train_split) -> None:
+    """Refuse a recipe's crop that does not fit the images, before anything is printed."""
+    from .data import _crop_geometry
+
+    images = train_split[0]
+    _crop_geometry(images.shape[2:], config.recipe.crop, config.recipe.padding)

@@ -160,7 +160,10 @@ def test_print_config_shows_each_recipe_and_overrides(capsys):
     (("--data", "{data}", "--set", "milestones=5", "--set", "factors=0.1,0.2"), ("milestones",)),
     (("--data", "{data}", "--epochs", "0"), ("epochs",)),
     (("--data", "{data}", "--width", "1.5"), ("width",)),
+    (("--data", "{data}", "--width", "0.5", "--set", "crop=40"), ("crop size 40",)),
     (("--data", "{data}", "--resume", "{tmp}/none.pt"), ("none.pt",)),
+    pytest.param(("--data", "{data}", "--device", "cuda"), ("cuda",),
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
     (("--data", "{data}", "--resume", "{tmp}/corrupt.pt"), ("corrupt.pt",)),
 ])
 def test_bad_training_input_is_one_line(capsys, tmp_path, cifar, args, needles):
