@@ -238,6 +238,10 @@ from .cli_hardware import calibrate as _calibrate, validate as _validate  # noqa
 
 cli.add_command(_calibrate)
 cli.add_command(_validate)
+from .cli_train import evaluate_cmd, pareto, train  # noqa: E402  (train, eval, pareto: issue 10)
+cli.add_command(train)
+cli.add_command(evaluate_cmd)
+cli.add_command(pareto)
 
 
 if __name__ == "__main__":  # pragma: no cover

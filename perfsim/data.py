@@ -387,3 +387,63 @@ def make_loader(images: np.ndarray, labels: np.ndarray, *, train: bool = True,
     return BatchLoader(images, labels, batch_size=batch_size, shuffle=train, augment=train,
                        crop_size=crop_size, padding=padding, flip=flip, mean=mean, std=std,
                        drop_last=False, seed=seed)
+
+
+# --------------------------------------------------------------------------
+# Named data sets for ``perfsim train`` / ``eval``
+# --------------------------------------------------------------------------
+DATASETS = ("cifar10", "cifar100", "digits")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
+DIGITS_TEST_FRACTION = 0.25  # held out, stratified, fixed seed 0 (independent of --seed)
+
+
+def load_digits(side: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """scikit-learn's bundled handwritten digits (1,797 8x8 scans, values 0..16), as
+    ``((train_images, train_labels), (test_images, test_labels))``: uint8 ``(N, 3, side, side)``
+    (the grey level on all three channels, bilinearly resized to the model's input side),
+    a stratified 75/25 split with a fixed seed, so every run sees the same test set."""
+    try:
+        from sklearn.datasets import load_digits as sk_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise InputError("--dataset digits needs scikit-learn: pip install 'perfsim[train]'") from None
+    import torch
+    import torch.nn.functional as F
+
+    if not 1 <= side <= 1024:
+        raise InputError(f"digits: input side must be in 1..1024, got {side}")
+    bunch = sk_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
+    images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
+    images = images.round().clamp_(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).numpy()
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    xtr, xte, ytr, yte = train_test_split(images, labels, test_size=DIGITS_TEST_FRACTION,
+                                          random_state=0, stratify=labels)
+    return (np.ascontiguousarray(xtr), ytr), (np.ascontiguousarray(xte), yte)
+
+
+def resolve_dataset(dataset: str | None, data_dir: str | Path | None) -> str:
+    """The data set's canonical name: given, or found from the CIFAR folder ``data_dir``."""
+    if dataset is not None:
+        name = str(dataset).lower()
+        if name == "digits":
+            return name
+        if name not in _ALIASES:
+            raise InputError(f"unknown data set {dataset!r}: expected one of {', '.join(DATASETS)}")
+        name = _ALIASES[name]
+        if data_dir is None:
+            raise InputError(f"--dataset {name} needs --data DIR (the folder holding "
+                             f"{CIFAR_FOLDERS[name][0]}/); nothing is downloaded")
+        return name
+    if data_dir is None:
+        raise InputError("give --data DIR (a CIFAR-10/100 python folder) or --dataset digits")
+    return find_cifar_dir(data_dir)[1]
+
+
+def load_splits(dataset: str, data_dir: str | Path | None, side: int):
+    """``((train_x, train_y), (test_x, test_y))`` of a named data set; ``side`` is the model's
+    input side (used by digits only: CIFAR images stay 32x32 and are cropped by the recipe)."""
+    if dataset == "digits":
+        return load_digits(side)
+    return (load_cifar(data_dir, "train", dataset=dataset),
+            load_cifar(data_dir, "test", dataset=dataset))
