@@ -19,11 +19,11 @@ def test_mobilenet_learns_digits(capsys, tmp_path):
     out = tmp_path / "digits"
     rc, stdout, err = cli_run(capsys, "train", "mobilenet", "--dataset", "digits", "--width", "0.25",
                               "--epochs", "6", "--batch-size", "32", "--lr", "0.005",
-                              "--set", "schedule=cosine", "--threads", "2", "--out", out)
+                              "--set", "schedule=cosine", "--threads", "1", "--out", out)
     assert rc == 0, err
     assert "flip           False" in stdout  # digits are not mirror-symmetric
     rc, stdout, err = cli_run(capsys, "eval", "mobilenet", "--checkpoint", out / "checkpoint.pt",
-                              "--threads", "2")
+                              "--threads", "1")
     assert rc == 0, err
     result = json.loads(stdout)
     assert result["dataset"] == "digits" and result["images"] == 450 and result["input_side"] == 28
