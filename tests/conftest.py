@@ -6,8 +6,13 @@ PERFSIM_PROPERTY_EXAMPLES=1500 pytest tests/test_properties.py
 """
 import os
 
-import pytest
-from hypothesis import settings
+# One intra-op thread for torch in the tests (and the processes they start): with two, every parallel
+# region waits for a worker that another process on a busy machine has preempted, and a test that takes
+# seconds takes minutes. Tests that measure with threads say how many (--threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
