@@ -44,17 +44,19 @@ def summary_json(result: SimResult) -> str:
 REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
 
 
-def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False) -> Path:
+def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False,
+                 plot_cache: bool = True) -> Path:
     """Write the report folder atomically, with its manifest; returns its path. ``html``: also
     report.html, one self-contained page (perfsim.html_report).
 
-    Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced.
+    Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced. ``plot_cache``: reuse
+    the PNGs of an identical result (``cached_plots``).
     """
     def fill(folder: Path) -> None:
         (folder / "layers.csv").write_text(layers_csv(result), encoding="utf-8")
         (folder / "summary.json").write_text(summary_json(result), encoding="utf-8")
         if plots:
-            write_plots(result, folder)
+            cached_plots(result, folder, enabled=plot_cache)
         if html:
             from .html_report import run_html
             (folder / "report.html").write_text(run_html(result, folder), encoding="utf-8")
@@ -247,6 +249,54 @@ def _plain_log_labels(ax) -> None:
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0e}"))
         axis.set_minor_formatter(NullFormatter())
+
+
+def _plot_key(result: SimResult) -> str:
+    """The plots are a function of the report's cells, its summary, perfsim's code and matplotlib."""
+    import hashlib
+
+    from .cache import installed_version, key
+    text = layers_csv(result) + summary_json(result)
+    return key(kind="plots", report=hashlib.sha256(text.encode()).hexdigest(),
+               matplotlib=installed_version("matplotlib"))
+
+
+def cached_plots(result: SimResult, folder: Path, *, enabled: bool = True) -> None:
+    """The four plots: copied from the plot cache when an identical result was drawn before (a warm
+    re-run), else rendered and stored there (``$PERFSIM_CACHE_DIR/plots/``). A cache that cannot be read
+    or written is skipped: the plots are rendered."""
+    import shutil
+
+    from .cache import cache_dir
+    entry = cache_dir() / "plots" / _plot_key(result) if enabled else None
+    if entry is not None and all((entry / f).is_file() for f in PLOTS):
+        try:
+            for f in PLOTS:
+                shutil.copyfile(entry / f, folder / f)
+            return
+        except OSError:
+            pass
+    write_plots(result, folder)
+    if entry is not None:
+        if entry.exists():  # damaged (a file missing): replaced
+            shutil.rmtree(entry, ignore_errors=True)
+        _store_plots(folder, entry)
+
+
+def _store_plots(folder: Path, entry: Path) -> None:
+    import shutil
+    import tempfile
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".plots.", dir=entry.parent))
+        for f in PLOTS:
+            shutil.copyfile(folder / f, tmp / f)
+        try:
+            os.rename(tmp, entry)  # atomic; another run may have stored the same plots first
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass
 
 
 def _render(job: tuple[str, SimResult, Path]) -> None:

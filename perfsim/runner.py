@@ -57,7 +57,7 @@ def run_model(model: str, *, profile: str = "edge_1mb", overrides: Sequence[str]
     from .report import write_report
     target = Path(out) if out is not None else default_folder(lowered.graph.name, options, hw.name, pairs, batch)
     try:
-        folder = write_report(result, target, plots=plots, html=html)
+        folder = write_report(result, target, plots=plots, html=html, plot_cache=use_cache)
     except OSError as e:
         raise InputError(f"cannot write the report to {target}/: {e.strerror or e}") from None
     return RunOutcome(result=result, folder=folder, model=lowered)
