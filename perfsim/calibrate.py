@@ -324,34 +324,42 @@ def _rates(label: str, points: list[tuple[Any, Spread]]) -> list[float]:
             if _work(label, layer) > 0 and s.median_s - overhead > 0.25 * overhead]
 
 
+def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
+    """Fractions (smallest dimension, M, fraction) as one number when they agree within FLAT, else a table
+    by the smallest dimension (the median at each). A table of tables by M as well (which profiles accept)
+    was tried: it followed clcNet's grouped convs better but the noise of single benchmark points cost
+    CondenseNet's ranking (docs/hardware.md), so calibrate writes one level."""
+    mid = median(f for _, _, f in fractions)
+    if all(abs(f - mid) <= FLAT * mid for _, _, f in fractions):
+        return round(max(mid, 1e-6), 6)
+    by_dim: dict[int, list[float]] = {}
+    for d, _m, f in fractions:
+        by_dim.setdefault(d, []).append(f)
+    return {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
+
+
 def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
     """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
-    ``peak``; a matrix label's fractions become a table by ``gemm_min_dim`` unless they agree within FLAT."""
-    from .timing import gemm_min_dim, table_value
+    ``peak``; a matrix label's fractions become a table by ``gemm_dims`` unless they agree within FLAT."""
+    from .timing import entry_value, gemm_dims
     is_matrix = label in MATRIX_LABELS
     work = [(_work(label, layer), layer, s) for layer, s in points]
     work.sort(key=lambda w: w[0])
     overhead = work[0][2].median_s
-    fractions: list[tuple[int, float]] = []
+    fractions: list[tuple[int, int, float]] = []
     for ops, layer, s in work[1:]:
         extra = s.median_s - overhead
         if ops <= 0 or extra <= 0.25 * overhead:  # overhead-bound: says nothing about the rate
             continue
-        fractions.append((gemm_min_dim(layer, 1), min(1.0, ops / (peak * extra))))
+        m, n, k = gemm_dims(layer, 1)
+        fractions.append((min(m, n, k), m, min(1.0, ops / (peak * extra))))
     if not fractions:  # every shape is overhead-bound: the largest says the most
         ops, layer, s = work[-1]
-        fractions = [(gemm_min_dim(layer, 1), min(1.0, ops / (peak * max(s.median_s - overhead, 1e-9))))]
-    mid = median(f for _, f in fractions)
-    efficiency: float | dict[int, float] = round(max(mid, 1e-6), 6)
-    if is_matrix and any(abs(f - mid) > FLAT * mid for _, f in fractions):
-        by_dim: dict[int, list[float]] = {}
-        for d, f in fractions:
-            by_dim.setdefault(d, []).append(f)
-        efficiency = {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
-    errors = []
-    for ops, layer, s in work:
-        eff = efficiency if isinstance(efficiency, float) else table_value(efficiency, gemm_min_dim(layer, 1))
-        errors.append(abs(overhead + ops / (peak * eff) - s.median_s) / s.median_s)
+        m, n, k = gemm_dims(layer, 1)
+        fractions = [(min(m, n, k), m, min(1.0, ops / (peak * max(s.median_s - overhead, 1e-9))))]
+    efficiency = _table(fractions) if is_matrix else round(max(median(f for _, _, f in fractions), 1e-6), 6)
+    errors = [abs(overhead + ops / (peak * entry_value(efficiency, layer, 1)) - s.median_s) / s.median_s
+              for ops, layer, s in work]
     return KindFit(shapes=len(work), overhead_s=overhead, efficiency=efficiency,
                    median_abs_error=round(median(errors), 4), unit="matrix" if is_matrix else "vector")
 

@@ -122,10 +122,8 @@ def _label(op: Any) -> str:
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> float:
     """The isolated fit's time of one op: its kernel overhead plus its work at the label's efficiency."""
-    from .timing import gemm_min_dim, table_value
-    eff = profile.efficiency.get(label, 1.0)
-    if not isinstance(eff, float):
-        eff = table_value(eff, gemm_min_dim(op, 1))
+    from .timing import entry_value
+    eff = entry_value(profile.efficiency.get(label, 1.0), op, 1)
     if tiled:
         eff *= profile.tiled_efficiency.get(label, 1.0)
     if label in MATRIX_LABELS:
@@ -171,6 +169,13 @@ def context_factors(samples: dict[tuple[str, bool], list[tuple[float, float]]], 
     return fit, tiled
 
 
+def _scaled(entry: Any, f: float) -> Any:
+    """An efficiency entry (number or table, nested or not) divided by ``f``, at most 1."""
+    if isinstance(entry, dict):
+        return {k: _scaled(v, f) for k, v in entry.items()}
+    return min(1.0, entry / f)
+
+
 def apply_factors(profile: HardwareProfile, fit: dict[str, float], tiled: dict[str, float]) -> HardwareProfile:
     """Each label's overhead times its in-SRAM factor and its efficiency divided by it (at most 1); a label
     whose rows that do not fit run slower still gets that as ``tiled_efficiency``."""
@@ -180,7 +185,7 @@ def apply_factors(profile: HardwareProfile, fit: dict[str, float], tiled: dict[s
     for label, f in fit.items():
         if label in eff:
             e = eff[label]
-            eff[label] = (min(1.0, e / f) if isinstance(e, float) else {k: min(1.0, v / f) for k, v in e.items()})
+            eff[label] = _scaled(e, f)
         if label in ovh:
             ovh[label] = ovh[label] * f
     for label, t in tiled.items():

@@ -78,17 +78,28 @@ def _fraction(v: Any, where: str) -> float:
     return x
 
 
-def _efficiency_table(label: str, v: Any) -> dict[int, float]:
+def _table_key(label: str, k: Any) -> int:
+    key = int(k) if isinstance(k, str) and k.strip().isdecimal() and len(k) < 12 else k
+    if isinstance(key, bool) or not isinstance(key, int) or not 1 <= key <= MAX_TABLE_KEY:
+        raise ValueError(f"{label}: table keys are matrix dimensions (whole numbers >= 1), got {shown(k)}")
+    return key
+
+
+def _efficiency_table(label: str, v: Any, inner: bool = False) -> dict[int, Any]:
+    """A table by the smallest matrix dimension; its values fractions, or (one level) tables by M."""
     if label not in MATRIX_LABELS:
         raise ValueError(f"{label}: a table by matrix dimension is only for matrix ops ({', '.join(sorted(MATRIX_LABELS))})")
     if not v or len(v) > MAX_TABLE_ENTRIES:
         raise ValueError(f"{label}: a table needs 1 to {MAX_TABLE_ENTRIES} points")
-    out: dict[int, float] = {}
+    out: dict[int, Any] = {}
     for k, x in v.items():
-        key = int(k) if isinstance(k, str) and k.strip().isdecimal() and len(k) < 12 else k
-        if isinstance(key, bool) or not isinstance(key, int) or not 1 <= key <= MAX_TABLE_KEY:
-            raise ValueError(f"{label}: table keys are matrix dimensions (whole numbers >= 1), got {shown(k)}")
-        out[key] = _fraction(x, f"{label}[{key}]")
+        key = _table_key(label, k)
+        if isinstance(x, Mapping) and not inner:
+            out[key] = _efficiency_table(label, x, inner=True)
+        else:
+            out[key] = _fraction(x, f"{label}[{key}]")
+    if len({isinstance(x, dict) for x in out.values()}) > 1:
+        raise ValueError(f"{label}: a table's values are all fractions or all tables by M")
     return dict(sorted(out.items()))
 
 
@@ -112,7 +123,7 @@ class KindFit(BaseModel):
 
     shapes: int = Field(ge=1)
     overhead_s: float = Field(ge=0)
-    efficiency: float | dict[int, float]
+    efficiency: float | dict[int, float] | dict[int, dict[int, float]]
     median_abs_error: float = Field(ge=0)  # of the fitted time, relative, over the shapes measured
     unit: Literal["matrix", "vector"]
 
@@ -154,7 +165,7 @@ class HardwareProfile(BaseModel):
     memory_policy: Literal["liveness", "paper"] = "liveness"
     # SPEC "Efficiency and overhead": fraction of the unit's peak by op label (a number, or for a matrix
     # op a table by the smallest dimension of its matrix product), and seconds per kernel by label
-    efficiency: dict[str, float | dict[int, float]] = Field(default_factory=dict)
+    efficiency: dict[str, float | dict[int, float] | dict[int, dict[int, float]]] = Field(default_factory=dict)
     kernel_overhead: dict[str, float] = Field(default_factory=dict)
     # a further factor on the efficiency of a row whose working set does not fit in SRAM (tiles > 1)
     tiled_efficiency: dict[str, float] = Field(default_factory=dict)

@@ -11,7 +11,8 @@ SPEC "Efficiency and overhead": the profile's ``efficiency`` scales the peak of 
 runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; a vector row then
 by its main op's kind, ``batchnorm``); a missing label is 1.0. For a matrix op the entry may be a table by
 the smallest dimension of the row's matrix product (``gemm_min_dim``), read between its points
-linearly in log2 of the dimension and held flat beyond its ends. ``kernel_overhead`` is
+linearly in log2 of the dimension and held flat beyond its ends; a table of tables adds the
+product's M (the positions of a conv) as a second key. ``kernel_overhead`` is
 seconds per kernel by the same labels (``default`` for the others); a row runs its main op,
 its prologue, and its epilogue BN and activation unless folded or fused away. ``tiled_efficiency``
 multiplies the efficiency of a row whose working set does not fit in SRAM (docs/hardware.md).
@@ -41,13 +42,14 @@ class LayerTimes(NamedTuple):
     overhead_s: float = 0.0
 
 
-def gemm_min_dim(layer: Layer, batch: int) -> int:
-    """The smallest of M, N, K of one matrix product of the row (a conv: per group, M the output
-    positions of the batch, N the output channels of a group, K the inputs of one output)."""
+def gemm_dims(layer: Layer, batch: int) -> tuple[int, int, int]:
+    """(M, N, K) of one matrix product of the row: a conv per group, M the output positions of the batch,
+    N the output channels of a group, K the inputs of one output; a linear M rows (tokens x batch), N out
+    and K in features; a batched matmul one head's product."""
     out = layer.out_shape
     elems = prod(out[1:]) if len(out) > 1 else 1
     if not layer.macs or not elems:
-        return 1
+        return 1, 1, 1
     k = max(1, layer.macs // elems)
     if layer.kind is OpKind.CONV and len(out) >= 3:
         n = max(1, out[1] // max(1, layer.groups))
@@ -57,20 +59,39 @@ def gemm_min_dim(layer: Layer, batch: int) -> int:
     else:
         n = out[-1]
         m = max(1, elems // n) * batch
-    return max(1, min(m, n, k))
+    return max(1, m), max(1, n), k
 
 
-def table_value(table: Mapping[int, float], x: int) -> float:
-    """A table's value at ``x``: linear in log2(x) between its points, flat beyond its ends."""
+def gemm_min_dim(layer: Layer, batch: int) -> int:
+    """The smallest of M, N, K (``gemm_dims``)."""
+    return min(gemm_dims(layer, batch))
+
+
+def table_value(table: Mapping[int, Any], x: int, m: int = 1) -> float:
+    """A table's value at ``x``: linear in log2(x) between its points, flat beyond its ends. A table of
+    tables (by the smallest dimension, then by M) is read at ``m`` inside, then between its rows."""
     keys = list(table)
+
+    def at(key: int) -> float:
+        v = table[key]
+        return table_value(v, m) if isinstance(v, Mapping) else v
+
     if x <= keys[0]:
-        return table[keys[0]]
+        return at(keys[0])
     if x >= keys[-1]:
-        return table[keys[-1]]
+        return at(keys[-1])
     i = bisect_left(keys, x)
     lo, hi = keys[i - 1], keys[i]
     w = (log2(x) - log2(lo)) / (log2(hi) - log2(lo))
-    return table[lo] + w * (table[hi] - table[lo])
+    return at(lo) + w * (at(hi) - at(lo))
+
+
+def entry_value(entry: Any, layer: Layer, batch: int) -> float:
+    """An efficiency entry for a row: a number, or a table read at the row's matrix dimensions."""
+    if isinstance(entry, float):
+        return entry
+    m, n, k = gemm_dims(layer, batch)
+    return table_value(entry, min(m, n, k), m)
 
 
 def _entry(table: Mapping[str, Any], layer: Layer) -> Any:
@@ -87,7 +108,7 @@ def row_efficiency(table: Efficiency, layer: Layer, batch: int) -> tuple[float, 
     entry = _entry(table, layer)
     if entry is None:
         return 1.0, 1.0
-    fraction = entry if isinstance(entry, float) else table_value(entry, gemm_min_dim(layer, batch))
+    fraction = entry_value(entry, layer, batch)
     return (fraction, 1.0) if layer.unit is Unit.MATRIX else (1.0, fraction)
 
 

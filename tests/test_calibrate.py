@@ -146,3 +146,8 @@ def test_context_factors_take_medians_apart_for_rows_that_do_not_fit():
     assert p.kernel_overhead["conv"] == pytest.approx(20e-6) and p.kernel_overhead["relu"] == pytest.approx(2e-6)
     assert p.tiled_efficiency == {"conv": 0.5}  # tiled rows were 2x slower again than the rest
     assert apply_factors(base, {"conv": 0.5}, {}).efficiency["conv"] == {16: 1.0, 64: 1.0}  # at most 1
+
+
+def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
+    assert cal._table([(2, 49, 0.01), (2, 784, 0.03), (8, 49, 0.2)]) == {2: 0.02, 8: 0.2}
+    assert cal._table([(2, 49, 0.5), (8, 784, 0.52)]) == 0.51

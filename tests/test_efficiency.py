@@ -204,3 +204,19 @@ def test_tiled_efficiency_slows_only_rows_that_do_not_fit():
 def test_bad_tiled_efficiency_is_an_input_error(value, match):
     with pytest.raises(InputError, match=match):
         load_profile("edge_1mb", tiled_efficiency=value)
+
+
+def test_a_table_of_tables_reads_positions_inside_the_smallest_dimension():
+    t = {2: {49: 0.01, 784: 0.04}, 8: {49: 0.05, 784: 0.2}}
+    assert table_value(t, 2, 49) == 0.01 and table_value(t, 2, 784) == 0.04
+    assert table_value(t, 2, 196) == pytest.approx(0.025)  # half-way from 49 to 784 in log2
+    assert table_value(t, 4, 784) == pytest.approx(0.12)  # then half-way from 2 to 8
+    small, large = conv_layer(64, 64, 3, 32, 7), conv_layer(64, 64, 3, 32, 28)
+    assert row_efficiency({"conv_group": t}, small, 1) == (0.01, 1.0)
+    assert row_efficiency({"conv_group": t}, large, 1) == (0.04, 1.0)
+    p = load_profile("edge_1mb", efficiency={"conv_group": {"2": {"49": 0.01, "784": 0.04}}})
+    assert p.efficiency["conv_group"] == {2: {49: 0.01, 784: 0.04}}
+    with pytest.raises(InputError, match="all fractions or all tables"):
+        load_profile("edge_1mb", efficiency={"conv_group": {2: 0.1, 8: {49: 0.2}}})
+    with pytest.raises(InputError, match="must be a number"):
+        load_profile("edge_1mb", efficiency={"conv_group": {2: {49: {1: 0.5}}}})  # two levels at most
