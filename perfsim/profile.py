@@ -503,14 +503,15 @@ def parse_override(item: str) -> tuple[str, Any]:
 def layer_over(base: Mapping[str, Any], top: Mapping[str, Any], label: str) -> dict[str, Any]:
     """``top``'s fields over ``base``'s. A matrix unit given in ``top`` (``matrix_flops``, or a systolic
     array) replaces ``base``'s, of either kind; giving both kinds in ``top`` is an error."""
-    arrays = [f for f in ARRAY_FIELDS if f in top]
-    if arrays and "matrix_flops" in top:
+    arrays = [f for f in ARRAY_FIELDS if top.get(f) is not None]  # null: not given (a dumped profile)
+    flops = top.get("matrix_flops") is not None
+    if arrays and flops:
         raise InputError(f"{label}: give matrix_flops or a systolic array ({arrays[0]}, ...), not both: "
                          "the array's peak is 2 * array_rows * array_cols * array_clock")
     merged = dict(base)
     if arrays:
         merged.pop("matrix_flops", None)
-    elif "matrix_flops" in top:
+    elif flops:
         for f in ARRAY_FIELDS:
             merged.pop(f, None)
     merged.update(top)
@@ -567,6 +568,8 @@ def list_profiles() -> list[str]:
 
 def describe(profile: HardwareProfile) -> str:
     """One line: the numbers a person compares profiles by."""
+    array = (f" ({profile.array_rows}x{profile.array_cols} {profile.dataflow} array at {profile.array_clock / 1e9:g} GHz)"
+             if profile.systolic else "")
     return (f"SRAM {format_bytes(profile.sram_bytes)}, DRAM {profile.dram_bandwidth / 1e9:g} GB/s, "
-            f"matrix {profile.matrix_flops / 1e12:g} TFLOPS, vector {profile.vector_flops / 1e9:g} GFLOPS, "
+            f"matrix {profile.matrix_flops / 1e12:g} TFLOPS{array}, vector {profile.vector_flops / 1e9:g} GFLOPS, "
             f"{profile.weights} weights, {'overlap' if profile.overlap else 'serial'}, {profile.memory_policy}")

@@ -393,5 +393,12 @@ def format_totals(result: SimResult) -> str:
         f"{s.tiled_layers} of {s.layers} layers tiled",
         f"bound            {bc.data} data, {bc.matrix} matrix, {bc.vector} vector",
     ]
+    if p.systolic:
+        lines.append(f"array            {p.array_rows}x{p.array_cols} {p.dataflow} at {p.array_clock / 1e9:g} GHz: "
+                     f"{format_count(s.matrix_cycles)} cycles, utilisation {s.utilization:.1%} of peak while computing")
+    if s.energy_j:
+        parts = ", ".join(f"{name} {v * 1e6:.3g} µJ ({v / s.energy_j:.0%})" for name, v in
+                          (("MACs", s.energy_mac_j), ("SRAM", s.energy_sram_j), ("DRAM", s.energy_dram_j)))
+        lines.append(f"energy           {s.energy_j * 1e6:.4g} µJ per inference: {parts}")
     lines += [f"note             {n}" for n in s.notes]
     return "\n".join(lines)

@@ -3,19 +3,22 @@
 A SCALE-Sim (v2/v3) convolution topology has a header line, then one line per layer:
 ``name, IFMAP height, IFMAP width, filter height, filter width, channels, number of filters,
 stride,`` (a trailing comma; an optional sparsity cell such as ``2:4`` may follow). SCALE-Sim has
-no padding (the IFMAP sizes are padded sizes) and one stride for both directions; a layer whose
+no padding (the IFMAP sizes are padded sizes), one stride for both directions, and rounds the output
+size up (ceil((H - F + s) / s)); a layer whose
 name contains ``DP`` is depthwise: SCALE-Sim runs it as ``channels`` layers of one channel and
 ``number of filters`` filters each.
 
-``export_rows(graph)`` writes perfsim's matrix rows in that form: a conv with its padded input;
+``export_rows(graph)`` writes perfsim's matrix rows in that form: a conv with the extent of its
+padded input it reads, ((out - 1) * stride + kernel), so both roundings give its output size;
 a depthwise conv as a ``DP`` row (its name gets the marker, other names lose any ``DP`` they had);
 a grouped conv as one row per group (``_g0``, ``_g1``, ...); a linear as a 1x1 conv over an IFMAP
 of (rows x 1); a batched matmul as one such row per product (``_p0``, ...). Dilated convs and
 unequal strides have no SCALE-Sim form: refused, naming the layer.
 
-``read_topology(path)`` builds a graph of convs from such a file. A layer reads the previous
-layer's output when its channels are that output's channels and its IFMAP is that output plus an
-equal border on every side (the border becomes the conv's padding); otherwise it reads a network
+``read_topology(path)`` builds a graph of convs from such a file, with SCALE-Sim's output sizes. A
+layer reads the previous layer's output when its channels are that output's channels and a conv
+over that output with padding p = ceil((IFMAP - output) / 2) < kernel gives the layer's output size
+(the border becomes the conv's padding); otherwise it reads a network
 input of its own IFMAP size (as every SCALE-Sim layer reads its IFMAP from memory). Outputs no later
 layer reads are the network's outputs.
 """
@@ -55,7 +58,9 @@ class TopoRow(NamedTuple):
 
     @property
     def ofmap(self) -> tuple[int, int]:
-        return (self.ifmap_h - self.filter_h) // self.stride + 1, (self.ifmap_w - self.filter_w) // self.stride + 1
+        """SCALE-Sim's output size: ceil((H - F + s) / s) (rounded up, unlike a conv's floor)."""
+        s = self.stride
+        return -(-(self.ifmap_h - self.filter_h + s) // s), -(-(self.ifmap_w - self.filter_w + s) // s)
 
 
 # --------------------------------------------------------------------------
@@ -73,10 +78,12 @@ def _conv_rows(layer: Layer) -> list[TopoRow]:
         raise InputError(f"layer {shown(layer.name)}: a dilated conv has no SCALE-Sim topology form")
     if sh != sw:
         raise InputError(f"layer {shown(layer.name)}: stride {sh}x{sw}: SCALE-Sim has one stride for both sides")
-    ph, pw = layer.padding or (0, 0)
-    _, cin, h, w = layer.in_shape
+    _, cin = layer.in_shape[:2]
     cout, g = layer.out_shape[1], max(1, layer.groups)
-    hp, wp, name = h + 2 * ph, w + 2 * pw, _plain_name(layer.name)
+    ho, wo = layer.out_shape[2:4]
+    # the padded input's extent the conv reads: where (H + 2p - k) is not a multiple of the stride,
+    # PyTorch never reads the last rows, and SCALE-Sim (which rounds the output size up) would add one
+    hp, wp, name = (ho - 1) * sh + kh, (wo - 1) * sw + kw, _plain_name(layer.name)
     if g == 1:
         return [TopoRow(name, hp, wp, kh, kw, cin, cout, sh)]
     if g == cin:
@@ -161,12 +168,16 @@ def _conv_op(row: TopoRow, name: str, src: str, in_shape: tuple[int, ...], pad: 
 
 
 def _reads_previous(row: TopoRow, prev: Op | None) -> int | None:
-    """The padding under which ``row`` reads ``prev``'s output, or None."""
+    """The padding p under which ``row`` reads ``prev``'s output (a conv with padding p over it gives
+    the row's output size), or None."""
     if prev is None or prev.out_shape[1] != row.channels:
         return None
-    dh, dw = row.ifmap_h - prev.out_shape[2], row.ifmap_w - prev.out_shape[3]
-    ok = dh == dw and dh >= 0 and dh % 2 == 0 and dh // 2 < min(row.filter_h, row.filter_w)
-    return dh // 2 if ok else None
+    h, w = prev.out_shape[2:4]
+    pad = -(-(row.ifmap_h - h) // 2)
+    if not 0 <= pad < min(row.filter_h, row.filter_w):
+        return None
+    out = ((h + 2 * pad - row.filter_h) // row.stride + 1, (w + 2 * pad - row.filter_w) // row.stride + 1)
+    return pad if out == row.ofmap else None
 
 
 def graph_from_rows(rows: list[TopoRow], name: str) -> Graph:
