@@ -38,7 +38,9 @@ def cli() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("model")
+@click.argument("model", required=False)
+@click.option("--topology", type=click.Path(dir_okay=False), default=None,
+              help="Simulate the layers of a SCALE-Sim topology CSV instead of a MODEL.")
 @click.option("--profile", "profile_name", default="edge_1mb", show_default=True,
               help="Hardware profile: a name (see `perfsim profiles`) or a YAML path.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
@@ -56,7 +58,7 @@ def cli() -> None:
 @click.option("--no-plots", is_flag=True, help="Write the CSV and JSON only.")
 @click.option("--html", is_flag=True, help="Also write report.html: one self-contained page (tables, plots).")
 @click.option("--no-cache", is_flag=True, help="Lower the model again instead of using the graph cache.")
-def run(model, profile_name, overrides, out, batch, width, resolution, num_classes, input_shape, as_json,
+def run(model, topology, profile_name, overrides, out, batch, width, resolution, num_classes, input_shape, as_json,
         no_plots, html, no_cache):
     """Simulate MODEL on a hardware profile. MODEL is a zoo name (see `perfsim models`),
     path/to/file.py:factory, torchvision:NAME, timm:NAME or file.onnx.
@@ -69,8 +71,13 @@ def run(model, profile_name, overrides, out, batch, width, resolution, num_class
 
     options = ModelOptions(num_classes=num_classes, width=width, resolution=resolution,
                            input_shape=parse_shape(input_shape) if input_shape is not None else None)
+    if (model is None) == (topology is None):
+        raise click.UsageError("give a MODEL or --topology FILE.csv (one of them)")
+    if topology is not None and (width is not None or resolution != 1.0 or num_classes or input_shape):
+        raise click.UsageError("--topology takes the layers as the file gives them: no --width, --resolution, "
+                               "--classes or --input-shape")
     done = run_model(model, profile=profile_name, overrides=overrides, out=out, batch=batch, options=options,
-                     plots=not no_plots, use_cache=not no_cache, html=html)
+                     plots=not no_plots, use_cache=not no_cache, html=html, topology=topology)
 
     from .report import format_table, format_totals, summary_json
     if as_json:
@@ -242,6 +249,9 @@ from .cli_train import evaluate_cmd, pareto, train  # noqa: E402  (train, eval, 
 cli.add_command(train)
 cli.add_command(evaluate_cmd)
 cli.add_command(pareto)
+from .cli_systolic import export_topology as _export_topology  # noqa: E402
+
+cli.add_command(_export_topology)
 
 
 if __name__ == "__main__":  # pragma: no cover

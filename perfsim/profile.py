@@ -19,16 +19,18 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
 from .units import format_bytes, parse_quantity, shown
 
-# Fields SPEC.md reserves for later issues: known names, not yet simulated.
-RESERVED_FIELDS = (
-    "array_rows", "array_cols", "array_clock", "dataflow",
-    "energy_per_mac", "energy_per_sram_byte", "energy_per_dram_byte",
-)
+# Fields SPEC.md reserves for later issues: known names, not yet simulated (issue 11 made the
+# systolic array and energy fields real: docs/systolic.md).
+RESERVED_FIELDS: tuple[str, ...] = ()
+
+# A systolic matrix unit (docs/systolic.md): given together, instead of ``matrix_flops``.
+ARRAY_FIELDS = ("array_rows", "array_cols", "array_clock", "dataflow")
+ENERGY_FIELDS = ("energy_per_mac", "energy_per_sram_byte", "energy_per_dram_byte")
 
 _QUANTITY_FIELDS = {
     "sram_bytes": "bytes",
@@ -36,6 +38,10 @@ _QUANTITY_FIELDS = {
     "dram_latency": "seconds",
     "matrix_flops": "flops",
     "vector_flops": "flops",
+    "array_clock": "hertz",
+    "energy_per_mac": "joules",
+    "energy_per_sram_byte": "joules",
+    "energy_per_dram_byte": "joules",
 }
 
 # Physically sensible ranges, in base units (docs/model.md). Outside them a profile is refused:
@@ -46,7 +52,13 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "dram_latency": (0.0, 1.0, "0 s and 1 s"),
     "matrix_flops": (1.0, 1e18, "1 FLOPS and 1e18 FLOPS"),
     "vector_flops": (1.0, 1e18, "1 FLOPS and 1e18 FLOPS"),
+    "energy_per_mac": (0.0, 1e-6, "0 J and 1 uJ"),
+    "energy_per_sram_byte": (0.0, 1e-6, "0 J and 1 uJ"),
+    "energy_per_dram_byte": (0.0, 1e-6, "0 J and 1 uJ"),
 }
+ARRAY_SIDE_RANGE = (1, 2**16)  # PEs along one side of a systolic array
+# fields that only come together (a systolic array): held to these ranges as LIMITS' fields are
+ARRAY_LIMITS: dict[str, tuple[float, float, str]] = {"array_clock": (1.0, 1e12, "1 Hz and 1 THz")}
 BITS_RANGE = (1, 64)
 
 MAX_PROFILE_BYTES = 256 * 1024  # a profile is a dozen lines; a calibrated one carries ~200 measurements
@@ -153,7 +165,7 @@ class HardwareProfile(BaseModel):
     sram_bytes: int
     dram_bandwidth: float
     dram_latency: float = 0.0
-    matrix_flops: float
+    matrix_flops: float | None = None  # required, unless a systolic array gives it (2 * rows * cols * clock)
     vector_flops: float
     activation_bits: int = 8
     weight_bits: int = 8
@@ -170,6 +182,14 @@ class HardwareProfile(BaseModel):
     # a further factor on the efficiency of a row whose working set does not fit in SRAM (tiles > 1)
     tiled_efficiency: dict[str, float] = Field(default_factory=dict)
     calibration: Calibration | None = None
+    # docs/systolic.md: a systolic matrix unit instead of matrix_flops, and energy per access
+    array_rows: int | None = None
+    array_cols: int | None = None
+    array_clock: float | None = None
+    dataflow: Literal["os", "ws", "is"] | None = None
+    energy_per_mac: float = 0.0
+    energy_per_sram_byte: float = 0.0
+    energy_per_dram_byte: float = 0.0
 
     @field_validator("sram_bytes", mode="before")
     @classmethod
@@ -179,9 +199,12 @@ class HardwareProfile(BaseModel):
             raise ValueError(f"must be a whole number of bytes, got {b}")
         return int(b)
 
-    @field_validator("dram_bandwidth", "dram_latency", "matrix_flops", "vector_flops", mode="before")
+    @field_validator("dram_bandwidth", "dram_latency", "matrix_flops", "vector_flops", "array_clock",
+                     *ENERGY_FIELDS, mode="before")
     @classmethod
-    def _rate(cls, v: Any, info) -> float:
+    def _rate(cls, v: Any, info) -> float | None:
+        if v is None and info.field_name in ("matrix_flops", "array_clock"):
+            return None  # one of the two ways to give the matrix unit
         return _quantity_in_range(info.field_name, v)
 
     @field_validator("activation_bits", "weight_bits", "bias_bits", mode="before")
@@ -194,6 +217,46 @@ class HardwareProfile(BaseModel):
         if not BITS_RANGE[0] <= v <= BITS_RANGE[1]:
             raise ValueError(f"must be between {BITS_RANGE[0]} and {BITS_RANGE[1]} bits")
         return v
+
+    @field_validator("array_rows", "array_cols", mode="before")
+    @classmethod
+    def _side(cls, v: Any) -> int | None:
+        if v is None:
+            return None
+        if isinstance(v, str) and len(v) <= 20 and v.strip().isdecimal() and v.strip().isascii():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("must be a whole number of processing elements")
+        if not ARRAY_SIDE_RANGE[0] <= v <= ARRAY_SIDE_RANGE[1]:
+            raise ValueError(f"must be between {ARRAY_SIDE_RANGE[0]} and {ARRAY_SIDE_RANGE[1]}")
+        return v
+
+    @model_validator(mode="after")
+    def _matrix_unit(self) -> "HardwareProfile":
+        """Either ``matrix_flops`` or a whole systolic array (all of ARRAY_FIELDS), whose peak it then is."""
+        given = [f for f in ARRAY_FIELDS if getattr(self, f) is not None]
+        if not given:
+            if self.matrix_flops is None:
+                raise ValueError("give matrix_flops, or a systolic array (array_rows, array_cols, array_clock, "
+                                 "dataflow)")
+            return self
+        if len(given) < len(ARRAY_FIELDS):
+            missing = ", ".join(f for f in ARRAY_FIELDS if f not in given)
+            raise ValueError(f"a systolic array needs {', '.join(ARRAY_FIELDS)}; missing {missing}")
+        peak = 2.0 * self.array_rows * self.array_cols * self.array_clock
+        if self.matrix_flops is not None and self.matrix_flops != peak:
+            raise ValueError("give matrix_flops or a systolic array (array_rows, ...), not both: "
+                             "the array's peak is 2 * array_rows * array_cols * array_clock")
+        lo, hi, text = LIMITS["matrix_flops"]
+        if not lo <= peak <= hi:
+            raise ValueError(f"the array's peak 2 * rows * cols * clock must be between {text}")
+        self.__dict__["matrix_flops"] = peak  # frozen: set once, while validating
+        return self
+
+    @property
+    def systolic(self) -> bool:
+        """The matrix unit is a systolic array (docs/systolic.md)."""
+        return self.array_rows is not None
 
     @field_validator("efficiency", mode="before")
     @classmethod
@@ -247,7 +310,7 @@ class HardwareProfile(BaseModel):
 def _quantity_in_range(field: str, v: Any) -> float:
     """A quantity field parsed into base units and held to ``LIMITS``."""
     x = parse_quantity(v, _QUANTITY_FIELDS[field], field=field)
-    lo, hi, text = LIMITS[field]
+    lo, hi, text = LIMITS[field] if field in LIMITS else ARRAY_LIMITS[field]
     if lo > 0 and x <= 0:
         raise ValueError("must be positive")
     if x < 0:
@@ -428,6 +491,7 @@ def _read(name: str, relative_to: Path | None, seen: tuple[str, ...]) -> dict[st
     if not isinstance(data, dict):
         raise InputError(f"profile {shown(name)}: expected a mapping of fields, got {type(data).__name__}")
     data.setdefault("name", Path(str(origin)).stem if isinstance(origin, Path) else Path(origin.name).stem)
+    data = layer_over({}, data, f"profile {shown(name)}")  # one file gives one kind of matrix unit
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -436,8 +500,7 @@ def _read(name: str, relative_to: Path | None, seen: tuple[str, ...]) -> dict[st
     base_dir = origin.parent if isinstance(origin, Path) else None
     merged = _read(str(parent), base_dir, seen + (key,))
     merged.pop("description", None)
-    merged.update(data)
-    return merged
+    return layer_over(merged, data, f"profile {shown(name)}")
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -459,6 +522,24 @@ def parse_override(item: str) -> tuple[str, Any]:
     except (yaml.YAMLError, ValueError, OverflowError):
         value = raw
     return key, value
+
+
+def layer_over(base: Mapping[str, Any], top: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """``top``'s fields over ``base``'s. A matrix unit given in ``top`` (``matrix_flops``, or a systolic
+    array) replaces ``base``'s, of either kind; giving both kinds in ``top`` is an error."""
+    arrays = [f for f in ARRAY_FIELDS if top.get(f) is not None]  # null: not given (a dumped profile)
+    flops = top.get("matrix_flops") is not None
+    if arrays and flops:
+        raise InputError(f"{label}: give matrix_flops or a systolic array ({arrays[0]}, ...), not both: "
+                         "the array's peak is 2 * array_rows * array_cols * array_clock")
+    merged = dict(base)
+    if arrays:
+        merged.pop("matrix_flops", None)
+    elif flops:
+        for f in ARRAY_FIELDS:
+            merged.pop(f, None)
+    merged.update(top)
+    return merged
 
 
 def build_profile(data: Mapping[str, Any], label: str = "profile") -> HardwareProfile:
@@ -490,11 +571,13 @@ def load_profile(name_or_path: str | HardwareProfile = "edge_1mb", **overrides: 
     """Load a profile by registry name or path and apply field overrides."""
     if isinstance(name_or_path, HardwareProfile):
         data = name_or_path.model_dump()
+        if name_or_path.systolic:
+            data.pop("matrix_flops")  # derived from the array
     else:
         data = _read(str(name_or_path), None, ())
-    if overrides:
-        data.update(overrides)
     label = f"profile {shown(data.get('name', name_or_path))}"
+    if overrides:
+        data = layer_over(data, overrides, label)
     return build_profile(data, label)
 
 
@@ -509,6 +592,8 @@ def list_profiles() -> list[str]:
 
 def describe(profile: HardwareProfile) -> str:
     """One line: the numbers a person compares profiles by."""
+    array = (f" ({profile.array_rows}x{profile.array_cols} {profile.dataflow} array at {profile.array_clock / 1e9:g} GHz)"
+             if profile.systolic else "")
     return (f"SRAM {format_bytes(profile.sram_bytes)}, DRAM {profile.dram_bandwidth / 1e9:g} GB/s, "
-            f"matrix {profile.matrix_flops / 1e12:g} TFLOPS, vector {profile.vector_flops / 1e9:g} GFLOPS, "
+            f"matrix {profile.matrix_flops / 1e12:g} TFLOPS{array}, vector {profile.vector_flops / 1e9:g} GFLOPS, "
             f"{profile.weights} weights, {'overlap' if profile.overlap else 'serial'}, {profile.memory_policy}")

@@ -21,6 +21,8 @@ from .results import COLUMNS, Bound, SimResult
 from .units import format_bytes, format_count, format_seconds
 
 PLOTS = ("time_per_layer.png", "sram_occupancy.png", "dram_traffic.png", "roofline.png")
+# written when the profile has a systolic array / energy figures (docs/systolic.md)
+OPTIONAL_PLOTS = {"utilization": "utilization.png", "energy": "energy.png"}
 
 _COLORS = {Bound.DATA: "#4C72B0", Bound.MATRIX: "#DD8452", Bound.VECTOR: "#55A868",
            "read": "#4C72B0", "write": "#C44E52", "spill": "#8172B3"}
@@ -86,9 +88,9 @@ def _figure(result: SimResult, axes_height: float = 3.6):
     return None, fig, ax
 
 
-def _legend(ax) -> None:
+def _legend(ax, ncol: int = 4) -> None:
     """Above the axes, under the title: never over the bars."""
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=4, fontsize=8, frameon=False,
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=ncol, fontsize=8, frameon=False,
               borderaxespad=0.2)
 
 
@@ -118,11 +120,11 @@ def _title(result: SimResult, what: str) -> str:
             f"{'overlap' if p.overlap else 'serial'}, {p.memory_policy}")
 
 
-def _finish(plt, fig, ax, result: SimResult, title: str, path: Path) -> None:
+def _finish(plt, fig, ax, result: SimResult, title: str, path: Path, ncol: int = 4) -> None:
     """Title, legend above the axes, grid, layer axis; save (margins were fixed in _figure:
     tight_layout would cost a whole extra draw per figure)."""
     ax.set_title(_title(result, title), fontsize=10, pad=20)
-    _legend(ax)
+    _legend(ax, ncol)
     ax.grid(axis="y", alpha=0.3)
     _layer_axis(ax, result)
     fig.savefig(path, format="png")
@@ -262,16 +264,17 @@ def _plot_key(result: SimResult) -> str:
 
 
 def cached_plots(result: SimResult, folder: Path, *, enabled: bool = True) -> None:
-    """The four plots: copied from the plot cache when an identical result was drawn before (a warm
-    re-run), else rendered and stored there (``$PERFSIM_CACHE_DIR/plots/``). A cache that cannot be read
-    or written is skipped: the plots are rendered."""
+    """The plots (``plot_jobs``): copied from the plot cache when an identical result was drawn before
+    (a warm re-run), else rendered and stored there (``$PERFSIM_CACHE_DIR/plots/``). A cache that cannot
+    be read or written is skipped: the plots are rendered."""
     import shutil
 
     from .cache import cache_dir
+    names = [path.name for _, _, path in plot_jobs(result, folder)]
     entry = cache_dir() / "plots" / _plot_key(result) if enabled else None
-    if entry is not None and all((entry / f).is_file() for f in PLOTS):
+    if entry is not None and all((entry / f).is_file() for f in names):
         try:
-            for f in PLOTS:
+            for f in names:
                 shutil.copyfile(entry / f, folder / f)
             return
         except OSError:
@@ -280,16 +283,16 @@ def cached_plots(result: SimResult, folder: Path, *, enabled: bool = True) -> No
     if entry is not None:
         if entry.exists():  # damaged (a file missing): replaced
             shutil.rmtree(entry, ignore_errors=True)
-        _store_plots(folder, entry)
+        _store_plots(folder, entry, names)
 
 
-def _store_plots(folder: Path, entry: Path) -> None:
+def _store_plots(folder: Path, entry: Path, names: list[str]) -> None:
     import shutil
     import tempfile
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".plots.", dir=entry.parent))
-        for f in PLOTS:
+        for f in names:
             shutil.copyfile(folder / f, tmp / f)
         try:
             os.rename(tmp, entry)  # atomic; another run may have stored the same plots first
@@ -299,16 +302,79 @@ def _store_plots(folder: Path, entry: Path) -> None:
         pass
 
 
+def plot_utilization(result: SimResult, path: Path) -> None:
+    """Each matrix row's achieved fraction of the array's peak (docs/systolic.md)."""
+    rows = result.rows
+    plt, fig, ax = _figure(result)
+    labels = sorted({r.op for r in rows if r.unit is Unit.MATRIX})
+    cmap = matplotlib_cmap(len(labels))
+    for j, label in enumerate(labels):
+        idx = [i for i, r in enumerate(rows) if r.unit is Unit.MATRIX and r.op == label]
+        ax.bar(idx, [rows[i].utilization * 100 for i in idx], width=0.8, color=cmap[j], label=label)
+    s = result.totals
+    ax.axhline(s.utilization * 100, color="k", linestyle="--", linewidth=1,
+               label=f"network {s.utilization:.1%}")
+    ax.set_ylabel("matrix unit utilisation (% of peak)")
+    ax.set_ylim(0, 105)
+    p = result.profile
+    what = (f"{p.array_rows}x{p.array_cols} {p.dataflow} array, utilisation per layer" if p.systolic
+            else "matrix unit utilisation per layer")
+    _finish(plt, fig, ax, result, what, path, ncol=len(labels) + 1)
+
+
+def plot_energy(result: SimResult, path: Path) -> None:
+    """Energy per layer, stacked by where it goes: MACs, SRAM accesses, DRAM traffic."""
+    rows = result.rows
+    plt, fig, ax = _figure(result)
+    x = list(range(len(rows)))
+    top = max((r.energy_j for r in rows), default=0.0)
+    scale, unit = next(((f, u) for f, u in ((1.0, "J"), (1e3, "mJ"), (1e6, "µJ"), (1e9, "nJ"), (1e12, "pJ"))
+                        if top * f >= 1), (1e12, "pJ"))
+    s = result.totals
+    bottom = [0.0] * len(rows)
+    for term, label, color, total in (("energy_mac_j", "MACs", _COLORS[Bound.MATRIX], s.energy_mac_j),
+                                      ("energy_sram_j", "SRAM accesses", "#8172B3", s.energy_sram_j),
+                                      ("energy_dram_j", "DRAM traffic", _COLORS[Bound.DATA], s.energy_dram_j)):
+        vals = [getattr(r, term) * scale for r in rows]
+        share = total / s.energy_j if s.energy_j else 0.0
+        ax.bar(x, vals, bottom=bottom, width=0.8, color=color, linewidth=0, label=f"{label} ({share:.0%})")
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel(f"energy per layer ({unit})")
+    ax.set_ylim(0, max(bottom + [1e-30]) * 1.05)
+    _finish(plt, fig, ax, result, f"energy {s.energy_j * 1e6:.3g} µJ per inference", path)
+
+
+def matplotlib_cmap(n: int) -> list:
+    import matplotlib
+    cmap = matplotlib.colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+_PLOTTERS = {"time": plot_time, "sram": plot_sram, "traffic": plot_traffic, "roofline": plot_roofline,
+             "utilization": plot_utilization, "energy": plot_energy}
+
+
 def _render(job: tuple[str, SimResult, Path]) -> None:
     name, result, path = job
-    {"time": plot_time, "sram": plot_sram, "traffic": plot_traffic, "roofline": plot_roofline}[name](result, path)
+    _PLOTTERS[name](result, path)
+
+
+def plot_jobs(result: SimResult, folder: Path) -> list[tuple[str, SimResult, Path]]:
+    """The four plots, then utilisation on a systolic array and energy when the profile prices it."""
+    jobs = [(n, result, folder / f) for n, f in zip(("time", "sram", "traffic", "roofline"), PLOTS)]
+    p = result.profile
+    if p.systolic:
+        jobs.append(("utilization", result, folder / OPTIONAL_PLOTS["utilization"]))
+    if p.energy_per_mac or p.energy_per_sram_byte or p.energy_per_dram_byte:
+        jobs.append(("energy", result, folder / OPTIONAL_PLOTS["energy"]))
+    return jobs
 
 
 def write_plots(result: SimResult, folder: Path, *, parallel: bool | None = None) -> None:
-    """Render the four plots; on a multi-core Linux machine, in two forked workers (~2x faster)."""
+    """Render the plots (plot_jobs); on a multi-core Linux machine, in two forked workers (~2x faster)."""
     import matplotlib.backends.backend_agg  # noqa: F401  (imported once, before any fork)
     import matplotlib.figure  # noqa: F401
-    jobs = [(n, result, folder / f) for n, f in zip(("time", "sram", "traffic", "roofline"), PLOTS)]
+    jobs = plot_jobs(result, folder)
     if parallel is None:
         parallel = (os.cpu_count() or 1) > 1 and hasattr(os, "fork") and not os.environ.get("PERFSIM_SERIAL_PLOTS")
     if parallel:
@@ -316,7 +382,7 @@ def write_plots(result: SimResult, folder: Path, *, parallel: bool | None = None
         try:
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(2, initializer=_worker_signals) as pool:
-                pool.map(_render, jobs, chunksize=2)
+                pool.map(_render, jobs, chunksize=-(-len(jobs) // 2))
             return
         except (OSError, ValueError):
             pass  # no fork here (or no resources): render serially
@@ -387,5 +453,12 @@ def format_totals(result: SimResult) -> str:
         f"{s.tiled_layers} of {s.layers} layers tiled",
         f"bound            {bc.data} data, {bc.matrix} matrix, {bc.vector} vector",
     ]
+    if p.systolic:
+        lines.append(f"array            {p.array_rows}x{p.array_cols} {p.dataflow} at {p.array_clock / 1e9:g} GHz: "
+                     f"{format_count(s.matrix_cycles)} cycles, utilisation {s.utilization:.1%} of peak while computing")
+    if s.energy_j:
+        parts = ", ".join(f"{name} {v * 1e6:.3g} µJ ({v / s.energy_j:.0%})" for name, v in
+                          (("MACs", s.energy_mac_j), ("SRAM", s.energy_sram_j), ("DRAM", s.energy_dram_j)))
+        lines.append(f"energy           {s.energy_j * 1e6:.4g} µJ per inference: {parts}")
     lines += [f"note             {n}" for n in s.notes]
     return "\n".join(lines)

@@ -28,6 +28,9 @@ COLUMNS = (
     "t_vector_s", "t_total_s", "bound",
     # extras
     "refetch_bytes", "transfers", "plan", "t_overhead_s",
+    # systolic array and energy (docs/systolic.md)
+    "matrix_cycles", "utilization", "sram_access_bytes", "energy_mac_j", "energy_sram_j", "energy_dram_j",
+    "energy_j",
 )
 
 
@@ -112,6 +115,13 @@ class LayerResult(NamedTuple):
     transfers: int
     plan: Plan
     t_overhead_s: float  # fixed cost of the row's kernels (profile kernel_overhead), in t_total_s
+    matrix_cycles: int  # cycles on the systolic array (0 without one, or off the matrix unit)
+    utilization: float  # achieved MAC rate during t_matrix_s / the matrix unit's peak (0 off it)
+    sram_access_bytes: int  # bytes read from and written to SRAM (perfsim.energy)
+    energy_mac_j: float
+    energy_sram_j: float
+    energy_dram_j: float
+    energy_j: float
     kind: OpKind
 
     def as_tuple(self) -> tuple:
@@ -164,6 +174,13 @@ class Summary:
     t_vector_s: float
     t_overhead_s: float
     notes: tuple[str, ...]
+    matrix_cycles: int
+    utilization: float  # 2 * MACs of matrix rows / (matrix peak * their t_matrix_s)
+    sram_access_bytes: int
+    energy_mac_j: float
+    energy_sram_j: float
+    energy_dram_j: float
+    energy_j: float
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of ``summary.json``."""

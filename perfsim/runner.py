@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import InputError
-from .sources import LoweredModel, ModelOptions, ModelSource, load_graph
+from .sources import LoweredModel, ModelOptions, ModelSource, SourceKind, load_graph
 
 
 def simulator():
@@ -39,19 +39,26 @@ def default_folder(model_label: str, options: ModelOptions, profile_name: str,
     return Path("reports") / safe_name(model_part) / safe_name(profile_part)
 
 
-def run_model(model: str, *, profile: str = "edge_1mb", overrides: Sequence[str] = (), out: str | Path | None = None,
+def run_model(model: str | None, *, profile: str = "edge_1mb", overrides: Sequence[str] = (), out: str | Path | None = None,
               batch: int = 1, options: ModelOptions = ModelOptions(), plots: bool = True,
-              use_cache: bool = True, html: bool = False) -> RunOutcome:
+              use_cache: bool = True, html: bool = False, topology: str | Path | None = None) -> RunOutcome:
     """Lower ``model`` (or take it from the cache), simulate it on ``profile`` with ``overrides``
     (``field=value`` strings) and write the report folder (``out`` or reports/<model>/<profile>/)."""
     if batch < 1:
         raise InputError(f"--batch must be a positive integer, got {batch}")
-    source = ModelSource.parse(model)
-    source.check(options)  # bad model options fail before the profile is read (and before torch)
+    if topology is None:
+        source = ModelSource.parse(model)
+        source.check(options)  # bad model options fail before the profile is read (and before torch)
     from .profile import load_profile, parse_override
     pairs = [parse_override(o) for o in overrides]
     hw = load_profile(profile, **dict(pairs))
-    lowered = load_graph(source, options, use_cache=use_cache)
+    if topology is None:
+        lowered = load_graph(source, options, use_cache=use_cache)
+    else:  # a SCALE-Sim topology CSV (perfsim.topology): torch-free
+        from .topology import read_topology
+        graph = read_topology(topology)
+        lowered = LoweredModel(graph=graph, source=ModelSource(SourceKind.FILE, graph.name, Path(topology)),
+                               input_shape=tuple(graph.input_shape[1:]), cache_hit=False)
     result = simulator()(lowered.graph, hw, batch=batch, model=lowered.graph.name)
 
     from .report import write_report

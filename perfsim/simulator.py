@@ -13,9 +13,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import InputError
+from .energy import row_energy
 from .graph import Graph, Layer, Unit
 from .memory import plan_memory, tensor_bytes
 from .results import Bound, BoundCounts, LayerResult, SimResult, Summary, Traffic
+from .systolic import run_on_array
 from .timing import layer_times, row_efficiency, row_overhead, tiled_factor
 
 if TYPE_CHECKING:
@@ -54,18 +56,29 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
         matrix_eff, vector_eff = ((matrix_eff * factor, vector_eff) if layer.unit is Unit.MATRIX
                                   else (matrix_eff, vector_eff * factor))
     overhead = row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
-    t = layer_times(p, dram_bytes=tr.read_bytes + tr.write_bytes, transfers=tr.transfers, macs=macs,
-                    vector_ops=vops, matrix_efficiency=matrix_eff, vector_efficiency=vector_eff, overhead_s=overhead)
+    run = run_on_array(layer, batch, p.array_rows, p.array_cols, p.dataflow) \
+        if p.systolic and layer.unit is Unit.MATRIX else None
+    dram_bytes = tr.read_bytes + tr.write_bytes
+    t = layer_times(p, dram_bytes=dram_bytes, transfers=tr.transfers, macs=macs, vector_ops=vops,
+                    matrix_efficiency=matrix_eff, vector_efficiency=vector_eff, overhead_s=overhead,
+                    matrix_cycles=run.cycles if run is not None else None)
+    in_bytes, out_bytes = sum(sizes[t] for t in layer.inputs), sizes[layer.output]
+    e = row_energy(p, layer, batch, macs=macs, dram_bytes=dram_bytes, in_bytes=in_bytes,
+                   weight_bytes=weight_bytes, out_bytes=out_bytes)
     return LayerResult(
         layer=layer.name, op=layer.op, unit=layer.unit,
         in_shape=_shape(layer.in_shape, batch), out_shape=_shape(layer.out_shape, batch),
         kernel=_pair(layer.kernel), stride=_pair(layer.stride), groups=layer.groups,
         macs=macs, flops=2 * macs, vector_ops=vops, params=layer.params, weight_bytes=weight_bytes,
-        in_bytes=sum(sizes[t] for t in layer.inputs), out_bytes=sizes[layer.output],
+        in_bytes=in_bytes, out_bytes=out_bytes,
         sram_used_bytes=tr.sram_bytes, dram_read_bytes=tr.read_bytes, dram_write_bytes=tr.write_bytes,
         spill_bytes=tr.spill_bytes, tiles=tr.tiles, t_data_s=t.data_s, t_matrix_s=t.matrix_s,
         t_vector_s=t.vector_s, t_total_s=t.total_s, bound=t.bound, refetch_bytes=tr.refetch_bytes,
-        transfers=tr.transfers, plan=tr.plan, t_overhead_s=t.overhead_s, kind=layer.kind,
+        transfers=tr.transfers, plan=tr.plan, t_overhead_s=t.overhead_s,
+        matrix_cycles=run.cycles if run is not None else 0,
+        utilization=2 * macs / (p.matrix_flops * t.matrix_s) if t.matrix_s else 0.0,
+        sram_access_bytes=e.sram_access_bytes, energy_mac_j=e.mac_j, energy_sram_j=e.sram_j,
+        energy_dram_j=e.dram_j, energy_j=e.total_j, kind=layer.kind,
     )
 
 
@@ -99,4 +112,14 @@ def _summary(graph: Graph, p: HardwareProfile, batch: int, model: str, rows: Seq
         bound_counts=BoundCounts(**{b.value: sum(1 for r in rows if r.bound is b) for b in Bound}),
         t_data_s=sum(r.t_data_s for r in rows), t_matrix_s=sum(r.t_matrix_s for r in rows),
         t_vector_s=sum(r.t_vector_s for r in rows), t_overhead_s=sum(r.t_overhead_s for r in rows), notes=notes,
+        matrix_cycles=sum(r.matrix_cycles for r in rows), utilization=_utilization(rows, p),
+        sram_access_bytes=sum(r.sram_access_bytes for r in rows), energy_mac_j=sum(r.energy_mac_j for r in rows),
+        energy_sram_j=sum(r.energy_sram_j for r in rows), energy_dram_j=sum(r.energy_dram_j for r in rows),
+        energy_j=sum(r.energy_j for r in rows),
     )
+
+
+def _utilization(rows: Sequence[LayerResult], p: HardwareProfile) -> float:
+    """The matrix unit's achieved fraction of peak over the time it computes."""
+    t = sum(r.t_matrix_s for r in rows)
+    return 2 * sum(r.macs for r in rows if r.unit is Unit.MATRIX) / (p.matrix_flops * t) if t else 0.0

@@ -1,7 +1,8 @@
 """Timing: a row's bytes and ops -> seconds (SPEC "Timing"). Pure, torch-free.
 
     data     = (DRAM read + write bytes) / dram_bandwidth + transfers * dram_latency
-    matrix   = 2 * MACs / (matrix_flops * matrix_efficiency)
+    matrix   = 2 * MACs / (matrix_flops * matrix_efficiency), or on a systolic array
+               cycles / (array_clock * matrix_efficiency) (cycles from perfsim.systolic)
     vector   = vector ops / (vector_flops * vector_efficiency)
     overhead = the kernel_overhead of every kernel the row runs
     total    = data + matrix + vector + overhead, or max(data, matrix + vector) + overhead with ``overlap``
@@ -129,11 +130,15 @@ def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: b
 
 
 def layer_times(profile: HardwareProfile, *, dram_bytes: int, transfers: int, macs: int, vector_ops: int,
-                matrix_efficiency: float = 1.0, vector_efficiency: float = 1.0, overhead_s: float = 0.0) -> LayerTimes:
-    """One row's time terms."""
+                matrix_efficiency: float = 1.0, vector_efficiency: float = 1.0, overhead_s: float = 0.0,
+                matrix_cycles: int | None = None) -> LayerTimes:
+    """One row's time terms (``matrix_cycles``: the row's cycles on the profile's systolic array)."""
     p = profile
     data = dram_bytes / p.dram_bandwidth + transfers * p.dram_latency
-    matrix = 2 * macs / (p.matrix_flops * matrix_efficiency)
+    if matrix_cycles is None:
+        matrix = 2 * macs / (p.matrix_flops * matrix_efficiency)
+    else:
+        matrix = matrix_cycles / (p.array_clock * matrix_efficiency)
     vector = vector_ops / (p.vector_flops * vector_efficiency)
     total = max(data, matrix + vector) if p.overlap else data + matrix + vector
     if overhead_s:

@@ -343,7 +343,7 @@ BAD = {
     "negative bandwidth": (["run", "mobilenet", "--set", "dram_bandwidth=-1GB/s"], ["dram_bandwidth"]),
     "bad unit": (["run", "mobilenet", "--set", "dram_bandwidth=1GB"], ["dram_bandwidth", "B/s"]),
     "unknown --set field": (["run", "mobilenet", "--set", "foo=1"], ["foo", "unknown field"]),
-    "reserved field": (["run", "mobilenet", "--set", "energy_per_mac=0.2pJ"], ["energy_per_mac", "reserved"]),
+    "energy in watts": (["run", "mobilenet", "--set", "energy_per_mac=0.2pW"], ["energy_per_mac", "joules"]),  # issue 11: a field now
     "--set without =": (["run", "mobilenet", "--set", "sram_bytes"], ["field=value"]),
     "batch 0": (["run", "mobilenet", "--batch", "0"], ["--batch"]),
     "batch negative": (["run", "mobilenet", "--batch", "-2"], ["--batch"]),

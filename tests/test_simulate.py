@@ -244,7 +244,9 @@ def test_summary_json_keys_in_order(skip_graph):
     keys = ["model", "profile", "perfsim_version", "batch", "input_shape", "latency_s", "latency_per_sample_s",
             "macs", "flops", "vector_ops", "params", "params_inference", "model_size_bytes", "dram_read_bytes",
             "dram_write_bytes", "spill_bytes", "refetch_bytes", "preload_bytes", "peak_sram_bytes", "layers",
-            "tiled_layers", "bound_counts", "t_data_s", "t_matrix_s", "t_vector_s", "t_overhead_s", "notes"]
+            "tiled_layers", "bound_counts", "t_data_s", "t_matrix_s", "t_vector_s", "t_overhead_s", "notes",
+            "matrix_cycles", "utilization", "sram_access_bytes", "energy_mac_j", "energy_sram_j", "energy_dram_j",
+            "energy_j"]  # issue 11 (docs/systolic.md)
     r = simulate(skip_graph, profile(), batch=2)
     assert list(r.summary) == keys
     assert r.summary["input_shape"] == [2, 3, 4, 4] and isinstance(r.summary["notes"], list)
