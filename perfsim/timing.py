@@ -22,11 +22,12 @@ A profile without either field gives SPEC's times bit for bit.
 from __future__ import annotations
 
 from bisect import bisect_left
-from math import log2, prod
+from math import log2
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
-from .graph import Layer, OpKind, Unit
+from .graph import Layer, Unit
 from .results import Bound
+from .systolic import gemm_dims as products
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
@@ -44,23 +45,11 @@ class LayerTimes(NamedTuple):
 
 
 def gemm_dims(layer: Layer, batch: int) -> tuple[int, int, int]:
-    """(M, N, K) of one matrix product of the row: a conv per group, M the output positions of the batch,
-    N the output channels of a group, K the inputs of one output; a linear M rows (tokens x batch), N out
-    and K in features; a batched matmul one head's product."""
-    out = layer.out_shape
-    elems = prod(out[1:]) if len(out) > 1 else 1
-    if not layer.macs or not elems:
-        return 1, 1, 1
-    k = max(1, layer.macs // elems)
-    if layer.kind is OpKind.CONV and len(out) >= 3:
-        n = max(1, out[1] // max(1, layer.groups))
-        m = prod(out[2:]) * batch
-    elif layer.kind is OpKind.MATMUL and len(out) >= 3:
-        n, m = out[-1], out[-2]  # the leading dims are separate products (heads, windows)
-    else:
-        n = out[-1]
-        m = max(1, elems // n) * batch
-    return max(1, m), max(1, n), k
+    """(M, N, K) of one matrix product of the row (``perfsim.systolic.gemm_dims``, the one rule): a conv
+    per group, M the output positions of the batch, N the output channels of a group, K the inputs of one
+    output; a linear M rows (tokens x batch), N out and K in features; a batched matmul one head's product."""
+    g = products(layer, batch)
+    return max(1, g.m), max(1, g.n), max(1, g.k)
 
 
 def gemm_min_dim(layer: Layer, batch: int) -> int:

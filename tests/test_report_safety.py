@@ -401,7 +401,8 @@ def test_a_signal_mid_write_leaves_no_temporaries_and_the_old_report(tmp_path, w
 
 
 def test_sigterm_while_the_plots_render_in_forked_workers(tmp_path, warm_cache):
-    proc = _spawn(tmp_path, warm_cache, "run", "mobilenet", "--out", "rep")
+    # --no-cache: the plots are drawn (a warm run would copy them from the plot cache at once)
+    proc = _spawn(tmp_path, warm_cache, "run", "mobilenet", "--out", "rep", "--no-cache")
     _wait_for(_tmp_with(tmp_path, "summary.json"))  # written just before the plots start
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(60)
