@@ -90,6 +90,12 @@ class _Progress:
             self.bar.close()
 
 
+def _import_plotting() -> None:
+    """matplotlib's figure and Agg canvas: most of the time a sweep's plot takes."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("models", nargs=-1, required=True)
 @click.option("--profile", "profile_name", default="edge_1mb", show_default=True,
@@ -118,7 +124,7 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     from .profile import load_profile, parse_override
     from .runner import simulator  # noqa: F401  (the simulator's import errors surface here, not in a worker)
     from .sources import ModelSource, load_graph
-    from .sweep import check_grid, connect, parse_vary, sweep_frame
+    from .sweep import check_grid, connect, meanwhile, parse_vary, sweep_frame
     if batch < 1:
         raise InputError(f"--batch must be a positive integer, got {batch}")
     sources = [ModelSource.parse(m) for m in models]
@@ -130,8 +136,9 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     progress = _Progress(n * len(graphs), "sweep")
     try:
         import pandas as pd
-        frame = pd.concat([sweep_frame(g, base, axes, batch=batch, model=g.name, client=client, progress=progress)
-                           for g in graphs], ignore_index=True)
+        with meanwhile(_import_plotting if not no_plots else (lambda: None)):
+            frame = pd.concat([sweep_frame(g, base, axes, batch=batch, model=g.name, client=client,
+                                           progress=progress) for g in graphs], ignore_index=True)
     finally:
         progress.close()
         if client is not None:

@@ -17,6 +17,7 @@ Torch-free. docs/explore.md states the rules.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -439,12 +440,34 @@ def _parallel(graph: Graph, profiles: list[HardwareProfile], batch: int) -> list
         _JOB = (graph, profiles, batch)
         try:
             with multiprocessing.get_context("fork").Pool(2, initializer=_worker_signals) as pool:
-                return pool.map(_plan_one, range(len(profiles)), chunksize=max(1, len(profiles) // 8))
+                pending = pool.map_async(_plan_one, range(len(profiles)), chunksize=max(1, len(profiles) // 8))
+                _run_meanwhile()  # after the fork: nothing the workers inherit is half-imported
+                return pending.get()
         except (OSError, ValueError):
             pass  # no fork here (or no resources): plan serially
         finally:
             _JOB = ()
     return [_plan_group(graph, p, batch) for p in profiles]
+
+
+_MEANWHILE: list[Callable[[], None]] = []
+
+
+@contextlib.contextmanager
+def meanwhile(fn: Callable[[], None]):
+    """Run ``fn`` once in this process while forked workers plan (e.g. import the plotting library the
+    command needs next): the two overlap on a multi-core machine. Serial plans leave it to the caller."""
+    _MEANWHILE.append(fn)
+    try:
+        yield
+    finally:
+        if fn in _MEANWHILE:
+            _MEANWHILE.remove(fn)
+
+
+def _run_meanwhile() -> None:
+    while _MEANWHILE:
+        _MEANWHILE.pop(0)()
 
 
 def _plan_one(i: int) -> _Group:
