@@ -143,7 +143,7 @@ def fit_tiled(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]
     from .simulator import simulate
     factors: dict[str, list[float]] = {}
     for bench, _layer, spread in results:
-        row = simulate(_graph_of(bench), profile).rows[0]
+        row = simulate(_built(bench)[1], profile).rows[0]
         compute = row.t_matrix_s + row.t_vector_s
         beyond = spread.median_s - row.t_data_s - row.t_overhead_s
         if row.tiles > 1 and compute > 0 and beyond > 0:
@@ -156,18 +156,17 @@ def fit_tiled(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]
     return out
 
 
-_GRAPHS: dict[str, Any] = {}
+_BUILT: dict[str, tuple[nn.Module, Any]] = {}
 
 
-def _graph_of(bench: Bench):
-    """The benchmark's lowered graph, built once per process (its module kept beside it)."""
+def _built(bench: Bench) -> tuple[nn.Module, Any]:
+    """The benchmark's module and its lowered graph, built once per process."""
     from .lowering import lower
-    key = bench.label + bench.what
-    if key not in _GRAPHS:
+    key = f"{bench.label}: {bench.what}"
+    if key not in _BUILT:
         module = bench.make().eval()
-        _GRAPHS[key + ":module"] = module
-        _GRAPHS[key] = lower(module, bench.shape, name=bench.label)
-    return _GRAPHS[key]
+        _BUILT[key] = module, lower(module, bench.shape, name=bench.label)
+    return _BUILT[key]
 
 
 def benches(quick: bool) -> list[Bench]:
@@ -250,11 +249,6 @@ def caches_os() -> dict[int, int]:
     return out
 
 
-def llc_bytes_os() -> int | None:
-    caches = caches_os()
-    return caches[max(caches)] if caches else None
-
-
 def measure_memory(quick: bool, samples: int, llc: int | None) -> dict[int, Measured]:
     """Copy bandwidth by working set, from 64 KiB to far beyond the last-level cache."""
     stream_bytes = 4 * (llc or 64 * 2 ** 20)
@@ -290,12 +284,12 @@ def sram_and_bandwidth(rates: dict[int, Measured], caches: dict[int, int], threa
 
 def _lowered(bench: Bench):
     """The benchmark's module and its one row, as perfsim lowers it (checked to be the label's)."""
-    graph = _graph_of(bench)
+    module, graph = _built(bench)
     rows = [layer for layer in graph.layers if layer.kind.value != "alias"]
     if len(rows) != 1 or (rows[0].op != bench.label and rows[0].kind.value != bench.label):
         got = ", ".join(r.op for r in rows)
         raise RuntimeError(f"internal: the {bench.label} benchmark ({bench.what}) lowers to {got}")
-    return _GRAPHS[bench.label + bench.what + ":module"], rows[0]
+    return module, rows[0]
 
 
 def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None]) -> list[tuple[Bench, Any, Spread]]:
@@ -317,11 +311,21 @@ def _work(label: str, layer: Any) -> int:
     return 2 * layer.macs if label in MATRIX_LABELS else layer.vector_ops(False, False)
 
 
+def _beyond_overhead(label: str, points: list[tuple[Any, Spread]]
+                     ) -> tuple[float, list[tuple[int, Any, Spread]], list[tuple[int, Any, float]]]:
+    """A label's shapes by work; its overhead (the smallest shape's time); and (work, layer, time beyond
+    the overhead) of each shape whose time exceeds it by more than 25 % (the others are overhead-bound:
+    they say nothing about the rate)."""
+    work = sorted(((_work(label, layer), layer, s) for layer, s in points), key=lambda w: w[0])
+    overhead = work[0][2].median_s
+    beyond = [(ops, layer, s.median_s - overhead) for ops, layer, s in work[1:]
+              if ops > 0 and s.median_s - overhead > 0.25 * overhead]
+    return overhead, work, beyond
+
+
 def _rates(label: str, points: list[tuple[Any, Spread]]) -> list[float]:
-    """Ops per second of each shape beyond the smallest shape's time (the label's overhead)."""
-    overhead = min(points, key=lambda p: _work(label, p[0]))[1].median_s
-    return [_work(label, layer) / (s.median_s - overhead) for layer, s in points
-            if _work(label, layer) > 0 and s.median_s - overhead > 0.25 * overhead]
+    """Ops per second of each shape beyond the label's overhead."""
+    return [ops / extra for ops, _, extra in _beyond_overhead(label, points)[2]]
 
 
 def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
@@ -343,20 +347,14 @@ def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> Kind
     ``peak``; a matrix label's fractions become a table by ``gemm_dims`` unless they agree within FLAT."""
     from .timing import entry_value, gemm_dims
     is_matrix = label in MATRIX_LABELS
-    work = [(_work(label, layer), layer, s) for layer, s in points]
-    work.sort(key=lambda w: w[0])
-    overhead = work[0][2].median_s
+    overhead, work, beyond = _beyond_overhead(label, points)
+    if not beyond:  # every shape is overhead-bound: the largest says the most
+        ops, layer, s = work[-1]
+        beyond = [(ops, layer, max(s.median_s - overhead, 1e-9))]
     fractions: list[tuple[int, int, float]] = []
-    for ops, layer, s in work[1:]:
-        extra = s.median_s - overhead
-        if ops <= 0 or extra <= 0.25 * overhead:  # overhead-bound: says nothing about the rate
-            continue
+    for ops, layer, extra in beyond:
         m, n, k = gemm_dims(layer, 1)
         fractions.append((min(m, n, k), m, min(1.0, ops / (peak * extra))))
-    if not fractions:  # every shape is overhead-bound: the largest says the most
-        ops, layer, s = work[-1]
-        m, n, k = gemm_dims(layer, 1)
-        fractions = [(min(m, n, k), m, min(1.0, ops / (peak * max(s.median_s - overhead, 1e-9))))]
     efficiency = _table(fractions) if is_matrix else round(max(median(f for _, _, f in fractions), 1e-6), 6)
     errors = [abs(overhead + ops / (peak * entry_value(efficiency, layer, 1)) - s.median_s) / s.median_s
               for ops, layer, s in work]

@@ -122,7 +122,7 @@ def _label(op: Any) -> str:
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> float:
     """The isolated fit's time of one op: its kernel overhead plus its work at the label's efficiency."""
-    from .timing import entry_value
+    from .timing import entry_value, kernel_overhead_of
     eff = entry_value(profile.efficiency.get(label, 1.0), op, 1)
     if tiled:
         eff *= profile.tiled_efficiency.get(label, 1.0)
@@ -130,7 +130,7 @@ def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> fl
         work = 2 * op.macs / (profile.matrix_flops * eff)
     else:
         work = op.vector_ops / (profile.vector_flops * eff)
-    return profile.kernel_overhead.get(label, profile.kernel_overhead.get("default", 0.0)) + work
+    return kernel_overhead_of(profile.kernel_overhead, label) + work
 
 
 def measure_context(profile: HardwareProfile, *, threads: int, repeats: int,

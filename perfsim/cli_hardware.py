@@ -103,13 +103,10 @@ def validate(model, profile_name, overrides, threads, repeats, warmup, width, re
     from .validate import format_validation, validate as run_validation, write_validation
     options = ModelOptions(num_classes=num_classes, width=width, resolution=resolution,
                            input_shape=parse_shape(input_shape) if input_shape is not None else None)
-    bar = {}
-
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
             sys.stderr.write(f"\r  timing {done}/{total}" + ("\n" if done == total else ""))
             sys.stderr.flush()
-        bar["n"] = done
 
     from .report_folder import check_folder
     from .sources import ModelSource

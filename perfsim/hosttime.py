@@ -25,9 +25,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .errors import InputError
-from .lowering.calls import Call
+from .lowering.calls import Call, Role
 from .lowering.capture import _ModuleStack, _Recorder, _Val
-from .lowering.calls import Role
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,6 @@ class Spread:
         if not s:
             raise ValueError("no samples")
         return cls(median_s=median(s), q1_s=_quantile(s, 0.25), q3_s=_quantile(s, 0.75), n=len(s))
-
-    @property
-    def rel_iqr(self) -> float:
-        return (self.q3_s - self.q1_s) / self.median_s if self.median_s > 0 else 0.0
 
 
 def _quantile(s: Sequence[float], q: float) -> float:

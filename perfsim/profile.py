@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -115,6 +115,38 @@ def _efficiency_table(label: str, v: Any, inner: bool = False) -> dict[int, Any]
     return dict(sorted(out.items()))
 
 
+def _by_label(v: Any, what: str, convert: Callable[[str, Any], Any], also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A mapping by op label (the report's op column, and ``also``), each value converted."""
+    if not isinstance(v, Mapping):
+        raise ValueError(f"must map {what}")
+    known = _labels() | set(also)
+    out: dict[str, Any] = {}
+    for label, x in v.items():
+        if label not in known:
+            raise ValueError(f"unknown op label {shown(label)} (labels are the report's op column: "
+                             "conv, conv_pw, conv_dw, conv_group, linear, matmul, relu, batchnorm, ...)")
+        out[label] = convert(label, x)
+    return out
+
+
+def _seconds(label: str, x: Any) -> float:
+    t = parse_quantity(x, "seconds", field=f"kernel_overhead.{label}")
+    if not 0 <= t <= 1:
+        raise ValueError(f"{label}: must be between 0 s and 1 s")
+    return t
+
+
+def _whole(v: Any, what: str, lo: int, hi: int, unit: str = "") -> int:
+    """A whole number in [lo, hi] (text of digits accepted)."""
+    if isinstance(v, str) and len(v) <= 20 and v.strip().isdecimal() and v.strip().isascii():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"must be a whole number of {what}")
+    if not lo <= v <= hi:
+        raise ValueError(f"must be between {lo} and {hi}{unit}")
+    return v
+
+
 class Measured(BaseModel):
     """One calibration measurement: the median of repeats and its quartiles, in ``unit``."""
 
@@ -210,26 +242,12 @@ class HardwareProfile(BaseModel):
     @field_validator("activation_bits", "weight_bits", "bias_bits", mode="before")
     @classmethod
     def _bits(cls, v: Any) -> int:
-        if isinstance(v, str) and len(v) <= 20 and v.strip().isdecimal() and v.strip().isascii():
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError("must be a whole number of bits")
-        if not BITS_RANGE[0] <= v <= BITS_RANGE[1]:
-            raise ValueError(f"must be between {BITS_RANGE[0]} and {BITS_RANGE[1]} bits")
-        return v
+        return _whole(v, "bits", *BITS_RANGE, unit=" bits")
 
     @field_validator("array_rows", "array_cols", mode="before")
     @classmethod
     def _side(cls, v: Any) -> int | None:
-        if v is None:
-            return None
-        if isinstance(v, str) and len(v) <= 20 and v.strip().isdecimal() and v.strip().isascii():
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError("must be a whole number of processing elements")
-        if not ARRAY_SIDE_RANGE[0] <= v <= ARRAY_SIDE_RANGE[1]:
-            raise ValueError(f"must be between {ARRAY_SIDE_RANGE[0]} and {ARRAY_SIDE_RANGE[1]}")
-        return v
+        return None if v is None else _whole(v, "processing elements", *ARRAY_SIDE_RANGE)
 
     @model_validator(mode="after")
     def _matrix_unit(self) -> "HardwareProfile":
@@ -261,43 +279,19 @@ class HardwareProfile(BaseModel):
     @field_validator("efficiency", mode="before")
     @classmethod
     def _efficiency(cls, v: Any) -> dict[str, Any]:
-        if not isinstance(v, Mapping):
-            raise ValueError("must map op labels (conv_dw, linear, relu, ...) to fractions of peak")
-        known = _labels()
-        out: dict[str, Any] = {}
-        for label, x in v.items():
-            if label not in known:
-                raise ValueError(f"unknown op label {shown(label)} (labels are the report's op column: "
-                                 "conv, conv_pw, conv_dw, conv_group, linear, matmul, relu, batchnorm, ...)")
-            out[label] = _efficiency_table(label, x) if isinstance(x, Mapping) else _fraction(x, label)
-        return out
+        return _by_label(v, "op labels (conv_dw, linear, relu, ...) to fractions of peak", lambda label, x: (
+            _efficiency_table(label, x) if isinstance(x, Mapping) else _fraction(x, label)))
 
     @field_validator("tiled_efficiency", mode="before")
     @classmethod
     def _tiled(cls, v: Any) -> dict[str, float]:
-        if not isinstance(v, Mapping):
-            raise ValueError("must map op labels to fractions (0, 1]")
-        known = _labels()
-        bad = [k for k in v if k not in known]
-        if bad:
-            raise ValueError(f"unknown op label {shown(bad[0])}")
-        return {label: _fraction(x, label) for label, x in v.items()}
+        return _by_label(v, "op labels to fractions (0, 1]", lambda label, x: _fraction(x, label))
 
     @field_validator("kernel_overhead", mode="before")
     @classmethod
     def _overhead(cls, v: Any) -> dict[str, float]:
-        if not isinstance(v, Mapping):
-            raise ValueError("must map op labels (or 'default') to seconds per kernel, e.g. {conv_dw: 120us}")
-        known = _labels() | {"default"}
-        out: dict[str, float] = {}
-        for label, x in v.items():
-            if label not in known:
-                raise ValueError(f"unknown op label {shown(label)}")
-            t = parse_quantity(x, "seconds", field=f"kernel_overhead.{label}")
-            if not 0 <= t <= 1:
-                raise ValueError(f"{label}: must be between 0 s and 1 s")
-            out[label] = t
-        return out
+        return _by_label(v, "op labels (or 'default') to seconds per kernel, e.g. {conv_dw: 120us}", _seconds,
+                         also=("default",))
 
     def __hash__(self) -> int:  # frozen, but its tables are dicts: hash the canonical dump
         return hash(self.model_dump_json())

@@ -55,10 +55,11 @@ def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, 
     the PNGs of an identical result (``cached_plots``).
     """
     def fill(folder: Path) -> None:
-        (folder / "layers.csv").write_text(layers_csv(result), encoding="utf-8")
-        (folder / "summary.json").write_text(summary_json(result), encoding="utf-8")
+        csv, summary = layers_csv(result), summary_json(result)
+        (folder / "layers.csv").write_text(csv, encoding="utf-8")
+        (folder / "summary.json").write_text(summary, encoding="utf-8")
         if plots:
-            cached_plots(result, folder, enabled=plot_cache)
+            cached_plots(result, folder, csv + summary, enabled=plot_cache)
         if html:
             from .html_report import run_html
             (folder / "report.html").write_text(run_html(result, folder), encoding="utf-8")
@@ -253,17 +254,17 @@ def _plain_log_labels(ax) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
-def _plot_key(result: SimResult) -> str:
-    """The plots are a function of the report's cells, its summary, perfsim's code and matplotlib."""
+def _plot_key(report_text: str) -> str:
+    """The plots are a function of the report's cells and summary (``report_text``), perfsim's code and
+    matplotlib."""
     import hashlib
 
     from .cache import installed_version, key
-    text = layers_csv(result) + summary_json(result)
-    return key(kind="plots", report=hashlib.sha256(text.encode()).hexdigest(),
+    return key(kind="plots", report=hashlib.sha256(report_text.encode()).hexdigest(),
                matplotlib=installed_version("matplotlib"))
 
 
-def cached_plots(result: SimResult, folder: Path, *, enabled: bool = True) -> None:
+def cached_plots(result: SimResult, folder: Path, report_text: str, *, enabled: bool = True) -> None:
     """The plots (``plot_jobs``): copied from the plot cache when an identical result was drawn before
     (a warm re-run), else rendered and stored there (``$PERFSIM_CACHE_DIR/plots/``). A cache that cannot
     be read or written is skipped: the plots are rendered."""
@@ -271,7 +272,7 @@ def cached_plots(result: SimResult, folder: Path, *, enabled: bool = True) -> No
 
     from .cache import cache_dir
     names = [path.name for _, _, path in plot_jobs(result, folder)]
-    entry = cache_dir() / "plots" / _plot_key(result) if enabled else None
+    entry = cache_dir() / "plots" / _plot_key(report_text) if enabled else None
     if entry is not None and all((entry / f).is_file() for f in names):
         try:
             for f in names:

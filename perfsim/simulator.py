@@ -18,7 +18,7 @@ from .graph import Graph, Layer, Unit
 from .memory import plan_memory, tensor_bytes
 from .results import Bound, BoundCounts, LayerResult, SimResult, Summary, Traffic
 from .systolic import run_on_array
-from .timing import layer_times, row_efficiency, row_overhead, tiled_factor
+from .timing import layer_times, row_overhead, unit_efficiencies
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
@@ -50,11 +50,7 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
          batch: int) -> LayerResult:
     macs = layer.macs * batch
     vops = layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch
-    matrix_eff, vector_eff = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
-    if p.tiled_efficiency and tr.tiles > 1:
-        factor = tiled_factor(p.tiled_efficiency, layer, tr.tiles)
-        matrix_eff, vector_eff = ((matrix_eff * factor, vector_eff) if layer.unit is Unit.MATRIX
-                                  else (matrix_eff, vector_eff * factor))
+    matrix_eff, vector_eff = unit_efficiencies(p, layer, batch, tr.tiles)
     overhead = row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
     run = run_on_array(layer, batch, p.array_rows, p.array_cols, p.dataflow) \
         if p.systolic and layer.unit is Unit.MATRIX else None

@@ -247,7 +247,7 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
     """The simulator's stages up to the plan (perfsim.simulator.simulate, mirrored; the property test
     and the first-point check hold the two together)."""
     from .memory import plan_memory, tensor_bytes
-    from .timing import row_efficiency, row_overhead, tiled_factor
+    from .timing import row_overhead, unit_efficiencies
     sizes = tensor_bytes(graph, batch, p.activation_bits)
     wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]
@@ -256,13 +256,7 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
     except DoesNotFitError:
         return _Group(fits=False)
     tr = plan.traffic
-    effs = []
-    for layer, t in zip(graph.layers, tr):  # as perfsim.simulator._row
-        m, v = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
-        if p.tiled_efficiency and t.tiles > 1:
-            f = tiled_factor(p.tiled_efficiency, layer, t.tiles)
-            m, v = (m * f, v) if layer.unit.value == "matrix" else (m, v * f)
-        effs.append((m, v))
+    effs = [unit_efficiencies(p, layer, batch, t.tiles) for layer, t in zip(graph.layers, tr)]
     overhead = [row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation) for layer in graph.layers]
     vops = [layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch for layer in graph.layers]
     macs = sum(layer.macs * batch for layer in graph.layers)

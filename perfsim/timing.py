@@ -32,7 +32,7 @@ from .systolic import gemm_dims as products
 if TYPE_CHECKING:
     from .profile import HardwareProfile
 
-Efficiency = Mapping[str, "float | Mapping[int, float]"]
+Efficiency = Mapping[str, Any]  # label -> a fraction, or a table (of tables) of fractions
 
 
 class LayerTimes(NamedTuple):
@@ -110,12 +110,26 @@ def tiled_factor(table: Mapping[str, float], layer: Layer, tiles: int) -> float:
     return 1.0 if entry is None else entry
 
 
+def unit_efficiencies(p: HardwareProfile, layer: Layer, batch: int, tiles: int) -> tuple[float, float]:
+    """(matrix, vector) efficiency of a row: ``efficiency``, times ``tiled_efficiency`` for the unit that
+    runs it when its working set does not fit (``tiles`` > 1)."""
+    m, v = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
+    if p.tiled_efficiency and tiles > 1:
+        f = tiled_factor(p.tiled_efficiency, layer, tiles)
+        m, v = (m * f, v) if layer.unit is Unit.MATRIX else (m, v * f)
+    return m, v
+
+
+def kernel_overhead_of(overheads: Mapping[str, float], label: str) -> float:
+    """Seconds of one kernel labelled ``label`` (``default`` for a label not given)."""
+    return overheads.get(label, overheads.get("default", 0.0))
+
+
 def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: bool, fuse_activation: bool) -> float:
     """Seconds of fixed cost: ``kernel_overhead`` of each kernel the row runs."""
     if not overheads:
         return 0.0
-    default = overheads.get("default", 0.0)
-    return sum(overheads.get(k, default) for k in layer.kernel_labels(fold_batchnorm, fuse_activation))
+    return sum(kernel_overhead_of(overheads, k) for k in layer.kernel_labels(fold_batchnorm, fuse_activation))
 
 
 def layer_times(profile: HardwareProfile, *, dram_bytes: int, transfers: int, macs: int, vector_ops: int,

@@ -111,10 +111,10 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
     from .lowering import lower_traced
     from .profile import load_profile, parse_override
     from .simulator import simulate
-    from .sources import build_module
+    from .sources import ModelSource, build_module
 
-    from .sources import ModelSource
-    ModelSource.parse(model).check(options)  # a bad model is named before the profile is read
+    source = ModelSource.parse(model)
+    source.check(options)  # a bad model is named before the profile is read
     try:
         hw = load_profile(profile, **dict(parse_override(o) for o in overrides))
     except InputError as e:
@@ -125,7 +125,7 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
     threads = threads or (hw.calibration.threads if hw.calibration else None) or os.cpu_count() or 1
     if threads < 1 or repeats < 1 or warmup < 0:
         raise InputError("--threads and --repeats must be positive, --warmup not negative")
-    module, shape, source = build_module(model, options)
+    module, shape, source = build_module(source, options)
     traced = lower_traced(module, (1,) + shape, name=source.label)
     result = simulate(traced.graph, hw)
     if before_timing:
