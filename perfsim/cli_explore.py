@@ -90,10 +90,13 @@ class _Progress:
             self.bar.close()
 
 
-def _import_plotting() -> None:
-    """matplotlib's figure and Agg canvas: most of the time a sweep's plot takes."""
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
+def _import_for_report(plots: bool) -> None:
+    """pandas, and matplotlib's figure and Agg canvas: most of the time a sweep's report takes
+    besides its plans (imported while forked workers plan)."""
+    import pandas  # noqa: F401
+    if plots:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
 
 
 @click.command(context_settings=CONTEXT)
@@ -127,26 +130,34 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     from .sweep import check_grid, connect, meanwhile, parse_vary, sweep_frame
     if batch < 1:
         raise InputError(f"--batch must be a positive integer, got {batch}")
+    from . import painter as painting
     sources = [ModelSource.parse(m) for m in models]
-    base = load_profile(profile_name, **dict(parse_override(o) for o in overrides))
-    axes = [parse_vary(v, base) for v in varies]
-    n = check_grid(axes)
-    graphs = [load_graph(s, use_cache=not no_cache).graph for s in sources]
-    client = connect(scheduler) if scheduler else None
-    progress = _Progress(n * len(graphs), "sweep")
+    # plots are drawn in a forked painter that imports matplotlib while the sweep runs
+    painter = painting.start() if (html or not no_plots) else None
     try:
-        import pandas as pd
-        with meanwhile(_import_plotting if not no_plots else (lambda: None)):
-            frame = pd.concat([sweep_frame(g, base, axes, batch=batch, model=g.name, client=client,
-                                           progress=progress) for g in graphs], ignore_index=True)
+        base = load_profile(profile_name, **dict(parse_override(o) for o in overrides))
+        axes = [parse_vary(v, base) for v in varies]
+        n = check_grid(axes)
+        graphs = [load_graph(s, use_cache=not no_cache).graph for s in sources]
+        client = connect(scheduler) if scheduler else None
+        progress = _Progress(n * len(graphs), "sweep")
+        try:
+            with meanwhile(lambda: _import_for_report(plots=painter is None and not no_plots)):
+                frames = [sweep_frame(g, base, axes, batch=batch, model=g.name, client=client, progress=progress)
+                          for g in graphs]
+            import pandas as pd
+            frame = pd.concat(frames, ignore_index=True)
+        finally:
+            progress.close()
+            if client is not None:
+                client.close()
+        meta = {"profile": base.resolved(), "batch": batch, "models": [g.name for g in graphs],
+                "scheduler": scheduler}
+        target = Path(out) if out else _default_out("sweep", [g.name for g in graphs], base.name, overrides, batch)
+        folder = _write(write_sweep, frame, axes, meta, target, plots=not no_plots, html=html, painter=painter)
     finally:
-        progress.close()
-        if client is not None:
-            client.close()
-    meta = {"profile": base.resolved(), "batch": batch, "models": [g.name for g in graphs],
-            "scheduler": scheduler}
-    target = Path(out) if out else _default_out("sweep", [g.name for g in graphs], base.name, overrides, batch)
-    folder = _write(write_sweep, frame, axes, meta, target, plots=not no_plots, html=html)
+        if painter is not None:
+            painter.close()
     click.echo(format_sweep(frame, axes, knees(frame, axes)))
     click.echo(_written(folder))
 

@@ -234,6 +234,7 @@ class _Group:
     """What the memory plan decided for one combination of plan fields: per-layer arrays and totals."""
 
     fits: bool
+    sram_range: tuple[float, float]  # [lo, hi): the SRAM sizes this very plan holds for (MemoryPlan)
     dram: np.ndarray | None = None  # per layer: DRAM bytes read + written
     transfers: np.ndarray | None = None
     vector_ops: np.ndarray | None = None
@@ -253,8 +254,8 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]
     try:
         plan = plan_memory(graph, p, sizes, wbytes, stored)
-    except DoesNotFitError:
-        return _Group(fits=False)
+    except DoesNotFitError as e:
+        return _Group(fits=False, sram_range=e.sram_range)
     tr = plan.traffic
     effs = [unit_efficiencies(p, layer, batch, t.tiles) for layer, t in zip(graph.layers, tr)]
     overhead = [row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation) for layer in graph.layers]
@@ -270,7 +271,7 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
         "peak_sram_bytes": max((t.sram_bytes for t in tr), default=0), "layers": len(tr),
         "tiled_layers": sum(1 for t in tr if t.tiles > 1),
     }
-    return _Group(fits=True, dram=np.array([t.read_bytes + t.write_bytes for t in tr], dtype=np.float64),
+    return _Group(fits=True, sram_range=plan.sram_range, dram=np.array([t.read_bytes + t.write_bytes for t in tr], dtype=np.float64),
                   transfers=np.array([t.transfers for t in tr], dtype=np.float64),
                   vector_ops=np.array(vops, dtype=np.float64),
                   matrix_eff=np.array([e[0] for e in effs], dtype=np.float64),
@@ -390,7 +391,7 @@ def _plan_groups(graph: Graph, base: HardwareProfile, changes: list[dict[str, An
     families: dict[tuple, tuple[_Group, int]] = {}
     todo = []
     for i, change in enumerate(changes):
-        family = tuple(sorted((k, v) for k, v in change.items() if k != "sram_bytes"))
+        family = _family(change)
         if family not in families:
             families[family] = _unbounded(graph, base.model_copy(update=dict(family)), batch)
         group, threshold = families[family]
@@ -398,9 +399,30 @@ def _plan_groups(graph: Graph, base: HardwareProfile, changes: list[dict[str, An
             out[i] = group
         else:
             todo.append(i)
-    profiles = [base.model_copy(update=changes[i]) for i in todo]
-    for i, g in zip(todo, _parallel(graph, profiles, batch)):
+    todo.sort(key=lambda i: (_family(changes[i]), changes[i].get("sram_bytes", base.sram_bytes)))
+    jobs = [(_family(changes[i]), base.model_copy(update=changes[i])) for i in todo]
+    for i, g in zip(todo, _parallel(graph, jobs, batch)):
         out[i] = g
+    return out
+
+
+def _family(change: dict[str, Any]) -> tuple:
+    """A group's plan fields but the SRAM size: the groups of one family differ in SRAM alone."""
+    return tuple(sorted((k, v) for k, v in change.items() if k != "sram_bytes"))
+
+
+def _walk(graph: Graph, jobs: Sequence[tuple[tuple, HardwareProfile]], batch: int) -> list[_Group]:
+    """The plans of ``jobs`` ((family, profile), in order of family, then SRAM size): a plan holds for
+    every SRAM size in its ``sram_range`` (perfsim.capacity), so the next size of the same family
+    within it reuses the plan instead of planning again."""
+    out: list[_Group] = []
+    last: tuple | None = None
+    for family, p in jobs:
+        g = out[-1] if out else None
+        if not (g is not None and family == last and g.sram_range[0] <= p.sram_bytes < g.sram_range[1]):
+            g = _plan_group(graph, p, batch)
+        out.append(g)
+        last = family
     return out
 
 
@@ -420,28 +442,32 @@ _JOB: tuple = ()  # the forked workers' (graph, profiles, batch): inherited, nev
 PARALLEL_FROM = 64  # plans; fewer run in process
 
 
-def _parallel(graph: Graph, profiles: list[HardwareProfile], batch: int) -> list[_Group]:
-    """Plans of many profiles in two forked workers (the main thread of a main process only: never
-    inside a Dask worker or another pool); serially otherwise."""
+def _parallel(graph: Graph, jobs: list[tuple[tuple, HardwareProfile]], batch: int) -> list[_Group]:
+    """Plans of many profiles (``_walk``'s jobs) in forked workers, each walking contiguous chunks (the
+    main thread of a main process only: never inside a Dask worker or another pool); serially otherwise."""
     import multiprocessing
     import os
     import threading
     global _JOB
-    serial = (len(profiles) < PARALLEL_FROM or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork")
+    serial = (len(jobs) < PARALLEL_FROM or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork")
               or threading.current_thread() is not threading.main_thread()
               or multiprocessing.current_process().daemon or os.environ.get("PERFSIM_SERIAL_SWEEP"))
     if not serial:
-        _JOB = (graph, profiles, batch)
+        _JOB = (graph, jobs, batch)
         try:
-            with multiprocessing.get_context("fork").Pool(2, initializer=_worker_signals) as pool:
-                pending = pool.map_async(_plan_one, range(len(profiles)), chunksize=max(1, len(profiles) // 8))
+            # the parent's own work meanwhile (imports) keeps one core busy: leave it that core
+            workers = 1 if _MEANWHILE and (os.cpu_count() or 1) <= 2 else 2
+            step = -(-len(jobs) // 8)  # eight chunks: a slow one does not hold up the rest for long
+            spans = [(k, k + step) for k in range(0, len(jobs), step)]
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
+                pending = pool.map_async(_plan_chunk, spans, chunksize=1)
                 _run_meanwhile()  # after the fork: nothing the workers inherit is half-imported
-                return pending.get()
+                return [g for part in pending.get() for g in part]
         except (OSError, ValueError):
             pass  # no fork here (or no resources): plan serially
         finally:
             _JOB = ()
-    return [_plan_group(graph, p, batch) for p in profiles]
+    return _walk(graph, jobs, batch)
 
 
 _MEANWHILE: list[Callable[[], None]] = []
@@ -464,9 +490,9 @@ def _run_meanwhile() -> None:
         _MEANWHILE.pop(0)()
 
 
-def _plan_one(i: int) -> _Group:
-    graph, profiles, batch = _JOB
-    return _plan_group(graph, profiles[i], batch)
+def _plan_chunk(span: tuple[int, int]) -> list[_Group]:
+    graph, jobs, batch = _JOB
+    return _walk(graph, jobs[span[0]:span[1]], batch)
 
 
 def _worker_signals() -> None:
@@ -546,13 +572,13 @@ def sweep_frame(graph: Graph, base: HardwareProfile, axes: Sequence[Axis], *, ba
     With a dask.distributed ``client`` the points go to its workers in chunks that keep plan groups
     whole; each chunk runs ``evaluate`` as in process, so the numbers are the same.
     """
-    import pandas as pd
     check_grid(axes)
     index = grid_index(axes)
     if client is None:
         cols = evaluate(graph, base, axes, index, batch=batch, progress=progress)
     else:
         cols = _distributed(client, graph, base, axes, index, batch, progress)
+    import pandas as pd  # after the plans: ``meanwhile`` may import it while they run
     frame = pd.DataFrame({"model": model or graph.name, "point": np.arange(len(index))})
     for k, a in enumerate(axes):
         frame[a.field] = pd.array([a.values[i] for i in index[:, k]]) if a.values else []

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .capacity import Capacity, as_capacity
 from .graph import UNARY_ACTIVATION_KINDS, Layer, OpKind, Unit
 from .results import Plan
 
@@ -222,8 +223,10 @@ def _grid(g: TileGeometry):
 
 @dataclass(frozen=True)
 class _Frontier:
-    """A plan's tiles in order of the SRAM they need, with the best tile so far at each step:
-    the best tile that fits a capacity is ``best[bisect_right(need, capacity) - 1]``."""
+    """The best tile of a plan for any capacity, as steps: from ``need[i]`` bytes on (up to the next
+    step) the best tile that fits is ``best[i]``; below ``need[0]`` none fits. Only the steps where
+    the best tile changes are kept, so a capacity between two steps learns nothing finer
+    (``Capacity.fitting``)."""
 
     need: list[float]
     best: list[int]  # flat tile index
@@ -234,16 +237,23 @@ class _Frontier:
         flat_need = need.ravel()
         order = np.argsort(flat_need, kind="stable")
         ks = [k.ravel()[order].tolist() for k in keys]
-        best, cur, cur_key = [], -1, None
+        needs = flat_need[order].tolist()
+        steps: list[float] = []
+        best: list[int] = []
+        cur_key = None
         for pos, idx in enumerate(order.tolist()):
             key = tuple(k[pos] for k in ks) + (idx,)
             if cur_key is None or key < cur_key:
-                cur, cur_key = idx, key
-            best.append(cur)
-        return cls(need=flat_need[order].tolist(), best=best)
+                cur_key = key
+                if steps and steps[-1] == needs[pos]:  # a better tile at the same need: it wins there
+                    best[-1] = idx
+                else:
+                    steps.append(needs[pos])
+                    best.append(idx)
+        return cls(need=steps, best=best)
 
-    def pick(self, capacity: float) -> int | None:
-        i = bisect_right(self.need, capacity) - 1
+    def pick(self, capacity: Capacity) -> int | None:
+        i = capacity.fitting(self.need) - 1
         return self.best[i] if i >= 0 else None
 
 
@@ -322,7 +332,7 @@ def min_sram(g: TileGeometry) -> int:
 class _Call(NamedTuple):
     """What a layer brings to the plan search besides its geometry."""
 
-    capacity: int
+    capacity: Capacity
     missing_in_bytes: int  # inputs not resident: read from DRAM by any plan
     dirty_in_bytes: int  # resident inputs with no valid DRAM copy: written back before streaming
     n_missing: int
@@ -335,13 +345,61 @@ class _Call(NamedTuple):
 _Candidate = tuple[float, int, int, tuple]
 
 
-def choose_plan(g: TileGeometry, capacity: int, *, missing_in_bytes: int, dirty_in_bytes: int,
+def choose_plan(g: TileGeometry, capacity: int | Capacity, *, missing_in_bytes: int, dirty_in_bytes: int,
                 n_in_tensors: int, n_missing: int, n_dirty: int = 0, out_read_back: bool,
                 inputs_die: bool = False) -> TileChoice | None:
     """The cheapest feasible plan in ``capacity`` bytes, or None if nothing fits.
 
     ``inputs_die``: no later layer reads any input, so output bands may overwrite them.
     """
+    capacity = as_capacity(capacity)
+    key = (g, n_in_tensors, missing_in_bytes, dirty_in_bytes, n_missing, n_dirty, out_read_back, inputs_die)
+    known = _CHOICES.get(key)
+    if known is None:
+        if len(_CHOICES) >= _MAX_CHOICES:
+            _CHOICES.clear()
+        known = _CHOICES[key] = _Answers()
+    k = capacity.fitting(known.lo) - 1  # the interval starting at or below the capacity, if any
+    if k >= 0 and not capacity.fits(known.hi[k]):
+        return known.choice[k]
+    fresh = capacity.fresh()
+    choice = _choose(g, fresh, missing_in_bytes, dirty_in_bytes, n_in_tensors, n_missing, n_dirty,
+                     out_read_back, inputs_die)
+    capacity.narrow(fresh.lo, fresh.hi)
+    known.add(fresh.lo, fresh.hi, choice)
+    return choice
+
+
+class _Answers:
+    """One call's choices so far: the choice for every capacity in [lo[k], hi[k]) (disjoint, by lo).
+
+    Capacities that ask the same questions and get the same answers reach the same choice
+    (perfsim.capacity), so the intervals of one call never overlap.
+    """
+
+    __slots__ = ("lo", "hi", "choice")
+
+    def __init__(self):
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.choice: list[TileChoice | None] = []
+
+    def add(self, lo: float, hi: float, choice: TileChoice | None) -> None:
+        k = bisect_right(self.lo, lo)
+        self.lo.insert(k, lo)
+        self.hi.insert(k, hi)
+        self.choice.insert(k, choice)
+
+
+# choose_plan's answers by call (geometry and everything else but the capacity). A sweep over SRAM
+# sizes asks a layer the same question at many capacities; most are answered here.
+_CHOICES: dict[tuple, _Answers] = {}
+_MAX_CHOICES = 8192
+
+
+def _choose(g: TileGeometry, capacity: Capacity, missing_in_bytes: int, dirty_in_bytes: int,
+            n_in_tensors: int, n_missing: int, n_dirty: int, out_read_back: bool,
+            inputs_die: bool) -> TileChoice | None:
     P = _plans(g, n_in_tensors)
     call = _Call(capacity, missing_in_bytes, dirty_in_bytes, n_missing, n_dirty,
                  g.out_bytes if out_read_back else 0)

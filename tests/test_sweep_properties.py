@@ -144,12 +144,13 @@ def test_sweep_equals_simulate_on_mobilenet(mobilenet, grid):
 
 
 def test_sram_sweep_reuses_the_unbounded_plan_exactly(mobilenet):
-    """Above the unbounded peak every point shares one plan; below, each is planned (both exact),
-    in forked workers when there are many."""
+    """Above the unbounded peak every point shares one plan; below, a plan is made once per SRAM
+    range it holds for (perfsim.capacity) and shared within it (all exact), in forked workers when
+    there are many."""
     sizes = tuple(int(v) for v in np.geomspace(16 * 1024, 4 * 2**20, 150))
     axes = [Axis("sram_bytes", sizes)]
-    for weights in ("stream", "resident"):
-        check(mobilenet, load_profile("edge_1mb", weights=weights), axes)
+    for variant in ({"weights": "stream"}, {"weights": "resident"}, {"memory_policy": "paper"}):
+        check(mobilenet, load_profile("edge_1mb", **variant), axes)
 
 
 def test_frame_has_a_row_per_point_with_the_varied_fields(mobilenet):

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from ..capacity import Capacity
+from ..errors import DoesNotFitError
 from ..graph import Graph
 from ..results import Traffic
 from .liveness import live_peak, liveness_traffic
@@ -31,6 +33,8 @@ class MemoryPlan:
     traffic: tuple[Traffic, ...]  # one per layer, in order
     preload_bytes: int  # resident weights, loaded once before the first inference
     notes: tuple[str, ...]
+    # [lo, hi): every SRAM size in it gives this very plan (perfsim.capacity; a sweep plans once per range)
+    sram_range: tuple[float, float] = (float("-inf"), float("inf"))
 
 
 def tensor_bytes(graph: Graph, batch: int, bits: int) -> list[int]:
@@ -43,25 +47,39 @@ def plan_memory(graph: Graph, profile: HardwareProfile, sizes: Sequence[int], we
     """Per-layer traffic. ``weight_bytes``: what each layer reads; ``stored_bytes``: the
     deployable model's weights (a module called twice is stored once)."""
     p = profile
+    sram = Capacity(p.sram_bytes)
+    try:
+        return _plan(graph, p, sizes, weight_bytes, stored_bytes, sram)
+    except DoesNotFitError as e:
+        e.sram_range = (sram.lo, sram.hi)  # every SRAM size in it does not fit either
+        raise
+
+
+def _plan(graph: Graph, p: HardwareProfile, sizes: Sequence[int], weight_bytes: Sequence[int],
+          stored_bytes: Sequence[int], sram: Capacity) -> MemoryPlan:
+    """``plan_memory`` asking every question of the SRAM size through ``sram`` (and narrowing it)."""
     if p.memory_policy == "paper":
         notes = ("memory_policy paper replays the seed paper's accounting, which streams weights: "
                  "'weights: resident' is not applied",) if p.weights == "resident" else ()
-        return MemoryPlan(tuple(paper_traffic(graph, sizes, weight_bytes, p.sram_bytes)), 0, notes)
+        return MemoryPlan(tuple(paper_traffic(graph, sizes, weight_bytes, sram)), 0, notes, (sram.lo, sram.hi))
     notes = []
     resident = p.weights == "resident"
     preload = 0
     if resident:
         total_w = sum(stored_bytes)
         peak_live = live_peak(graph, sizes)
-        if total_w + peak_live > p.sram_bytes:
+        if not sram.fits(total_w + peak_live):
             notes.append(f"resident weights ({total_w} B) do not fit beside the peak of live activations "
                          f"({peak_live} B) in {p.sram_bytes} B of SRAM: weights stream instead")
             resident = False
         else:
             preload = total_w
     streamed = [0] * len(weight_bytes) if resident else list(weight_bytes)
-    traffic = liveness_traffic(graph, sizes, streamed, p.sram_bytes - preload, pinned=preload,
-                               sram_bytes=p.sram_bytes)
+    capacity = Capacity(p.sram_bytes - preload)
+    try:
+        traffic = liveness_traffic(graph, sizes, streamed, capacity, pinned=preload, sram_bytes=p.sram_bytes)
+    finally:
+        sram.narrow(*capacity.shifted(preload))
     if resident:
         notes.append(f"weights resident: {preload} B preloaded once, outside per-inference traffic")
-    return MemoryPlan(tuple(traffic), preload, tuple(notes))
+    return MemoryPlan(tuple(traffic), preload, tuple(notes), (sram.lo, sram.hi))

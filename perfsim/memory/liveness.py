@@ -14,6 +14,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
+from ..capacity import Capacity, as_capacity
 from ..errors import DoesNotFitError
 from ..graph import Graph, Layer, OpKind
 from ..results import Plan, Traffic
@@ -47,7 +48,7 @@ class Sram:
         if size is not None:
             self.occupied -= size
 
-    def evict_for(self, needed: int, capacity: int, keep: Collection[int], now: int) -> tuple[int, int]:
+    def evict_for(self, needed: int, capacity: Capacity, keep: Collection[int], now: int) -> tuple[int, int]:
         """Evict until ``needed`` more bytes fit; returns (spill bytes written, transfers).
 
         Victims: the farthest next use first; ties, a tensor already in DRAM first, then --
@@ -55,7 +56,7 @@ class Sram:
         else the larger. (Larger-first alone spilled 2 KiB where 512 B sufficed and made
         traffic rise with SRAM: tests/test_simulate.py::test_eviction_ties_prefer_the_smallest_that_suffices.)
         """
-        if self.occupied + needed <= capacity:
+        if capacity.fits(self.occupied + needed):
             return 0, 0
         candidates = [t for t in self.resident if t not in keep]
 
@@ -63,11 +64,11 @@ class Sram:
             return (-self.next_use(t, now), 0 if t in self.in_dram else 1)
 
         spilled = transfers = 0
-        while self.occupied + needed > capacity and candidates:
+        while not capacity.fits(self.occupied + needed) and candidates:
             head = min(tie_class(t) for t in candidates)
             tied = [t for t in candidates if tie_class(t) == head]
-            excess = self.occupied + needed - capacity
-            enough = [t for t in tied if self.sizes[t] >= excess]
+            # evicting t alone frees enough: occupied + needed - size(t) fits
+            enough = [t for t in tied if capacity.fits(self.occupied + needed - self.sizes[t])]
             victim = (min(enough, key=lambda t: (self.sizes[t], t)) if enough
                       else max(tied, key=lambda t: (self.sizes[t], -t)))
             candidates.remove(victim)
@@ -105,7 +106,7 @@ class _Moves:
 class _Liveness:
     """One pass over the layers; ``weight_bytes`` are 0 where weights are resident (pinned)."""
 
-    def __init__(self, graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[int], capacity: int, *,
+    def __init__(self, graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[int], capacity: Capacity, *,
                  pinned: int, sram_bytes: int):
         self.graph, self.sizes, self.weight_bytes = graph, sizes, weight_bytes
         self.capacity, self.pinned, self.sram_bytes = capacity, pinned, sram_bytes
@@ -123,7 +124,7 @@ class _Liveness:
         moves = _Moves()
         w = self.weight_bytes[i]
         ws = sum(self.sizes[t] for t in layer.inputs) + w + self.sizes[layer.output]
-        if ws <= self.capacity:
+        if self.capacity.fits(ws):
             sram = self._resident(i, layer, w, moves)
             tiles, plan = 1, Plan.RESIDENT
         else:
@@ -202,14 +203,14 @@ class _Liveness:
             f"the smallest SRAM that runs it is {need} B (every layer of the network: {whole} B)")
 
 
-def liveness_traffic(graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[int], capacity: int, *,
+def liveness_traffic(graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[int], capacity: int | Capacity, *,
                      pinned: int, sram_bytes: int) -> list[Traffic]:
     """Per-layer traffic under the liveness policy in ``capacity`` bytes of SRAM.
 
     ``weight_bytes``: what each layer streams (all 0 when weights are resident, then
     ``pinned`` bytes of SRAM hold them and count in every layer's SRAM figure).
     """
-    return _Liveness(graph, sizes, weight_bytes, capacity, pinned=pinned, sram_bytes=sram_bytes).run()
+    return _Liveness(graph, sizes, weight_bytes, as_capacity(capacity), pinned=pinned, sram_bytes=sram_bytes).run()
 
 
 def live_peak(graph: Graph, sizes: Sequence[int]) -> int:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..capacity import Capacity, as_capacity
 from ..graph import Graph
 from ..results import Plan, Traffic
 
 
 def paper_accounting(in_sizes: Sequence[int], out_sizes: Sequence[int], weight_sizes: Sequence[int],
-                     capacity: float) -> list[tuple[int, int, bool]]:
+                     capacity: float | Capacity) -> list[tuple[int, int, bool]]:
     """The seed paper's Table 3 arithmetic: per layer (memory used, data moved, flushed).
 
     Memory used: a running total of the first layer's input and every layer's output and
@@ -23,13 +24,14 @@ def paper_accounting(in_sizes: Sequence[int], out_sizes: Sequence[int], weight_s
     total restarts at the next layer (from that layer's input). Units are whatever the
     sizes are in (the paper uses bits; perfsim bytes).
     """
+    capacity = as_capacity(capacity)
     rows = []
     total = 0
     restart = True
     for i, (size_in, size_out, w) in enumerate(zip(in_sizes, out_sizes, weight_sizes)):
         total = size_in + size_out + w if restart else total + size_out + w
         moved = 2 * w + (size_in if i == 0 else 0)
-        restart = total > capacity
+        restart = not capacity.fits(total)
         if restart:
             moved = total + w
         rows.append((total, moved, restart))
@@ -37,7 +39,7 @@ def paper_accounting(in_sizes: Sequence[int], out_sizes: Sequence[int], weight_s
 
 
 def paper_traffic(graph: Graph, sizes: Sequence[int], weight_bytes: Sequence[int],
-                  sram_bytes: int) -> list[Traffic]:
+                  sram_bytes: int | Capacity) -> list[Traffic]:
     """Table 3's accounting with true shapes and the profile's bits, as per-layer traffic.
 
     DRAM reads are the weights (and the input at the first layer); writes are the weights
