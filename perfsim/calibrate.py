@@ -54,8 +54,21 @@ class _Fn(nn.Module):
         return self.fn(x)
 
 
-def _conv(cin: int, cout: int, k: int, groups: int = 1) -> Callable[[], nn.Module]:
-    return lambda: nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False)
+def _conv(cin: int, cout: int, k: int, groups: int = 1, stride: int = 1) -> Callable[[], nn.Module]:
+    return lambda: nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+
+
+# Convs whose inputs and outputs differ (a stage's first conv doubles the channels and halves the map;
+# a bottleneck expands and projects; a strided 1x1 shortcut; grouped convs that read several channels
+# per output): (cin, cout, kernel, groups, stride, side). Their matrix products have N and K apart,
+# which the C->C shapes above never do, and PyTorch runs some of them on other code paths.
+_UNEVEN = {
+    "conv": [(32, 64, 3, 1, 2, 32), (64, 128, 3, 1, 2, 16), (128, 256, 3, 1, 2, 8), (32, 64, 3, 1, 1, 16)],
+    "conv_pw": [(32, 128, 1, 1, 1, 16), (128, 32, 1, 1, 1, 16), (64, 256, 1, 1, 1, 8), (256, 64, 1, 1, 1, 8),
+                (64, 128, 1, 1, 2, 16)],
+    "conv_group": [(32, 8, 3, 4, 1, 32), (32, 8, 3, 4, 1, 16), (64, 16, 3, 4, 1, 8), (64, 16, 3, 8, 1, 16),
+                   (64, 32, 1, 4, 1, 32), (128, 32, 1, 4, 1, 16), (16, 64, 1, 4, 1, 16), (128, 128, 3, 32, 2, 16)],
+}
 
 
 def _matrix_benches(quick: bool) -> Iterator[Bench]:
@@ -84,6 +97,15 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
                                              [(1, 16, 16), (4, 64, 32), (8, 128, 64), (12, 197, 64), (1, 256, 256)]):
         yield Bench("matmul", lambda: _Fn(lambda x: x @ x.transpose(-1, -2)), (1, heads, length, dim),
                     f"matmul of {heads} head(s) {length}x{dim} by its transpose")
+
+
+def _uneven_benches(quick: bool) -> Iterator[Bench]:
+    for label, shapes in _UNEVEN.items():
+        for cin, cout, k, groups, stride, h in (shapes[::2] if quick else shapes):
+            grouped = f" in {groups} groups" if groups > 1 else ""
+            strided = f", stride {stride}" if stride > 1 else ""
+            yield Bench(label, _conv(cin, cout, k, groups, stride), (1, cin, h, h),
+                        f"{k}x{k} conv {cin}->{cout}{grouped}{strided} at {h}x{h}")
 
 
 # label -> (module factory, spatial input?) for the vector kinds; shapes from _vector_shapes
@@ -170,7 +192,7 @@ def _built(bench: Bench) -> tuple[nn.Module, Any]:
 
 
 def benches(quick: bool) -> list[Bench]:
-    return list(_matrix_benches(quick)) + list(_vector_benches(quick))
+    return list(_matrix_benches(quick)) + list(_uneven_benches(quick)) + list(_vector_benches(quick))
 
 
 # --------------------------------------------------------------------------
@@ -413,19 +435,12 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         kernel_overhead={label: f.overhead_s for label, f in fits.items()})
     tiled = fit_tiled(profile, tiled_results)
     profile = profile.model_copy(update={"tiled_efficiency": tiled})
-    from .calibrate_context import apply_factors, context_factors, measure_context
+    from .calibrate_context import apply_fits, context_fits, measure_context
     with host_settings(threads):
         in_context = measure_context(profile, threads=threads, repeats=5 if quick else 12, progress=progress)
-    fit_factors, tiled_factors = context_factors(in_context)
-    profile = apply_factors(profile, fit_factors, tiled_factors)
-    for (label, is_tiled), pts in in_context.items():
-        f = (tiled_factors if is_tiled else fit_factors).get(label)
-        if f is not None:
-            ratios = sorted(m / p for m, p in pts)
-            key = f"in_context_factor: {label}{' (rows that do not fit)' if is_tiled else ''}"
-            measurements[key] = Measured(value=f, q1=ratios[len(ratios) // 4], q3=ratios[3 * len(ratios) // 4],
-                                         n=len(pts), unit="measured/predicted",
-                                         what=f"median over {len(pts)} calls of the synthetic networks")
+    context, (first_touch, touched) = context_fits(in_context)
+    profile = apply_fits(profile, context, first_touch)
+    measurements.update(_context_measurements(context, first_touch, touched))
     calibration = Calibration(
         perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         host={**describe_host(), **{f"cache_l{k}_bytes_os": v for k, v in sorted(caches.items())},
@@ -433,6 +448,27 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         threads=threads, quick=quick, load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         measurements=measurements, fits=fits)
     return profile.model_copy(update={"calibration": calibration})
+
+
+def _context_measurements(context: dict, first_touch: float, touched: int) -> dict[str, Measured]:
+    """What the synthetic networks said, per label: the factor on work (quartiles: of measured / the fit
+    per call) and the overhead in context when fitted apart; and the first touch per output byte."""
+    out = {}
+    for label, fit in context.items():
+        r = fit.ratios  # measured / the fit, per call: the factor each call alone would imply, relative
+        how = "measured = factor x work + overhead" if fit.affine else "median of measured / predicted"
+        out[f"in_context_factor: {label}"] = Measured(
+            value=fit.factor, q1=min(fit.factor, fit.factor * r[len(r) // 4]),
+            q3=max(fit.factor, fit.factor * r[3 * len(r) // 4]), n=fit.calls, unit="x work",
+            what=f"{how}, over {fit.calls} calls of the synthetic networks (quartiles: factor x measured / fit)")
+        if fit.affine:
+            out[f"in_context_overhead: {label}"] = Measured(
+                value=fit.overhead_s, q1=fit.overhead_s, q3=fit.overhead_s, n=fit.calls, unit="s",
+                what=f"fitted with the factor over {fit.calls} calls of the synthetic networks")
+    out["in_context_first_touch"] = Measured(
+        value=first_touch, q1=first_touch, q3=first_touch, n=max(1, touched), unit="s/B",
+        what=f"median excess per output byte over {touched} calls whose rows do not fit in SRAM")
+    return out
 
 
 # --------------------------------------------------------------------------

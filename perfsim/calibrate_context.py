@@ -4,11 +4,19 @@ fit and what the same kind of op costs inside a network (docs/hardware.md, "In c
 
 The isolated fit says how a label's time depends on its shape; a network adds what a loop over one
 module hides: operands fetched from a colder cache, outputs freshly allocated, the framework between
-calls. The factor is the median, over a label's calls in these networks, of measured / predicted, taken
-apart for calls whose rows fit in SRAM and those whose rows do not (``tiled_efficiency``).
+calls. Per label, over its calls whose rows fit in SRAM, ``measured = factor x work + overhead`` (work:
+the isolated fit's time beyond its overhead), fitted in relative error: the factor divides the
+label's efficiency and the overhead replaces its kernel overhead. A network adds a fixed cost per call
+and a proportional one, and one factor for both (what calibrate did first) made a large call pay the
+small calls' fixed cost many times over (ResNet-18's 3x3 convs +42 %, docs/hardware.md). A label with
+too few calls, or calls too alike in size to tell the two apart, gets the median of measured /
+predicted on both. Calls whose rows do not fit in SRAM take longer again by about their output's
+bytes (freshly allocated pages, touched first): the median of that excess per output byte, over such
+calls of kernels that allocate their output, is ``first_touch``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import median
 from typing import Any, Callable
 
@@ -109,7 +117,7 @@ class _Tokens(nn.Module):
 NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mobile": (_Mobile, (3, 224, 224)),
     "grouped": (_Grouped, (3, 96, 96)),
-    "dense": (_Dense, (3, 128, 128)),
+    "dense": (_Dense, (3, 224, 224)),
     "tokens": (_Tokens, (1, 196, 48)),
 }
 
@@ -120,8 +128,8 @@ def _label(op: Any) -> str:
     return conv_label(op) if op.kind is OpKind.CONV else op.kind.value
 
 
-def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> float:
-    """The isolated fit's time of one op: its kernel overhead plus its work at the label's efficiency."""
+def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tuple[float, float]:
+    """The isolated fit's time of one op: (its kernel overhead, its work at the label's efficiency)."""
     from .timing import entry_value, kernel_overhead_of
     eff = entry_value(profile.efficiency.get(label, 1.0), op, 1)
     if tiled:
@@ -130,17 +138,21 @@ def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> fl
         work = 2 * op.macs / (profile.matrix_flops * eff)
     else:
         work = op.vector_ops / (profile.vector_flops * eff)
-    return kernel_overhead_of(profile.kernel_overhead, label) + work
+    return kernel_overhead_of(profile.kernel_overhead, label), work
+
+
+Call = tuple[float, float, float, int]  # measured seconds, predicted overhead, predicted work, output bytes
 
 
 def measure_context(profile: HardwareProfile, *, threads: int, repeats: int,
-                    progress: Callable[[str], None]) -> dict[tuple[str, bool], list[tuple[float, float]]]:
-    """(measured, predicted) seconds of every call of the synthetic networks, by (op label, whether its row
-    does not fit in SRAM)."""
+                    progress: Callable[[str], None]) -> dict[tuple[str, bool], list[Call]]:
+    """(measured, overhead, work) seconds and output bytes of every call of the synthetic networks, by (op
+    label, whether its row does not fit in SRAM); overhead and work as the isolated fit predicts them."""
+    from math import prod
     from .hosttime import time_module
     from .lowering import lower_traced
     from .simulator import simulate
-    out: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+    out: dict[tuple[str, bool], list[Call]] = {}
     for name, (make, shape) in NETWORKS.items():
         progress(f"in context: {name} network")
         module = make().eval()
@@ -154,19 +166,77 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int,
             if op is None or op_name not in row_of or spread.median_s <= 0:
                 continue
             label, tiled = _label(op), rows[row_of[op_name]].tiles > 1
-            out.setdefault((label, tiled), []).append((spread.median_s, _predicted(op, label, profile, tiled)))
+            out_bytes = -(-prod(op.out_shape) * profile.activation_bits // 8)
+            out.setdefault((label, tiled), []).append((spread.median_s, *_predicted(op, label, profile, tiled),
+                                                       out_bytes))
     return out
 
 
-def context_factors(samples: dict[tuple[str, bool], list[tuple[float, float]]], minimum: int = 3
-                    ) -> tuple[dict[str, float], dict[str, float]]:
-    """Per label with at least ``minimum`` calls: the median of measured / predicted over the calls whose
-    rows fit in SRAM, and over those whose rows do not."""
-    fit, tiled = {}, {}
-    for (label, is_tiled), pts in samples.items():
-        if len(pts) >= minimum and all(p > 0 for _, p in pts):
-            (tiled if is_tiled else fit)[label] = round(median(m / p for m, p in pts), 4)
-    return fit, tiled
+@dataclass(frozen=True)
+class ContextFit:
+    """A label in context: ``measured = factor x work + overhead`` (``affine``), or ``factor`` times both."""
+
+    factor: float
+    overhead_s: float | None  # None: the isolated overhead times ``factor``
+    calls: int
+    ratios: tuple[float, ...]  # measured / the fit, per call, sorted (its spread)
+
+    @property
+    def affine(self) -> bool:
+        return self.overhead_s is not None
+
+    def time(self, overhead: float, work: float) -> float:
+        return self.factor * work + (self.overhead_s if self.affine else self.factor * overhead)
+
+
+AFFINE_FROM = 4  # calls of a label, at least, to fit a factor and an overhead apart
+AFFINE_SPAN = 3.0  # ... and the largest call's work at least this many times the smallest's
+
+
+def fit_context(calls: list[Call]) -> ContextFit:
+    """``measured = factor x work + overhead`` by least squares in relative error (both at least 0), when
+    the calls are enough and differ enough in size; else the median of measured / predicted on both."""
+    import numpy as np
+    works = [w for _, _, w, _ in calls]
+    if len(calls) >= AFFINE_FROM and min(works) > 0 and max(works) >= AFFINE_SPAN * min(works):
+        t = np.array([m for m, *_ in calls])
+        w = np.array(works)
+        x = np.stack([w, np.ones(len(calls))], axis=1) / t[:, None]
+        (factor, overhead), *_ = np.linalg.lstsq(x, np.ones(len(calls)), rcond=None)
+        if factor < 1:  # a network never runs the work faster than a warm loop: hold the factor at 1
+            factor, overhead = 1.0, float(np.sum((t - w) / t**2) / np.sum(1 / t**2))
+        if overhead >= 0:
+            return _fitted(calls, float(factor), float(overhead))
+    return _fitted(calls, median(m / (o + w) for m, o, w, _ in calls), None)
+
+
+def _fitted(calls: list[Call], factor: float, overhead: float | None) -> ContextFit:
+    fit = ContextFit(round(factor, 4), None if overhead is None else overhead, len(calls), ())
+    ratios = tuple(sorted(m / fit.time(o, w) for m, o, w, _ in calls))
+    return ContextFit(fit.factor, fit.overhead_s, fit.calls, ratios)
+
+
+def _in_place(label: str) -> bool:
+    """An activation: PyTorch's networks run it in place (no fresh output), as ``first_touch`` counts."""
+    from .graph import UNARY_ACTIVATION_KINDS
+    return label in {k.value for k in UNARY_ACTIVATION_KINDS}
+
+
+def context_fits(samples: dict[tuple[str, bool], list[Call]], minimum: int = 3
+                 ) -> tuple[dict[str, ContextFit], tuple[float, int]]:
+    """Per label with at least ``minimum`` calls whose rows fit in SRAM: its ``ContextFit``. And
+    ``first_touch`` with the calls behind it: over the calls whose rows do not fit, of kernels that
+    allocate their output, the median of (measured - what the label's fit, or the isolated fit without
+    one, predicts) per output byte; at least 0, and 0 with fewer than ``minimum`` such calls."""
+    fits = {label: fit_context(calls) for (label, tiled), calls in samples.items()
+            if not tiled and len(calls) >= minimum and all(o + w > 0 for _, o, w, _ in calls)}
+    excess = []
+    for (label, tiled), calls in samples.items():
+        if tiled and not _in_place(label):
+            fit = fits.get(label)
+            excess += [(m - (fit.time(o, w) if fit else o + w)) / b for m, o, w, b in calls if b > 0]
+    first_touch = max(0.0, median(excess)) if len(excess) >= minimum else 0.0
+    return fits, (float(f"{first_touch:.4g}"), len(excess))
 
 
 def _scaled(entry: Any, f: float) -> Any:
@@ -176,20 +246,16 @@ def _scaled(entry: Any, f: float) -> Any:
     return min(1.0, entry / f)
 
 
-def apply_factors(profile: HardwareProfile, fit: dict[str, float], tiled: dict[str, float]) -> HardwareProfile:
-    """Each label's overhead times its in-SRAM factor and its efficiency divided by it (at most 1); a label
-    whose rows that do not fit run slower still gets that as ``tiled_efficiency``."""
+def apply_fits(profile: HardwareProfile, fits: dict[str, ContextFit], first_touch: float) -> HardwareProfile:
+    """Each label's efficiency divided by its factor (at most 1) and its overhead the fitted one (or times
+    the factor); ``first_touch`` as fitted."""
     eff = dict(profile.efficiency)
     ovh = dict(profile.kernel_overhead)
-    tiled_eff = dict(profile.tiled_efficiency)
-    for label, f in fit.items():
+    for label, fit in fits.items():
         if label in eff:
-            e = eff[label]
-            eff[label] = _scaled(e, f)
-        if label in ovh:
-            ovh[label] = ovh[label] * f
-    for label, t in tiled.items():
-        f = fit.get(label, 1.0)
-        if t > f * 1.15:  # beyond noise: the rows that do not fit are slower than the rest
-            tiled_eff[label] = round(max(1e-6, min(1.0, tiled_eff.get(label, 1.0) * f / t)), 6)
-    return profile.model_copy(update={"efficiency": eff, "kernel_overhead": ovh, "tiled_efficiency": tiled_eff})
+            eff[label] = _scaled(eff[label], fit.factor)
+        if fit.affine:
+            ovh[label] = fit.overhead_s
+        elif label in ovh:
+            ovh[label] = ovh[label] * fit.factor
+    return profile.model_copy(update={"efficiency": eff, "kernel_overhead": ovh, "first_touch": first_touch})

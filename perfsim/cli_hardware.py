@@ -68,6 +68,7 @@ def calibrate(out, name, threads, quick, force, quiet):
     click.echo(f"vector peak      {profile.vector_flops / 1e9:.2f} Gop/s")
     click.echo(f"stream bandwidth {profile.dram_bandwidth / 1e9:.2f} GB/s")
     click.echo(f"cache (SRAM)     {profile.sram_bytes / 2**20:.1f} MiB ({c.host.get('sram_from')})")
+    click.echo(f"first touch      {profile.first_touch * 1e12:.0f} us/MB of output beyond it (in context)")
     click.echo(f"{'op':18} {'overhead':>9} {'efficiency':>24} {'fit error':>9}")
     for label, f in c.fits.items():
         eff = (f"{f.efficiency:.3f}" if isinstance(f.efficiency, float)

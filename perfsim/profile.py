@@ -70,6 +70,7 @@ MAX_LISTED = 20  # known profiles named in an "unknown profile" message
 
 
 MAX_TABLE_ENTRIES = 64  # points of one efficiency table
+MAX_FIRST_TOUCH = 1e-6  # s/B: 1 MB/s, far slower than any memory
 MAX_TABLE_KEY = 2**31  # a matrix product's dimension
 
 
@@ -213,6 +214,9 @@ class HardwareProfile(BaseModel):
     kernel_overhead: dict[str, float] = Field(default_factory=dict)
     # a further factor on the efficiency of a row whose working set does not fit in SRAM (tiles > 1)
     tiled_efficiency: dict[str, float] = Field(default_factory=dict)
+    # seconds per byte of each output a row that does not fit in SRAM writes (its main kernel's, and an
+    # unfolded BN's): a host's first touch of freshly allocated pages (docs/hardware.md)
+    first_touch: float = 0.0
     calibration: Calibration | None = None
     # docs/systolic.md: a systolic matrix unit instead of matrix_flops, and energy per access
     array_rows: int | None = None
@@ -286,6 +290,13 @@ class HardwareProfile(BaseModel):
     @classmethod
     def _tiled(cls, v: Any) -> dict[str, float]:
         return _by_label(v, "op labels to fractions (0, 1]", lambda label, x: _fraction(x, label))
+
+    @field_validator("first_touch", mode="before")
+    @classmethod
+    def _first_touch(cls, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_FIRST_TOUCH:
+            raise ValueError(f"must be seconds per byte, between 0 and {MAX_FIRST_TOUCH:g}")
+        return float(v)
 
     @field_validator("kernel_overhead", mode="before")
     @classmethod

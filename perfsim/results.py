@@ -114,7 +114,7 @@ class LayerResult(NamedTuple):
     refetch_bytes: int
     transfers: int
     plan: Plan
-    t_overhead_s: float  # fixed cost of the row's kernels (profile kernel_overhead), in t_total_s
+    t_overhead_s: float  # fixed cost of the row's kernels (kernel_overhead, first_touch), in t_total_s
     matrix_cycles: int  # cycles on the systolic array (0 without one, or off the matrix unit)
     utilization: float  # achieved MAC rate during t_matrix_s / the matrix unit's peak (0 off it)
     sram_access_bytes: int  # bytes read from and written to SRAM (perfsim.energy)

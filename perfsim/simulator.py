@@ -18,7 +18,7 @@ from .graph import Graph, Layer, Unit
 from .memory import plan_memory, tensor_bytes
 from .results import Bound, BoundCounts, LayerResult, SimResult, Summary, Traffic
 from .systolic import run_on_array
-from .timing import layer_times, row_overhead, unit_efficiencies
+from .timing import layer_times, row_fixed_time, unit_efficiencies
 
 if TYPE_CHECKING:
     from .profile import HardwareProfile
@@ -51,7 +51,7 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
     macs = layer.macs * batch
     vops = layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch
     matrix_eff, vector_eff = unit_efficiencies(p, layer, batch, tr.tiles)
-    overhead = row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
+    overhead = row_fixed_time(p, layer, sizes[layer.output], tr.tiles)
     run = run_on_array(layer, batch, p.array_rows, p.array_cols, p.dataflow) \
         if p.systolic and layer.unit is Unit.MATRIX else None
     dram_bytes = tr.read_bytes + tr.write_bytes

@@ -248,7 +248,7 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
     """The simulator's stages up to the plan (perfsim.simulator.simulate, mirrored; the property test
     and the first-point check hold the two together)."""
     from .memory import plan_memory, tensor_bytes
-    from .timing import row_overhead, unit_efficiencies
+    from .timing import row_fixed_time, unit_efficiencies
     sizes = tensor_bytes(graph, batch, p.activation_bits)
     wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]
@@ -258,7 +258,7 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
         return _Group(fits=False, sram_range=e.sram_range)
     tr = plan.traffic
     effs = [unit_efficiencies(p, layer, batch, t.tiles) for layer, t in zip(graph.layers, tr)]
-    overhead = [row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation) for layer in graph.layers]
+    overhead = [row_fixed_time(p, layer, sizes[layer.output], t.tiles) for layer, t in zip(graph.layers, tr)]
     vops = [layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch for layer in graph.layers]
     macs = sum(layer.macs * batch for layer in graph.layers)
     totals = {

@@ -4,7 +4,8 @@
     matrix   = 2 * MACs / (matrix_flops * matrix_efficiency), or on a systolic array
                cycles / (array_clock * matrix_efficiency) (cycles from perfsim.systolic)
     vector   = vector ops / (vector_flops * vector_efficiency)
-    overhead = the kernel_overhead of every kernel the row runs
+    overhead = the kernel_overhead of every kernel the row runs, plus for a row that does not fit in
+               SRAM first_touch x its output bytes x the kernels that write a fresh output
     total    = data + matrix + vector + overhead, or max(data, matrix + vector) + overhead with ``overlap``
     bound    = the largest of data, matrix, vector (ties in that order)
 
@@ -16,8 +17,10 @@ linearly in log2 of the dimension and held flat beyond its ends; a table of tabl
 product's M (the positions of a conv) as a second key. ``kernel_overhead`` is
 seconds per kernel by the same labels (``default`` for the others); a row runs its main op,
 its prologue, and its epilogue BN and activation unless folded or fused away. ``tiled_efficiency``
-multiplies the efficiency of a row whose working set does not fit in SRAM (docs/hardware.md).
-A profile without either field gives SPEC's times bit for bit.
+multiplies the efficiency of a row whose working set does not fit in SRAM, and ``first_touch`` adds
+seconds per byte of each output such a row writes fresh (its main kernel's and an unfolded BN's;
+activations run in place) (docs/hardware.md). A profile without these fields gives SPEC's times bit
+for bit.
 """
 from __future__ import annotations
 
@@ -130,6 +133,21 @@ def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: b
     if not overheads:
         return 0.0
     return sum(kernel_overhead_of(overheads, k) for k in layer.kernel_labels(fold_batchnorm, fuse_activation))
+
+
+def first_touch_time(p: HardwareProfile, layer: Layer, out_bytes: int, tiles: int) -> float:
+    """``first_touch`` seconds per byte of each fresh output of a row that does not fit in SRAM (``tiles``
+    > 1): its ``out_bytes`` once per kernel that allocates them (the main op's, an unfolded BN's)."""
+    if not p.first_touch or tiles <= 1:
+        return 0.0
+    kernels = len(layer.kernels) + (0 if p.fold_batchnorm else len(layer.bn_kernels))
+    return p.first_touch * out_bytes * kernels
+
+
+def row_fixed_time(p: HardwareProfile, layer: Layer, out_bytes: int, tiles: int) -> float:
+    """A row's ``t_overhead_s``: its kernels' overhead and its first touch."""
+    return (row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
+            + first_touch_time(p, layer, out_bytes, tiles))
 
 
 def layer_times(profile: HardwareProfile, *, dram_bytes: int, transfers: int, macs: int, vector_ops: int,

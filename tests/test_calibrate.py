@@ -133,19 +133,46 @@ def test_the_synthetic_networks_lower_and_cover_the_labels():
     assert {"add", "maxpool", "softmax", "layernorm"} <= {label.split("+")[0] for label in labels}
 
 
-def test_context_factors_take_medians_apart_for_rows_that_do_not_fit():
-    from perfsim.calibrate_context import apply_factors, context_factors
-    samples = {("conv", False): [(2.0, 1.0), (3.0, 1.0), (1.0, 1.0)], ("conv", True): [(4.0, 1.0)] * 3,
-               ("relu", False): [(5.0, 1.0), (5.0, 1.0)]}  # too few calls: no factor
-    fit, tiled = context_factors(samples)
-    assert fit == {"conv": 2.0} and tiled == {"conv": 4.0}
+def _calls(factor, overhead, works, out_bytes=0):
+    return [(factor * w + overhead, 5e-6, w, out_bytes) for w in works]
+
+
+def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
+    from perfsim.calibrate_context import fit_context
+    fit = fit_context(_calls(2.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
+    assert fit.affine and fit.factor == pytest.approx(2.0) and fit.overhead_s == pytest.approx(30e-6)
+    assert fit.ratios == pytest.approx([1.0] * 4)
+    # never faster than the warm loop: a fit below 1 is held at 1, the overhead refitted
+    held = fit_context(_calls(0.5, 200e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
+    assert held.factor == 1.0 and held.affine and held.overhead_s > 0
+    # too few calls, or too alike in size: one factor on the isolated time (overhead + work), the median
+    few = fit_context([(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
+    assert not few.affine and few.factor == pytest.approx(2.0)
+    alike = fit_context(_calls(2.0, 30e-6, [100e-6, 120e-6, 150e-6, 200e-6]))
+    assert not alike.affine
+
+
+def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
+    from perfsim.calibrate_context import apply_fits, context_fits
+    works = [10e-6, 40e-6, 100e-6, 400e-6]
+    samples = {("conv", False): _calls(2.0, 30e-6, works),
+               # rows that do not fit: the in-SRAM fit plus 100 us per MB of output
+               ("conv", True): [(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
+                                zip(works, (1_000_000, 2_000_000, 3_000_000))],
+               ("batchnorm", True): [(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
+                                     ((1e-5, 10**6), (2e-5, 4 * 10**6))],
+               ("relu", True): [(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
+    fits, (first_touch, n) = context_fits(samples)
+    assert set(fits) == {"conv"} and n == 5 and first_touch == pytest.approx(1e-10)
     base = load_profile("edge_1mb", efficiency={"conv": {16: 0.5, 64: 0.9}, "relu": 0.5},
                         kernel_overhead={"conv": "10us", "relu": "2us"})
-    p = apply_factors(base, fit, tiled)
+    p = apply_fits(base, fits, first_touch)
     assert p.efficiency["conv"] == {16: 0.25, 64: 0.45} and p.efficiency["relu"] == 0.5
-    assert p.kernel_overhead["conv"] == pytest.approx(20e-6) and p.kernel_overhead["relu"] == pytest.approx(2e-6)
-    assert p.tiled_efficiency == {"conv": 0.5}  # tiled rows were 2x slower again than the rest
-    assert apply_factors(base, {"conv": 0.5}, {}).efficiency["conv"] == {16: 1.0, 64: 1.0}  # at most 1
+    assert p.kernel_overhead["conv"] == pytest.approx(30e-6) and p.kernel_overhead["relu"] == pytest.approx(2e-6)
+    assert p.first_touch == pytest.approx(1e-10)
+    # faster than predicted beyond SRAM: no negative first touch; too few such calls: none
+    assert context_fits({("conv", True): [(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
+    assert context_fits({("conv", True): [(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
 
 
 def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():

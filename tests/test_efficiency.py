@@ -161,11 +161,12 @@ def efficiency_tables(draw):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=random_plans(), table=efficiency_tables(), overhead=st.floats(0, 1e-4),
+       first_touch=st.sampled_from([0.0, 1e-10, 3e-9]),
        sizes=st.lists(st.integers(2048, 2**20), min_size=3, max_size=6, unique=True))
-def test_invariants_hold_with_efficiency_and_overhead(plan, table, overhead, sizes):
-    """SPEC's invariants under any efficiency and overhead; lower efficiency is never faster."""
+def test_invariants_hold_with_efficiency_and_overhead(plan, table, overhead, first_touch, sizes):
+    """SPEC's invariants under any efficiency, overhead and first touch; lower efficiency is never faster."""
     graph = random_net(*plan)
-    fields = {"efficiency": table, "kernel_overhead": {"default": overhead}}
+    fields = {"efficiency": table, "kernel_overhead": {"default": overhead}, "first_touch": first_touch}
     check_sweep(graph, sizes, **fields)
     try:
         fast = simulate(graph, prof(sram_bytes=max(sizes)))
@@ -197,6 +198,31 @@ def test_tiled_efficiency_slows_only_rows_that_do_not_fit():
                 assert b.t_matrix_s == pytest.approx(factor * a.t_matrix_s)
             return
     pytest.fail("no SRAM size tiles this graph")
+
+
+def test_first_touch_adds_per_fresh_output_byte_only_where_a_row_does_not_fit():
+    g = graphs.two_convs()
+    assert simulate(g, prof(sram_bytes=2**30, first_touch=1e-9)).latency_s == simulate(g, prof(sram_bytes=2**30)).latency_s
+    for size in [2**k for k in range(10, 22)]:
+        try:
+            tight = simulate(g, prof(sram_bytes=size, fold_batchnorm=False))
+        except DoesNotFitError:
+            continue
+        if any(r.tiles > 1 for r in tight.rows):
+            touched = simulate(g, prof(sram_bytes=size, fold_batchnorm=False, first_touch=1e-9))
+            for layer, a, b in zip(g.layers, tight.rows, touched.rows):
+                fresh = len(layer.kernels) + len(layer.bn_kernels)  # BN unfolded writes its own output
+                extra = 1e-9 * a.out_bytes * fresh if a.tiles > 1 else 0.0
+                assert b.t_overhead_s == pytest.approx(a.t_overhead_s + extra)
+                assert b.t_total_s == pytest.approx(a.t_total_s + extra)
+            return
+    pytest.fail("no SRAM size tiles this graph")
+
+
+@pytest.mark.parametrize("value", [-1e-9, 1.0, "fast", True, float("nan")])
+def test_bad_first_touch_is_an_input_error(value):
+    with pytest.raises(InputError, match="first_touch"):
+        load_profile("edge_1mb", first_touch=value)
 
 
 @pytest.mark.parametrize("value, match", [({"conv_dw": 0}, "fraction"), ({"nope": 0.5}, "unknown op label"),

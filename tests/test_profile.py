@@ -39,6 +39,7 @@ EDGE_1MB = {
     "efficiency": {},
     "kernel_overhead": {},
     "tiled_efficiency": {},
+    "first_touch": 0.0,
     "calibration": None,
     "array_rows": None,  # issue 11: a systolic array (docs/systolic.md), none on edge_1mb
     "array_cols": None,

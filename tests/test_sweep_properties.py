@@ -58,6 +58,7 @@ CALIBRATED = {
         "default": st.floats(0, 1e-4), "conv": st.floats(0, 1e-4), "relu": st.floats(0, 1e-5)}),
     "tiled_efficiency": st.fixed_dictionaries({}, optional={
         "conv": st.floats(0.05, 1.0), "conv_pw": st.floats(0.05, 1.0), "add": st.floats(0.05, 1.0)}),
+    "first_touch": st.sampled_from([0.0, 2e-10, 5e-9]),
 }
 
 
