@@ -294,6 +294,11 @@ class HardwareProfile(BaseModel):
     @field_validator("first_touch", mode="before")
     @classmethod
     def _first_touch(cls, v: Any) -> float:
+        if isinstance(v, str) and len(v) <= 40:  # YAML reads 1e-10 (no dot) as text
+            try:
+                v = float(v.strip())
+            except ValueError:
+                pass
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_FIRST_TOUCH:
             raise ValueError(f"must be seconds per byte, between 0 and {MAX_FIRST_TOUCH:g}")
         return float(v)

@@ -219,10 +219,16 @@ def test_first_touch_adds_per_fresh_output_byte_only_where_a_row_does_not_fit():
     pytest.fail("no SRAM size tiles this graph")
 
 
-@pytest.mark.parametrize("value", [-1e-9, 1.0, "fast", True, float("nan")])
+@pytest.mark.parametrize("value", [-1e-9, 1.0, "fast", True, float("nan"), "nan", "1" * 50, [1e-10]])
 def test_bad_first_touch_is_an_input_error(value):
     with pytest.raises(InputError, match="first_touch"):
         load_profile("edge_1mb", first_touch=value)
+
+
+def test_first_touch_reads_from_yaml_as_written_by_hand(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("extends: edge_1mb\nname: p\nfirst_touch: 1e-10\n")  # YAML 1.1: text, not a float
+    assert load_profile(str(f)).first_touch == pytest.approx(1e-10)
 
 
 @pytest.mark.parametrize("value, match", [({"conv_dw": 0}, "fraction"), ({"nope": 0.5}, "unknown op label"),
