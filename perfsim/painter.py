@@ -22,7 +22,8 @@ class Painter:
         import multiprocessing
         ctx = multiprocessing.get_context(_START_METHOD)
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child_conn, self._conn), daemon=True, name="perfsim-painter")
+        self._proc = ctx.Process(target=_serve, args=(child_conn, self._conn, os.getpid()), daemon=True,
+                                 name="perfsim-painter")
         self._proc.start()
         child_conn.close()
         self._sent: list[tuple[Callable[..., None], tuple]] = []
@@ -87,11 +88,10 @@ def start() -> Painter | None:
         return None
 
 
-def _serve(conn, parent_conn) -> None:
+def _serve(conn, parent_conn, parent: int) -> None:
     """The painter: import the plotting library, then draw until told to stop or the parent is gone."""
-    import signal
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from .children import as_child
+    as_child(parent)
     parent_conn.close()
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401

@@ -12,9 +12,9 @@ import io
 import json
 import math
 import os
-import signal
 from pathlib import Path
 
+from .children import as_child
 from .graph import Unit
 from .report_folder import MANIFEST, write_folder
 from .results import COLUMNS, Bound, SimResult
@@ -382,20 +382,13 @@ def write_plots(result: SimResult, folder: Path, *, parallel: bool | None = None
         import multiprocessing
         try:
             ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(2, initializer=_worker_signals) as pool:
+            with ctx.Pool(2, initializer=as_child, initargs=(os.getpid(),)) as pool:
                 pool.map(_render, jobs, chunksize=-(-len(jobs) // 2))
             return
         except (OSError, ValueError):
             pass  # no fork here (or no resources): render serially
     for job in jobs:
         _render(job)
-
-
-def _worker_signals() -> None:
-    """A plot worker dies quietly on SIGTERM (Pool.terminate) and leaves SIGINT to its parent,
-    which cleans up the report's temporary folder (the handlers it forked with would raise)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _time_scale(max_s: float) -> tuple[float, str]:

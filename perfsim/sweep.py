@@ -448,6 +448,8 @@ def _parallel(graph: Graph, jobs: list[tuple[tuple, HardwareProfile]], batch: in
     import multiprocessing
     import os
     import threading
+
+    from .children import as_child
     global _JOB
     serial = (len(jobs) < PARALLEL_FROM or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork")
               or threading.current_thread() is not threading.main_thread()
@@ -459,7 +461,8 @@ def _parallel(graph: Graph, jobs: list[tuple[tuple, HardwareProfile]], batch: in
             workers = 1 if _MEANWHILE and (os.cpu_count() or 1) <= 2 else 2
             step = -(-len(jobs) // 8)  # eight chunks: a slow one does not hold up the rest for long
             spans = [(k, k + step) for k in range(0, len(jobs), step)]
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=as_child,
+                                                           initargs=(os.getpid(),)) as pool:
                 pending = pool.map_async(_plan_chunk, spans, chunksize=1)
                 _run_meanwhile()  # after the fork: nothing the workers inherit is half-imported
                 return [g for part in pending.get() for g in part]
@@ -493,13 +496,6 @@ def _run_meanwhile() -> None:
 def _plan_chunk(span: tuple[int, int]) -> list[_Group]:
     graph, jobs, batch = _JOB
     return _walk(graph, jobs[span[0]:span[1]], batch)
-
-
-def _worker_signals() -> None:
-    """A worker dies quietly on SIGTERM and leaves SIGINT to its parent (as the plot workers do)."""
-    import signal
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _assemble(graph, base, axes, index, batch, groups: list[_Group], gid: np.ndarray) -> dict[str, np.ndarray]:
