@@ -76,3 +76,42 @@ def test_bad_input_after_the_painter_started_leaves_no_process(isolated, capsys)
     rc, out, err = cli_run(capsys, "sweep", "mobilenet", "--vary", "sram_bytes=2KiB..1KiB:x2")
     assert_input_error(rc, out, err, "sram_bytes")
     assert multiprocessing.active_children() == []
+
+
+def test_helpers_die_with_their_parent(tmp_path):
+    """A parent killed outright (SIGKILL) leaves no forked helper behind (busy or waiting) and no traceback."""
+    import subprocess
+    import sys
+    import time
+    script = (
+        "import multiprocessing, os, signal, sys, time\n"
+        "from perfsim.children import as_child\n"
+        "from perfsim import painter\n"
+        "def pid(_): time.sleep(30); return os.getpid()\n"
+        "if __name__ == '__main__':\n"
+        "    p = painter.start()\n"
+        "    pool = multiprocessing.get_context('fork').Pool(2, initializer=as_child, initargs=(os.getpid(),))\n"
+        "    pending = pool.map_async(pid, range(8))\n"
+        "    time.sleep(1.5)  # the helpers are set up and busy (or waiting) when it dies\n"
+        "    print(p._proc.pid, *{c.pid for c in multiprocessing.active_children()}, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    pids = [int(x) for x in run.stdout.split()]
+    assert len(pids) >= 3
+    assert time.monotonic() - start < 20  # its helpers held its pipes open no longer than it lived
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _alive(p)]
+    assert alive == []
+    assert "Traceback" not in run.stderr
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead, waiting for its reaper
+    except FileNotFoundError:
+        return False
