@@ -30,7 +30,7 @@ from torch import nn
 
 from .errors import InputError
 from .hosttime import Spread, describe_host, host_settings
-from .profile import MATRIX_LABELS, Calibration, HardwareProfile, KindFit, Measured
+from .profile import MATRIX_LABELS, Calibration, GroupedConv, HardwareProfile, KindFit, Measured
 
 FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
 
@@ -97,6 +97,23 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
                                              [(1, 16, 16), (4, 64, 32), (8, 128, 64), (12, 197, 64), (1, 256, 256)]):
         yield Bench("matmul", lambda: _Fn(lambda x: x @ x.transpose(-1, -2)), (1, heads, length, dim),
                     f"matmul of {heads} head(s) {length}x{dim} by its transpose")
+
+
+GROUPED_CHANNELS = (2, 4, 8, 16, 32)  # channels read and written per group: the grouped model's axes
+GROUPED_CHANNELS_QUICK = (2, 8, 32)
+
+
+def _grouped_benches(quick: bool) -> Iterator[Bench]:
+    """Grouped convs over a grid (``fit_grouped``): kernel 1 or 3, channels read and written per group,
+    4 or 32 groups, three map sides (two with ``quick``)."""
+    channels = GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS
+    for k in (1, 3):
+        for cin in channels:
+            for cout in channels:
+                for groups in (4, 32):
+                    for h in ((7, 28) if quick else (7, 14, 28)):
+                        yield Bench("conv_group", _conv(cin * groups, cout * groups, k, groups), (1, cin * groups, h, h),
+                                    f"{k}x{k} conv, {groups} groups of {cin}->{cout} at {h}x{h}")
 
 
 def _uneven_benches(quick: bool) -> Iterator[Bench]:
@@ -192,7 +209,8 @@ def _built(bench: Bench) -> tuple[nn.Module, Any]:
 
 
 def benches(quick: bool) -> list[Bench]:
-    return list(_matrix_benches(quick)) + list(_uneven_benches(quick)) + list(_vector_benches(quick))
+    return (list(_matrix_benches(quick)) + list(_uneven_benches(quick)) + list(_grouped_benches(quick))
+            + list(_vector_benches(quick)))
 
 
 # --------------------------------------------------------------------------
@@ -364,6 +382,58 @@ def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
     return {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
 
 
+def grouped_shape(layer: Any) -> tuple[int, int, int, int, int]:
+    """A grouped conv row's (kernel area, groups, positions, channels read, channels written) per group."""
+    from .timing import gemm_dims
+    m, n, k = gemm_dims(layer, 1)
+    area = layer.kernel[0] * layer.kernel[1] if layer.kernel else 1
+    return area, max(1, layer.macs // (m * n * k)), m, max(1, k // area), n
+
+
+def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequence[int]) -> KindFit:
+    """``conv_group``'s model of its time (``profile.GroupedConv``): per kernel area (1, 9), a call overhead
+    shared by all its shapes and per cell of (channels read, written) a cost per group and per group and
+    output position, by least squares in relative error over the shapes on the grid; a negative cost is
+    dropped and the rest refitted, a cell without shapes takes its nearest cell's."""
+    import numpy as np
+    kernels = {}
+    errors = []
+    for area in (1, 9):
+        pts = [(grouped_shape(layer), s.median_s) for layer, s in points]
+        pts = [((g, m, r, w), t) for (a, g, m, r, w), t in pts if a == area and r in channels and w in channels]
+        cells = sorted({(r, w) for (_, _, r, w), _ in pts})
+        if len(pts) < 3 or not cells:
+            continue
+        x = np.zeros((len(pts), 1 + 2 * len(cells)))
+        for i, ((g, m, r, w), t) in enumerate(pts):
+            j = cells.index((r, w))
+            x[i, 0], x[i, 1 + 2 * j], x[i, 2 + 2 * j] = 1 / t, g / t, g * m / t
+        keep = np.ones(x.shape[1], dtype=bool)
+        coef = np.zeros(x.shape[1])
+        while True:
+            sol, *_ = np.linalg.lstsq(x[:, keep], np.ones(len(pts)), rcond=None)
+            coef[:] = 0
+            coef[keep] = sol
+            if (coef >= 0).all():
+                break
+            keep &= coef > 0  # drop the negative ones (and keep what stays positive), refit
+        errors += list(np.abs(x @ coef - 1))
+        fitted = {cell: (coef[1 + 2 * j], coef[2 + 2 * j]) for j, cell in enumerate(cells)}
+
+        def nearest(r: int, w: int) -> tuple[float, float]:
+            if (r, w) in fitted:
+                return fitted[(r, w)]
+            near = min(fitted, key=lambda c: (abs(math.log2(c[0] / r)) + abs(math.log2(c[1] / w)), c))
+            return fitted[near]
+        table = [[nearest(r, w) for w in channels] for r in channels]
+        kernels[area] = {"overhead": float(coef[0]), "channels": list(channels),
+                         "per_group": [[float(f"{c:.4g}") for c, _ in row] for row in table],
+                         "per_position": [[float(f"{u:.4g}") for _, u in row] for row in table]}
+    model = GroupedConv(flops=peak, kernels=kernels)
+    return KindFit(shapes=len(points), overhead_s=0.0, efficiency=model,
+                   median_abs_error=round(float(median(errors)), 4) if errors else 0.0, unit="matrix")
+
+
 def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
     """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
     ``peak``; a matrix label's fractions become a table by ``gemm_dims`` unless they agree within FLAT."""
@@ -423,6 +493,9 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
                       + [r for label, pts in by_label.items() if label not in MATRIX_LABELS for r in _rates(label, pts)])
     fits = {label: fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak)
             for label, pts in by_label.items()}
+    if "conv_group" in by_label:  # a model of its time over the grid, not a table (docs/hardware.md)
+        fits["conv_group"] = fit_grouped(by_label["conv_group"], matrix_peak,
+                                         GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS)
     sram, bandwidth, how = sram_and_bandwidth(rates, caches, threads)
     profile = HardwareProfile(
         name=name,

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .profile import MATRIX_LABELS, HardwareProfile
+from .profile import MATRIX_LABELS, GroupedConv, HardwareProfile
 
 
 def _cbr(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: type = nn.ReLU6) -> nn.Sequential:
@@ -240,9 +240,12 @@ def context_fits(samples: dict[tuple[str, bool], list[Call]], minimum: int = 3
 
 
 def _scaled(entry: Any, f: float) -> Any:
-    """An efficiency entry (number or table, nested or not) divided by ``f``, at most 1."""
+    """An efficiency entry (number, table nested or not, or a grouped conv's model) divided by ``f``, at
+    most 1."""
     if isinstance(entry, dict):
         return {k: _scaled(v, f) for k, v in entry.items()}
+    if isinstance(entry, GroupedConv):
+        return entry.model_copy(update={"scale": entry.scale * f})
     return min(1.0, entry / f)
 
 

@@ -71,8 +71,12 @@ def calibrate(out, name, threads, quick, force, quiet):
     click.echo(f"first touch      {profile.first_touch * 1e12:.0f} us/MB of output beyond it (in context)")
     click.echo(f"{'op':18} {'overhead':>9} {'efficiency':>24} {'fit error':>9}")
     for label, f in c.fits.items():
-        eff = (f"{f.efficiency:.3f}" if isinstance(f.efficiency, float)
-               else " ".join(f"{k}:{v:.2f}" for k, v in list(f.efficiency.items())[:4]))
+        if isinstance(f.efficiency, float):
+            eff = f"{f.efficiency:.3f}"
+        elif isinstance(f.efficiency, dict):
+            eff = " ".join(f"{k}:{v:.2f}" for k, v in list(f.efficiency.items())[:4])
+        else:  # a grouped conv's model: its call overhead per kernel area
+            eff = "model, " + " ".join(f"{a}:{k.overhead * 1e6:.0f}us" for a, k in f.efficiency.kernels.items())
         click.echo(f"{label:18} {f.overhead_s * 1e6:>7.1f}us {eff:>24} {f.median_abs_error:>9.0%}")
     click.echo(f"profile          {out}  (load {c.load_average[0]:.2f} -> {c.load_average[1]:.2f})")
 

@@ -14,9 +14,10 @@ so everything computed from a profile is finite. docs/model.md lists the bounds.
 """
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -62,7 +63,7 @@ ARRAY_LIMITS: dict[str, tuple[float, float, str]] = {"array_clock": (1.0, 1e12, 
 BITS_RANGE = (1, 64)
 
 MAX_PROFILE_BYTES = 256 * 1024  # a profile is a dozen lines; a calibrated one carries ~200 measurements
-MAX_NESTING = 8  # mappings/sequences inside each other (a valid profile needs 1)
+MAX_NESTING = 10  # mappings/sequences inside each other (a calibrated one needs 9: its grouped-conv tables)
 MAX_EXTENDS = 16  # profiles in one extends chain
 MAX_INT_CHARS = 64  # a YAML integer literal longer than this is refused before it is converted
 MAX_NAME_CHARS = 200  # a profile name becomes part of a report folder name
@@ -72,6 +73,7 @@ MAX_LISTED = 20  # known profiles named in an "unknown profile" message
 MAX_TABLE_ENTRIES = 64  # points of one efficiency table
 MAX_FIRST_TOUCH = 1e-6  # s/B: 1 MB/s, far slower than any memory
 MAX_TABLE_KEY = 2**31  # a matrix product's dimension
+MAX_GROUPED_AXIS = 16  # points of a grouped-conv table's channel axis
 
 
 def _labels() -> frozenset[str]:
@@ -114,6 +116,101 @@ def _efficiency_table(label: str, v: Any, inner: bool = False) -> dict[int, Any]
     if len({isinstance(x, dict) for x in out.values()}) > 1:
         raise ValueError(f"{label}: a table's values are all fractions or all tables by M")
     return dict(sorted(out.items()))
+
+
+class GroupedKernel(BaseModel):
+    """A grouped conv's time for one kernel area (kh x kw), by channels read and written per group:
+    ``overhead + groups x per_group[read][written] + groups x positions x per_position[read][written]``,
+    the tables read bilinearly in log2 of the channels and held at their edges."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overhead: float = Field(ge=0, le=1)  # seconds per call
+    channels: tuple[int, ...]  # the tables' axes, ascending, for channels read and written alike
+    per_group: tuple[tuple[float, ...], ...]  # seconds, [read][written]
+    per_position: tuple[tuple[float, ...], ...]  # seconds per output position of one group
+
+    @model_validator(mode="after")
+    def _square(self) -> "GroupedKernel":
+        n = len(self.channels)
+        if not 2 <= n <= MAX_GROUPED_AXIS or list(self.channels) != sorted(set(self.channels)) \
+                or not 1 <= self.channels[0] <= self.channels[-1] <= MAX_TABLE_KEY:
+            raise ValueError(f"channels: 2 to {MAX_GROUPED_AXIS} ascending whole numbers >= 1")
+        for name in ("per_group", "per_position"):
+            rows = getattr(self, name)
+            if len(rows) != n or any(len(r) != n for r in rows):
+                raise ValueError(f"{name}: a {n} x {n} table (channels read x channels written)")
+            if not all(math.isfinite(x) and 0 <= x <= 1 for r in rows for x in r):
+                raise ValueError(f"{name}: seconds between 0 and 1")
+        return self
+
+    def time(self, area: int, groups: int, positions: int, read: int, written: int) -> float:
+        c, u = _bilinear(self.channels, (self.per_group, self.per_position), read, written)
+        return self.overhead + groups * c + groups * positions * u
+
+
+def _bilinear(axis: Sequence[int], tables: Sequence[Sequence[Sequence[float]]], x: int, y: int) -> list[float]:
+    """Each table at (x, y), linear in log2 of both between the axis's points, held beyond its ends."""
+    def at(v: int) -> tuple[int, float]:
+        lv = math.log2(max(v, 1))
+        if lv <= math.log2(axis[0]):
+            return 0, 0.0
+        if lv >= math.log2(axis[-1]):
+            return len(axis) - 2, 1.0
+        i = max(k for k in range(len(axis) - 1) if math.log2(axis[k]) <= lv)
+        return i, (lv - math.log2(axis[i])) / (math.log2(axis[i + 1]) - math.log2(axis[i]))
+    (i, fx), (j, fy) = at(x), at(y)
+    return [(1 - fx) * (1 - fy) * t[i][j] + fx * (1 - fy) * t[i + 1][j] + (1 - fx) * fy * t[i][j + 1]
+            + fx * fy * t[i + 1][j + 1] for t in tables]
+
+
+class GroupedConv(BaseModel):
+    """``conv_group``'s efficiency from a model of its time (docs/hardware.md): a ``GroupedKernel`` per
+    kernel area (1 for 1x1, 9 for 3x3; another area reads the nearest one, its per-position cost scaled
+    by the areas' ratio), times ``scale`` (what a network adds), as a fraction of ``flops`` (the matrix
+    peak the times were measured against)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flops: float = Field(ge=1.0, le=1e18)
+    scale: float = Field(1.0, gt=0, le=1e3)
+    kernels: dict[int, GroupedKernel]
+
+    @field_validator("kernels", mode="before")
+    @classmethod
+    def _areas(cls, v: Any) -> Any:
+        if not isinstance(v, Mapping) or not 1 <= len(v) <= 4:
+            raise ValueError("kernels: 1 to 4 kernel areas (1 for 1x1, 9 for 3x3) to their tables")
+        return {_table_key("kernels", k): x for k, x in v.items()}
+
+    def fraction(self, macs: int, area: int, groups: int, positions: int, read: int, written: int) -> float:
+        near = min(self.kernels, key=lambda a: (abs(math.log2(a) - math.log2(max(area, 1))), a))
+        k = self.kernels[near]
+        c, u = _bilinear(k.channels, (k.per_group, k.per_position), read, written)
+        seconds = self.scale * (k.overhead + groups * c + groups * positions * u * area / near)
+        return 1.0 if seconds <= 0 else min(1.0, 2 * macs / (self.flops * seconds))
+
+
+def _grouped(label: str, x: Any) -> GroupedConv:
+    if label != "conv_group":
+        raise ValueError(f"{label}: a grouped-conv model is only for conv_group")
+    if isinstance(x, GroupedConv):
+        return x
+    try:
+        return GroupedConv.model_validate(x)
+    except ValueError as e:
+        errors = getattr(e, "errors", None)
+        first = errors()[0] if callable(errors) else None
+        where = ".".join(str(p) for p in first["loc"]) if first else ""
+        raise ValueError(f"{label}: {where + ': ' if where else ''}{first['msg'] if first else e}") from None
+
+
+def _efficiency_entry(label: str, x: Any) -> Any:
+    """A fraction; for a matrix op a table by the smallest dimension (of tables by M); for conv_group a
+    model of its time, ``{flops, scale, kernels}`` (``GroupedConv``)."""
+    if isinstance(x, GroupedConv) or (isinstance(x, Mapping) and "kernels" in x):
+        return _grouped(label, x)
+    return _efficiency_table(label, x) if isinstance(x, Mapping) else _fraction(x, label)
 
 
 def _by_label(v: Any, what: str, convert: Callable[[str, Any], Any], also: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -168,7 +265,7 @@ class KindFit(BaseModel):
 
     shapes: int = Field(ge=1)
     overhead_s: float = Field(ge=0)
-    efficiency: float | dict[int, float] | dict[int, dict[int, float]]
+    efficiency: float | GroupedConv | dict[int, float] | dict[int, dict[int, float]]
     median_abs_error: float = Field(ge=0)  # of the fitted time, relative, over the shapes measured
     unit: Literal["matrix", "vector"]
 
@@ -210,7 +307,8 @@ class HardwareProfile(BaseModel):
     memory_policy: Literal["liveness", "paper"] = "liveness"
     # SPEC "Efficiency and overhead": fraction of the unit's peak by op label (a number, or for a matrix
     # op a table by the smallest dimension of its matrix product), and seconds per kernel by label
-    efficiency: dict[str, float | dict[int, float] | dict[int, dict[int, float]]] = Field(default_factory=dict)
+    efficiency: dict[str, float | GroupedConv | dict[int, float] | dict[int, dict[int, float]]] = Field(
+        default_factory=dict)
     kernel_overhead: dict[str, float] = Field(default_factory=dict)
     # a further factor on the efficiency of a row whose working set does not fit in SRAM (tiles > 1)
     tiled_efficiency: dict[str, float] = Field(default_factory=dict)
@@ -283,8 +381,7 @@ class HardwareProfile(BaseModel):
     @field_validator("efficiency", mode="before")
     @classmethod
     def _efficiency(cls, v: Any) -> dict[str, Any]:
-        return _by_label(v, "op labels (conv_dw, linear, relu, ...) to fractions of peak", lambda label, x: (
-            _efficiency_table(label, x) if isinstance(x, Mapping) else _fraction(x, label)))
+        return _by_label(v, "op labels (conv_dw, linear, relu, ...) to fractions of peak", _efficiency_entry)
 
     @field_validator("tiled_efficiency", mode="before")
     @classmethod

@@ -80,11 +80,16 @@ def table_value(table: Mapping[int, Any], x: int, m: int = 1) -> float:
 
 
 def entry_value(entry: Any, layer: Layer, batch: int) -> float:
-    """An efficiency entry for a row: a number, or a table read at the row's matrix dimensions."""
+    """An efficiency entry for a row: a number, a table read at the row's matrix dimensions, or a grouped
+    conv's model of its time (``profile.GroupedConv``) read at its groups and channels per group."""
     if isinstance(entry, float):
         return entry
     m, n, k = gemm_dims(layer, batch)
-    return table_value(entry, min(m, n, k), m)
+    if isinstance(entry, Mapping):
+        return table_value(entry, min(m, n, k), m)
+    area = layer.kernel[0] * layer.kernel[1] if layer.kernel else 1
+    groups = max(1, layer.macs * batch // (m * n * k))
+    return entry.fraction(layer.macs * batch, area, groups, m, max(1, k // area), n)
 
 
 def _entry(table: Mapping[str, Any], layer: Layer) -> Any:

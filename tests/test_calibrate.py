@@ -170,6 +170,12 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
     assert p.efficiency["conv"] == {16: 0.25, 64: 0.45} and p.efficiency["relu"] == 0.5
     assert p.kernel_overhead["conv"] == pytest.approx(30e-6) and p.kernel_overhead["relu"] == pytest.approx(2e-6)
     assert p.first_touch == pytest.approx(1e-10)
+    # a grouped conv's model takes the factor as its scale
+    grouped = {"flops": 1e11, "kernels": {"9": {"overhead": 1e-5, "channels": [2, 8], "per_group": [[0, 0], [0, 0]],
+                                                "per_position": [[1e-9, 1e-9], [1e-9, 1e-9]]}}}
+    g = apply_fits(load_profile("edge_1mb", efficiency={"conv_group": grouped}),
+                   {"conv_group": fits["conv"]}, 0.0)
+    assert g.efficiency["conv_group"].scale == pytest.approx(2.0)
     # faster than predicted beyond SRAM: no negative first touch; too few such calls: none
     assert context_fits({("conv", True): [(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
     assert context_fits({("conv", True): [(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
@@ -178,3 +184,76 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
 def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
     assert cal._table([(2, 49, 0.01), (2, 784, 0.03), (8, 49, 0.2)]) == {2: 0.02, 8: 0.2}
     assert cal._table([(2, 49, 0.5), (8, 784, 0.52)]) == 0.51
+
+
+def _grouped_points(truth, shapes):
+    """(layer, spread) of grouped convs whose times come from ``truth`` (a GroupedConv), as calibrate
+    measures them: lowered by perfsim, the time the model gives."""
+    from perfsim.hosttime import Spread
+    from perfsim.lowering import lower
+    out = []
+    for k, cin, cout, groups, side in shapes:
+        g = lower(cal._conv(cin * groups, cout * groups, k, groups)(), (cin * groups, side, side))
+        layer = g.layers[0]
+        area, gr, m, r, w = cal.grouped_shape(layer)
+        t = truth.kernels[area].time(area, gr, m, r, w)
+        out.append((layer, Spread(median_s=t, q1_s=t, q3_s=t, n=1)))
+    return out
+
+
+def test_the_grouped_conv_model_is_recovered_from_its_grid():
+    from perfsim.profile import GroupedConv
+    ch = (2, 8, 32)
+    def kernel(overhead, per_group, base):
+        return {"overhead": overhead, "channels": list(ch), "per_group": [[per_group] * 3] * 3,
+                "per_position": [[base * r * (1 + w / 8) for w in ch] for r in ch]}
+    truth = GroupedConv(flops=2e11, kernels={1: kernel(6e-6, 2.7e-6, 1e-10), 9: kernel(5.4e-5, 3e-7, 9e-10)})
+    shapes = [(k, r, w, g, s) for k in (1, 3) for r in ch for w in ch for g in (4, 32) for s in (7, 28)]
+    fit = cal.fit_grouped(_grouped_points(truth, shapes), 2e11, ch)
+    model = fit.efficiency
+    assert fit.median_abs_error < 1e-6 and fit.overhead_s == 0.0
+    for area in (1, 9):
+        got, want = model.kernels[area], truth.kernels[area]
+        assert got.overhead == pytest.approx(want.overhead, rel=1e-4)
+        for table in ("per_group", "per_position"):
+            flat = [x for row in getattr(got, table) for x in row]
+            assert flat == pytest.approx([x for row in getattr(want, table) for x in row], rel=1e-3), table
+
+
+def test_a_grouped_conv_row_reads_its_model():
+    from perfsim.lowering import lower
+    from perfsim.profile import GroupedConv
+    from perfsim.timing import entry_value
+    k = {"overhead": 5e-5, "channels": [2, 8], "per_group": [[1e-6, 2e-6], [3e-6, 4e-6]],
+         "per_position": [[1e-9, 2e-9], [3e-9, 4e-9]]}
+    model = GroupedConv(flops=1e11, scale=2.0, kernels={9: k})
+    layer = lower(cal._conv(8 * 4, 2 * 4, 3, 4)(), (32, 16, 16)).layers[0]  # 4 groups reading 8, writing 2
+    seconds = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9)
+    assert entry_value(model, layer, 1) == pytest.approx(2 * layer.macs / (1e11 * seconds))
+    # between the axis's points: linear in log2 of the channels (4 read: half-way from 2 to 8)
+    layer4 = lower(cal._conv(4 * 4, 2 * 4, 3, 4)(), (16, 16, 16)).layers[0]
+    seconds4 = 2.0 * (5e-5 + 4 * 2e-6 + 4 * 256 * 2e-9)
+    assert entry_value(model, layer4, 1) == pytest.approx(2 * layer4.macs / (1e11 * seconds4))
+    # a 1x1 grouped conv reads the nearest area's table, its per-position cost scaled by 1/9
+    one = lower(cal._conv(8 * 4, 2 * 4, 1, 4)(), (32, 16, 16)).layers[0]
+    seconds1 = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9 / 9)
+    assert entry_value(model, one, 1) == pytest.approx(2 * one.macs / (1e11 * seconds1))
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ({"flops": 1e11, "kernels": {}}, "kernel areas"),
+    ({"flops": 1e11, "kernels": {"9": {"overhead": 1e-5, "channels": [8, 2], "per_group": [[0, 0], [0, 0]],
+                                       "per_position": [[0, 0], [0, 0]]}}}, "ascending"),
+    ({"flops": 1e11, "kernels": {"9": {"overhead": 1e-5, "channels": [2, 8], "per_group": [[0, 0]],
+                                       "per_position": [[0, 0], [0, 0]]}}}, "2 x 2"),
+    ({"flops": 1e11, "kernels": {"9": {"overhead": 1e-5, "channels": [2, 8], "per_group": [[0, 0], [0, -1]],
+                                       "per_position": [[0, 0], [0, 0]]}}}, "seconds"),
+    ({"flops": 0, "kernels": {"9": {"overhead": 1e-5, "channels": [2, 8], "per_group": [[0, 0], [0, 0]],
+                                    "per_position": [[0, 0], [0, 0]]}}}, "flops"),
+    ({"flops": 1e11, "kernels": {"x": {}}}, "whole numbers"),
+])
+def test_a_bad_grouped_conv_model_is_one_input_error(entry, needle):
+    with pytest.raises(InputError, match=needle):
+        load_profile("edge_1mb", efficiency={"conv_group": entry})
+    with pytest.raises(InputError, match="only for conv_group"):
+        load_profile("edge_1mb", efficiency={"conv": {"flops": 1e11, "kernels": {}}})

@@ -151,7 +151,14 @@ def efficiency_tables(draw):
     frac = st.floats(0.01, 1.0)
     out = {}
     for label in labels:
-        if label in MATRIX and draw(st.booleans()):
+        if label == "conv_group" and draw(st.booleans()):  # a model of its time (calibrate writes one)
+            t = st.floats(0, 1e-5)
+            out[label] = {"flops": draw(st.floats(1e9, 1e13)), "scale": draw(st.floats(0.5, 3.0)), "kernels": {
+                area: {"overhead": draw(t), "channels": [2, 8, 32],
+                       "per_group": [[draw(t) for _ in range(3)] for _ in range(3)],
+                       "per_position": [[draw(st.floats(0, 1e-7)) for _ in range(3)] for _ in range(3)]}
+                for area in draw(st.lists(st.sampled_from([1, 9]), min_size=1, max_size=2, unique=True))}}
+        elif label in MATRIX and draw(st.booleans()):
             keys = draw(st.lists(st.integers(1, 4096), min_size=1, max_size=5, unique=True))
             out[label] = {k: draw(frac) for k in keys}
         else:

@@ -53,7 +53,10 @@ CALIBRATED = {
     "efficiency": st.fixed_dictionaries({}, optional={
         "conv": st.floats(0.05, 1.0), "conv_dw": st.floats(0.05, 1.0), "add": st.floats(0.05, 1.0),
         "conv_pw": st.dictionaries(st.integers(1, 512), st.floats(0.05, 1.0), min_size=1, max_size=4),
-        "batchnorm": st.floats(0.05, 1.0), "linear": st.floats(0.05, 1.0)}),
+        "batchnorm": st.floats(0.05, 1.0), "linear": st.floats(0.05, 1.0),
+        "conv_group": st.just({"flops": 1e11, "scale": 1.2, "kernels": {"1": {
+            "overhead": 5e-6, "channels": [2, 16], "per_group": [[2e-6, 3e-6], [2e-6, 4e-6]],
+            "per_position": [[1e-9, 4e-9], [3e-9, 9e-9]]}}})}),
     "kernel_overhead": st.fixed_dictionaries({}, optional={
         "default": st.floats(0, 1e-4), "conv": st.floats(0, 1e-4), "relu": st.floats(0, 1e-5)}),
     "tiled_efficiency": st.fixed_dictionaries({}, optional={
