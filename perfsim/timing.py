@@ -14,7 +14,8 @@ runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; 
 by its main op's kind, ``batchnorm``); a missing label is 1.0. For a matrix op the entry may be a table by
 the smallest dimension of the row's matrix product (``gemm_min_dim``), read between its points
 linearly in log2 of the dimension and held flat beyond its ends; a table of tables adds the
-product's M (the positions of a conv) as a second key. ``kernel_overhead`` is
+product's M (the positions of a conv) as a second key; ``conv_group``'s may be a model of its time
+(``profile.GroupedConv``), its efficiency the row's work over that time. ``kernel_overhead`` is
 seconds per kernel by the same labels (``default`` for the others); a row runs its main op,
 its prologue, and its epilogue BN and activation unless folded or fused away. ``tiled_efficiency``
 multiplies the efficiency of a row whose working set does not fit in SRAM, and ``first_touch`` adds
