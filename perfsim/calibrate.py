@@ -382,25 +382,19 @@ def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
     return {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
 
 
-def grouped_shape(layer: Any) -> tuple[int, int, int, int, int]:
-    """A grouped conv row's (kernel area, groups, positions, channels read, channels written) per group."""
-    from .timing import gemm_dims
-    m, n, k = gemm_dims(layer, 1)
-    area = layer.kernel[0] * layer.kernel[1] if layer.kernel else 1
-    return area, max(1, layer.macs // (m * n * k)), m, max(1, k // area), n
-
-
 def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequence[int]) -> KindFit:
     """``conv_group``'s model of its time (``profile.GroupedConv``): per kernel area (1, 9), a call overhead
     shared by all its shapes and per cell of (channels read, written) a cost per group and per group and
     output position, by least squares in relative error over the shapes on the grid; a negative cost is
     dropped and the rest refitted, a cell without shapes takes its nearest cell's."""
     import numpy as np
+
+    from .timing import grouped_dims
     kernels = {}
     errors = []
+    shapes = [(grouped_dims(layer, 1), s.median_s) for layer, s in points]
     for area in (1, 9):
-        pts = [(grouped_shape(layer), s.median_s) for layer, s in points]
-        pts = [((g, m, r, w), t) for (a, g, m, r, w), t in pts if a == area and r in channels and w in channels]
+        pts = [((g, m, r, w), t) for (a, g, m, r, w), t in shapes if a == area and r in channels and w in channels]
         cells = sorted({(r, w) for (_, _, r, w), _ in pts})
         if len(pts) < 3 or not cells:
             continue
@@ -491,11 +485,10 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
                       + [r for label, pts in by_label.items() if label in MATRIX_LABELS for r in _rates(label, pts)])
     vector_peak = max([m.value for k, m in measurements.items() if k.startswith("elementwise_")]
                       + [r for label, pts in by_label.items() if label not in MATRIX_LABELS for r in _rates(label, pts)])
-    fits = {label: fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak)
+    fits = {label: (fit_grouped(pts, matrix_peak, GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS)
+                    if label == "conv_group"  # a model of its time over the grid, not a table (docs/hardware.md)
+                    else fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak))
             for label, pts in by_label.items()}
-    if "conv_group" in by_label:  # a model of its time over the grid, not a table (docs/hardware.md)
-        fits["conv_group"] = fit_grouped(by_label["conv_group"], matrix_peak,
-                                         GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS)
     sram, bandwidth, how = sram_and_bandwidth(rates, caches, threads)
     profile = HardwareProfile(
         name=name,

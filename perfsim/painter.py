@@ -43,8 +43,7 @@ class Painter:
         if self._proc is not None:
             try:
                 for _ in self._sent:
-                    ok, _ = self._conn.recv()
-                    if not ok:  # it raised there: draw here, where the same error surfaces plainly
+                    if not self._conn.recv():  # it raised there: draw here, where the same error surfaces plainly
                         break
                     done += 1
             except (EOFError, OSError):
@@ -105,11 +104,11 @@ def _serve(conn, parent_conn, parent: int) -> None:
         fn, args = job
         try:
             fn(*args)
-            reply = (True, "")
-        except Exception as e:  # reported; the parent draws it again and meets the error itself
-            reply = (False, f"{type(e).__name__}: {e}")
+            drawn = True
+        except Exception:  # the parent draws it again and meets the error itself
+            drawn = False
         try:
-            conn.send(reply)
+            conn.send(drawn)
         except (OSError, ValueError):
             break
     conn.close()

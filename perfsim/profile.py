@@ -144,9 +144,10 @@ class GroupedKernel(BaseModel):
                 raise ValueError(f"{name}: seconds between 0 and 1")
         return self
 
-    def time(self, area: int, groups: int, positions: int, read: int, written: int) -> float:
+    def time(self, groups: int, positions: int, read: int, written: int, position_scale: float = 1.0) -> float:
+        """Seconds of one call; ``position_scale`` multiplies the per-position cost (another kernel area)."""
         c, u = _bilinear(self.channels, (self.per_group, self.per_position), read, written)
-        return self.overhead + groups * c + groups * positions * u
+        return self.overhead + groups * c + groups * positions * u * position_scale
 
 
 def _bilinear(axis: Sequence[int], tables: Sequence[Sequence[Sequence[float]]], x: int, y: int) -> list[float]:
@@ -185,9 +186,7 @@ class GroupedConv(BaseModel):
 
     def fraction(self, macs: int, area: int, groups: int, positions: int, read: int, written: int) -> float:
         near = min(self.kernels, key=lambda a: (abs(math.log2(a) - math.log2(max(area, 1))), a))
-        k = self.kernels[near]
-        c, u = _bilinear(k.channels, (k.per_group, k.per_position), read, written)
-        seconds = self.scale * (k.overhead + groups * c + groups * positions * u * area / near)
+        seconds = self.scale * self.kernels[near].time(groups, positions, read, written, area / near)
         return 1.0 if seconds <= 0 else min(1.0, 2 * macs / (self.flops * seconds))
 
 

@@ -88,9 +88,15 @@ def entry_value(entry: Any, layer: Layer, batch: int) -> float:
     m, n, k = gemm_dims(layer, batch)
     if isinstance(entry, Mapping):
         return table_value(entry, min(m, n, k), m)
+    return entry.fraction(layer.macs * batch, *grouped_dims(layer, batch))
+
+
+def grouped_dims(layer: Layer, batch: int) -> tuple[int, int, int, int, int]:
+    """A grouped conv row's (kernel area, groups, positions, channels read, channels written per group),
+    what ``profile.GroupedConv`` reads (from ``gemm_dims``: positions M, written N, K = read x area)."""
+    m, n, k = gemm_dims(layer, batch)
     area = layer.kernel[0] * layer.kernel[1] if layer.kernel else 1
-    groups = max(1, layer.macs * batch // (m * n * k))
-    return entry.fraction(layer.macs * batch, area, groups, m, max(1, k // area), n)
+    return area, max(1, layer.macs * batch // (m * n * k)), m, max(1, k // area), n
 
 
 def _entry(table: Mapping[str, Any], layer: Layer) -> Any:

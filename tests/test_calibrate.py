@@ -191,12 +191,13 @@ def _grouped_points(truth, shapes):
     measures them: lowered by perfsim, the time the model gives."""
     from perfsim.hosttime import Spread
     from perfsim.lowering import lower
+    from perfsim.timing import grouped_dims
     out = []
     for k, cin, cout, groups, side in shapes:
         g = lower(cal._conv(cin * groups, cout * groups, k, groups)(), (cin * groups, side, side))
         layer = g.layers[0]
-        area, gr, m, r, w = cal.grouped_shape(layer)
-        t = truth.kernels[area].time(area, gr, m, r, w)
+        area, gr, m, r, w = grouped_dims(layer, 1)
+        t = truth.kernels[area].time(gr, m, r, w)
         out.append((layer, Spread(median_s=t, q1_s=t, q3_s=t, n=1)))
     return out
 
