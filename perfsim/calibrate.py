@@ -30,7 +30,7 @@ from torch import nn
 
 from .errors import InputError
 from .hosttime import Spread, describe_host, host_settings
-from .profile import MATRIX_LABELS, Calibration, GroupedConv, HardwareProfile, KindFit, Measured
+from .profile import MATRIX_LABELS, STRIDED, Calibration, GroupedConv, HardwareProfile, KindFit, Measured
 
 FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
 
@@ -58,16 +58,27 @@ def _conv(cin: int, cout: int, k: int, groups: int = 1, stride: int = 1) -> Call
     return lambda: nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
 
 
-# Convs whose inputs and outputs differ (a stage's first conv doubles the channels and halves the map;
-# a bottleneck expands and projects; a strided 1x1 shortcut; grouped convs that read several channels
-# per output): (cin, cout, kernel, groups, stride, side). Their matrix products have N and K apart,
-# which the C->C shapes above never do, and PyTorch runs some of them on other code paths.
+# Convs whose inputs and outputs differ (a stage's first conv doubles the channels; a bottleneck expands
+# and projects; grouped convs that read several channels per output): (cin, cout, kernel, groups,
+# stride, side). Their matrix products have N and K apart, which the C->C shapes above never do, and
+# PyTorch runs some of them on other code paths.
 _UNEVEN = {
-    "conv": [(32, 64, 3, 1, 2, 32), (64, 128, 3, 1, 2, 16), (128, 256, 3, 1, 2, 8), (32, 64, 3, 1, 1, 16)],
-    "conv_pw": [(32, 128, 1, 1, 1, 16), (128, 32, 1, 1, 1, 16), (64, 256, 1, 1, 1, 8), (256, 64, 1, 1, 1, 8),
-                (64, 128, 1, 1, 2, 16)],
+    "conv": [(32, 64, 3, 1, 1, 16), (64, 128, 3, 1, 1, 8)],
+    "conv_pw": [(32, 128, 1, 1, 1, 16), (128, 32, 1, 1, 1, 16), (64, 256, 1, 1, 1, 8), (256, 64, 1, 1, 1, 8)],
     "conv_group": [(32, 8, 3, 4, 1, 32), (32, 8, 3, 4, 1, 16), (64, 16, 3, 4, 1, 8), (64, 16, 3, 8, 1, 16),
                    (64, 32, 1, 4, 1, 32), (128, 32, 1, 4, 1, 16), (16, 64, 1, 4, 1, 16), (128, 128, 3, 32, 2, 16)],
+}
+
+# Strided convs (stride 2) have entries of their own, ``conv.strided`` and the like: PyTorch runs them on
+# other code paths (a 1x1 conv 64->128 with stride 2 takes 3x the unstrided conv with the same output;
+# a 3-channel stem 2.4x; docs/hardware.md). (cin, cout, kernel, groups, side); the first is overhead-bound.
+_STRIDED = {
+    "conv": [(8, 8, 3, 1, 2), (3, 32, 3, 1, 32), (32, 64, 3, 1, 32), (3, 32, 3, 1, 96), (64, 128, 3, 1, 16),
+             (3, 24, 3, 1, 224), (128, 256, 3, 1, 8), (16, 32, 3, 1, 56)],
+    "conv_pw": [(8, 8, 1, 1, 2), (16, 32, 1, 1, 32), (32, 64, 1, 1, 56), (64, 128, 1, 1, 28), (128, 256, 1, 1, 14),
+                (256, 512, 1, 1, 7), (64, 256, 1, 1, 28), (256, 64, 1, 1, 14)],
+    "conv_dw": [(8, 8, 3, 8, 2), (32, 32, 3, 32, 112), (64, 64, 3, 64, 56), (128, 128, 3, 128, 28),
+                (256, 256, 3, 256, 14), (512, 512, 3, 512, 7), (96, 96, 5, 96, 28), (240, 240, 5, 240, 14)],
 }
 
 
@@ -123,6 +134,14 @@ def _uneven_benches(quick: bool) -> Iterator[Bench]:
             strided = f", stride {stride}" if stride > 1 else ""
             yield Bench(label, _conv(cin, cout, k, groups, stride), (1, cin, h, h),
                         f"{k}x{k} conv {cin}->{cout}{grouped}{strided} at {h}x{h}")
+
+
+def _strided_benches(quick: bool) -> Iterator[Bench]:
+    for label, shapes in _STRIDED.items():
+        for cin, cout, k, groups, h in (shapes[::2] if quick else shapes):
+            grouped = f" in {groups} groups" if groups > 1 else ""
+            yield Bench(label + STRIDED, _conv(cin, cout, k, groups, 2), (1, cin, h, h),
+                        f"{k}x{k} conv {cin}->{cout}{grouped}, stride 2, at {h}x{h}")
 
 
 # label -> (module factory, spatial input?) for the vector kinds; shapes from _vector_shapes
@@ -209,8 +228,8 @@ def _built(bench: Bench) -> tuple[nn.Module, Any]:
 
 
 def benches(quick: bool) -> list[Bench]:
-    return (list(_matrix_benches(quick)) + list(_uneven_benches(quick)) + list(_grouped_benches(quick))
-            + list(_vector_benches(quick)))
+    return (list(_matrix_benches(quick)) + list(_uneven_benches(quick)) + list(_strided_benches(quick))
+            + list(_grouped_benches(quick)) + list(_vector_benches(quick)))
 
 
 # --------------------------------------------------------------------------
@@ -326,7 +345,8 @@ def _lowered(bench: Bench):
     """The benchmark's module and its one row, as perfsim lowers it (checked to be the label's)."""
     module, graph = _built(bench)
     rows = [layer for layer in graph.layers if layer.kind.value != "alias"]
-    if len(rows) != 1 or (rows[0].op != bench.label and rows[0].kind.value != bench.label):
+    label = bench.label.removesuffix(STRIDED)
+    if len(rows) != 1 or (rows[0].op != label and rows[0].kind.value != label):
         got = ", ".join(r.op for r in rows)
         raise RuntimeError(f"internal: the {bench.label} benchmark ({bench.what}) lowers to {got}")
     return module, rows[0]
@@ -453,7 +473,7 @@ def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> Kind
 # --------------------------------------------------------------------------
 
 
-def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "host",
+def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "host", allocator: str = "keep",
               progress: Callable[[str], None] = lambda _: None) -> HardwareProfile:
     """Measure this machine; return the calibrated profile (its ``calibration`` holds every measurement)."""
     from . import __version__
@@ -463,7 +483,7 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     samples = 9 if quick else 21
     load_before = os.getloadavg()[0]
     measurements: dict[str, Measured] = {}
-    with host_settings(threads):
+    with host_settings(threads, allocator) as allocator:
         progress("GEMM peak")
         measurements.update(measure_gemm(quick, samples))
         progress("elementwise peak")
@@ -502,8 +522,9 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     tiled = fit_tiled(profile, tiled_results)
     profile = profile.model_copy(update={"tiled_efficiency": tiled})
     from .calibrate_context import apply_fits, context_fits, measure_context
-    with host_settings(threads):
-        in_context = measure_context(profile, threads=threads, repeats=5 if quick else 12, progress=progress)
+    with host_settings(threads, allocator):
+        in_context = measure_context(profile, threads=threads, allocator=allocator, repeats=5 if quick else 12,
+                                     progress=progress)
     context, (first_touch, touched) = context_fits(in_context)
     profile = apply_fits(profile, context, first_touch)
     measurements.update(_context_measurements(context, first_touch, touched))
@@ -511,7 +532,8 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         host={**describe_host(), **{f"cache_l{k}_bytes_os": v for k, v in sorted(caches.items())},
               "sram_from": how, "stream_bytes_per_s": int(rates[max(rates)].value)},
-        threads=threads, quick=quick, load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
+        threads=threads, allocator=allocator, quick=quick,
+        load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         measurements=measurements, fits=fits)
     return profile.model_copy(update={"calibration": calibration})
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .profile import MATRIX_LABELS, GroupedConv, HardwareProfile
+from .profile import MATRIX_LABELS, STRIDED, GroupedConv, HardwareProfile
 
 
 def _cbr(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: type = nn.ReLU6) -> nn.Sequential:
@@ -122,10 +122,16 @@ NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
-def _label(op: Any) -> str:
+def _label(op: Any, profile: HardwareProfile) -> str:
+    """The op's label, ``label.strided`` for a strided conv whose label the profile has apart."""
     from .fuse import conv_label
     from .graph import OpKind
-    return conv_label(op) if op.kind is OpKind.CONV else op.kind.value
+    if op.kind is not OpKind.CONV:
+        return op.kind.value
+    label = conv_label(op)
+    if op.stride and max(op.stride) > 1 and label + STRIDED in profile.efficiency:
+        return label + STRIDED
+    return label
 
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tuple[float, float]:
@@ -144,7 +150,7 @@ def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tu
 Call = tuple[float, float, float, int]  # measured seconds, predicted overhead, predicted work, output bytes
 
 
-def measure_context(profile: HardwareProfile, *, threads: int, repeats: int,
+def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep",
                     progress: Callable[[str], None]) -> dict[tuple[str, bool], list[Call]]:
     """(measured, overhead, work) seconds and output bytes of every call of the synthetic networks, by (op
     label, whether its row does not fit in SRAM); overhead and work as the isolated fit predicts them."""
@@ -160,12 +166,13 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int,
         rows = simulate(traced.graph, profile).rows
         row_of = {op: i for i, layer in enumerate(traced.graph.layers) for op in layer.ops}
         ops = {op.name: op for op in traced.graph.ops}
-        times = time_module(module, (1,) + shape, threads=threads, warmup=2, repeats=repeats, per_round=1)
+        times = time_module(module, (1,) + shape, threads=threads, warmup=2, repeats=repeats, per_round=1,
+                            allocator=allocator)
         for op_name, spread in zip(traced.call_ops, times.call_s):
             op = ops.get(op_name) if op_name else None
             if op is None or op_name not in row_of or spread.median_s <= 0:
                 continue
-            label, tiled = _label(op), rows[row_of[op_name]].tiles > 1
+            label, tiled = _label(op, profile), rows[row_of[op_name]].tiles > 1
             out_bytes = -(-prod(op.out_shape) * profile.activation_bits // 8)
             out.setdefault((label, tiled), []).append((spread.median_s, *_predicted(op, label, profile, tiled),
                                                        out_bytes))

@@ -50,7 +50,10 @@ def _warn_if_busy(threads: int | None) -> None:
 @click.option("--quick", is_flag=True, help="Fewer shapes and repeats: under a minute.")
 @click.option("--force", is_flag=True, help="Replace --out even if perfsim calibrate did not write it.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def calibrate(out, name, threads, quick, force, quiet):
+@click.option("--allocator", type=click.Choice(["keep", "system"]), default="keep", show_default=True,
+              help="keep: freed memory stays with the process (no page faults on reuse, as with jemalloc); "
+                   "system: glibc's own adaptive thresholds.")
+def calibrate(out, name, threads, quick, force, quiet, allocator):
     """Measure this machine with micro-benchmarks (GEMM and elementwise peaks, streaming bandwidth,
     the last-level cache, and per op label a per-kernel overhead and a fraction of peak) and write
     a hardware profile that predicts PyTorch eager float32 on this CPU. Never runs the zoo."""
@@ -60,11 +63,12 @@ def calibrate(out, name, threads, quick, force, quiet):
         raise InputError(f"--threads must be between 1 and 4096, got {threads}")
     _warn_if_busy(threads)
     show, done = _stderr_progress(not quiet)
-    profile = measure(quick=quick, threads=threads, name=name, progress=show)
+    profile = measure(quick=quick, threads=threads, name=name, allocator=allocator, progress=show)
     done()
     write_profile(profile, out, force=force)
     c = profile.calibration
-    click.echo(f"matrix peak      {profile.matrix_flops / 1e9:.1f} GFLOP/s (GEMM, {c.threads} thread(s))")
+    click.echo(f"matrix peak      {profile.matrix_flops / 1e9:.1f} GFLOP/s (GEMM, {c.threads} thread(s), "
+               f"allocator {c.allocator})")
     click.echo(f"vector peak      {profile.vector_flops / 1e9:.2f} Gop/s")
     click.echo(f"stream bandwidth {profile.dram_bandwidth / 1e9:.2f} GB/s")
     click.echo(f"cache (SRAM)     {profile.sram_bytes / 2**20:.1f} MiB ({c.host.get('sram_from')})")
@@ -97,8 +101,11 @@ def calibrate(out, name, threads, quick, force, quiet):
               help="Folder for validation.csv/json and scatter.png [default: reports/<model>/validate-<profile>/].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--no-plots", is_flag=True, help="Write the CSV and JSON only.")
+@click.option("--allocator", type=click.Choice(["keep", "system"]), default=None,
+              help="keep: freed memory stays with the process; system: glibc's own thresholds "
+                   "[default: the calibration's].")
 def validate(model, profile_name, overrides, threads, repeats, warmup, width, resolution, num_classes, input_shape,
-             out, as_json, no_plots):
+             out, as_json, no_plots, allocator):
     """Run MODEL's real PyTorch module on this CPU layer by layer and line the measured times up
     with perfsim's rows: Spearman rank correlation, per-layer, per-op and whole-network error."""
     from pathlib import Path
@@ -119,7 +126,7 @@ def validate(model, profile_name, overrides, threads, repeats, warmup, width, re
     folder = Path(out) if out else Path("reports") / safe_name(label) / safe_name(f"validate-{Path(profile_name).stem}")
     check_folder(folder)  # a folder that may not be replaced is refused before minutes of measuring
     v = run_validation(model, profile_name, options=options, overrides=overrides, threads=threads,
-                       repeats=repeats, warmup=warmup, progress=progress,
+                       repeats=repeats, warmup=warmup, allocator=allocator, progress=progress,
                        before_timing=_warn_if_busy)
     write_validation(v, folder, plots=not no_plots)
     if as_json:

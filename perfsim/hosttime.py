@@ -63,6 +63,7 @@ class HostTimes:
     threads: int
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
+    allocator: str = "system"  # what held while timing (``set_allocator``)
 
 
 class _Timer(_Recorder):
@@ -79,16 +80,47 @@ class _Timer(_Recorder):
         return out
 
 
+ALLOCATORS = ("keep", "system")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's largest on 64-bit: bigger blocks are mapped whatever is asked
+_kept = False  # mallopt is for the whole process and has no undo to glibc's own adaptive thresholds
+
+
+def set_allocator(kind: str) -> str:
+    """Set how this process's C allocator treats freed memory; return what holds.
+
+    ``keep``: freed blocks stay with the process (glibc's ``mallopt``: blocks up to 32 MiB come from the
+    heap, which is never trimmed), so a tensor allocated again reuses pages already touched, as with
+    the jemalloc/tcmalloc set-ups PyTorch's CPU tuning guide advises. ``system``: glibc's own adaptive
+    thresholds, under which a large output may be freshly mapped and page-faulted on every call, by an
+    amount that depends on the history of the process (docs/hardware.md, "The allocator"). Where there
+    is no glibc ``mallopt``, the system's allocator is what holds."""
+    global _kept
+    if kind not in ALLOCATORS:
+        raise InputError(f"--allocator must be one of {', '.join(ALLOCATORS)}, got {kind!r}")
+    if kind == "keep" and not _kept:
+        import ctypes
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):
+            return "system"
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        _kept = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) & bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return "keep" if _kept else "system"
+
+
 @contextmanager
-def host_settings(threads: int) -> Iterator[None]:
-    """The capture's switches and a fixed thread count, restored afterwards."""
+def host_settings(threads: int, allocator: str = "keep") -> Iterator[str]:
+    """The capture's switches and a fixed thread count, restored afterwards; the allocator as
+    ``set_allocator`` sets it (for the rest of the process). Yields the allocator that holds."""
+    held = set_allocator(allocator)
     old_threads = torch.get_num_threads()
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.set_num_threads(threads)
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-            yield
+            yield held
     finally:
         torch.set_num_threads(old_threads)
         torch.backends.mha.set_fastpath_enabled(fastpath)
@@ -108,7 +140,7 @@ def _signature(calls: Sequence[Call]) -> list[tuple[str, str, int]]:
 
 
 def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int = 2, warmup: int = 3,
-                repeats: int = 15, per_round: int = 3, seed: int = 0,
+                repeats: int = 15, per_round: int = 3, seed: int = 0, allocator: str = "keep",
                 progress: Callable[[int, int], None] | None = None) -> HostTimes:
     """Warm up, then ``repeats`` rounds of (``per_round`` plain forwards, one timed-call forward)."""
     if threads < 1 or warmup < 0 or repeats < 1 or per_round < 1:
@@ -121,7 +153,7 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
     per_call: list[list[float]] = []
     reference: list[Call] | None = None
     load_before = os.getloadavg()
-    with host_settings(threads):
+    with host_settings(threads, allocator) as held:
         for _ in range(warmup):
             module(x)
             _timed_forward(module, x, params)
@@ -142,7 +174,7 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
                 progress(r + 1, repeats)
     assert reference is not None
     return HostTimes(calls=reference, call_s=[Spread.of(s) for s in per_call], whole=Spread.of(whole),
-                     threads=threads, load_before=load_before, load_after=os.getloadavg())
+                     threads=threads, load_before=load_before, load_after=os.getloadavg(), allocator=held)
 
 
 def _cpu_times() -> tuple[float, float] | None:

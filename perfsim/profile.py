@@ -76,12 +76,17 @@ MAX_TABLE_KEY = 2**31  # a matrix product's dimension
 MAX_GROUPED_AXIS = 16  # points of a grouped-conv table's channel axis
 
 
+CONV_LABELS = ("conv", "conv_pw", "conv_dw", "conv_group")
+STRIDED = ".strided"  # a conv label's entry for its rows with a stride above 1 (timing.label_key)
+STRIDED_LABELS = tuple(c + STRIDED for c in ("conv", "conv_pw", "conv_dw"))  # a grouped conv has its model
+
+
 def _labels() -> frozenset[str]:
     from .graph import OpKind
-    return frozenset({k.value for k in OpKind} | {"conv_pw", "conv_dw", "conv_group"})
+    return frozenset({k.value for k in OpKind} | set(CONV_LABELS) | set(STRIDED_LABELS))
 
 
-MATRIX_LABELS = frozenset({"conv", "conv_pw", "conv_dw", "conv_group", "linear", "matmul"})
+MATRIX_LABELS = frozenset({*CONV_LABELS, "linear", "matmul", *STRIDED_LABELS})
 
 
 def _fraction(v: Any, where: str) -> float:
@@ -221,7 +226,8 @@ def _by_label(v: Any, what: str, convert: Callable[[str, Any], Any], also: tuple
     for label, x in v.items():
         if label not in known:
             raise ValueError(f"unknown op label {shown(label)} (labels are the report's op column: "
-                             "conv, conv_pw, conv_dw, conv_group, linear, matmul, relu, batchnorm, ...)")
+                             "conv, conv_pw, conv_dw, conv_group, linear, matmul, relu, batchnorm, ...; "
+                             "conv_dw.strided and the like for strided convs)")
         out[label] = convert(label, x)
     return out
 
@@ -278,6 +284,7 @@ class Calibration(BaseModel):
     date: str = Field(max_length=40)
     host: dict[str, str | int] = Field(default_factory=dict)
     threads: int = Field(ge=1)
+    allocator: Literal["keep", "system"] = "system"  # freed memory kept, or glibc's own (hosttime.set_allocator)
     quick: bool = False
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before and after
     measurements: dict[str, Measured] = Field(default_factory=dict)

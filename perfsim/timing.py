@@ -30,6 +30,7 @@ from math import log2
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .graph import Layer, Unit
+from .profile import STRIDED
 from .results import Bound
 from .systolic import gemm_dims as products
 
@@ -99,10 +100,24 @@ def grouped_dims(layer: Layer, batch: int) -> tuple[int, int, int, int, int]:
     return area, max(1, layer.macs * batch // (m * n * k)), m, max(1, k // area), n
 
 
+def strided(layer: Layer) -> bool:
+    """A conv row with a stride above 1 (PyTorch runs those on other code paths: docs/hardware.md)."""
+    return layer.unit is Unit.MATRIX and layer.stride is not None and max(layer.stride) > 1
+
+
+def label_key(table: Mapping[str, Any], layer: Layer, label: str) -> str:
+    """The key ``label`` of a row's kernel takes in a profile's table: ``label.strided`` for a strided
+    row's main op when the table has it, else ``label``."""
+    if label == layer.op and strided(layer) and label + STRIDED in table:
+        return label + STRIDED
+    return label
+
+
 def _entry(table: Mapping[str, Any], layer: Layer) -> Any:
-    """A table's entry for a row: its label, or for a vector row (``batchnorm+relu``) its main kind.
-    A matrix row never falls back: ``conv`` is the dense conv's label, not ``conv_pw``'s."""
-    entry = table.get(layer.op)
+    """A table's entry for a row: its label (``label.strided`` first for a strided conv), or for a vector
+    row (``batchnorm+relu``) its main kind. A matrix row never falls back to another kind: ``conv`` is the
+    dense conv's label, not ``conv_pw``'s."""
+    entry = table.get(label_key(table, layer, layer.op))
     if entry is None and layer.unit is not Unit.MATRIX:
         entry = table.get(layer.kind.value)
     return entry
@@ -144,7 +159,8 @@ def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: b
     """Seconds of fixed cost: ``kernel_overhead`` of each kernel the row runs."""
     if not overheads:
         return 0.0
-    return sum(kernel_overhead_of(overheads, k) for k in layer.kernel_labels(fold_batchnorm, fuse_activation))
+    return sum(kernel_overhead_of(overheads, label_key(overheads, layer, k))
+               for k in layer.kernel_labels(fold_batchnorm, fuse_activation))
 
 
 def first_touch_time(p: HardwareProfile, layer: Layer, out_bytes: int, tiles: int) -> float:

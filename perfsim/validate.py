@@ -52,6 +52,7 @@ class Validation:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     host: dict[str, Any]
+    allocator: str = "system"  # how freed memory was treated while timing (``hosttime.set_allocator``)
 
     @property
     def error(self) -> float:
@@ -104,7 +105,7 @@ def _row_of_call(traced) -> list[int | None]:
 
 
 def validate(model: str, profile: str = "host", *, options: ModelOptions = ModelOptions(), overrides=(),
-             threads: int | None = None, warmup: int = 3, repeats: int = 15,
+             threads: int | None = None, warmup: int = 3, repeats: int = 15, allocator: str | None = None,
              progress: Callable[[int, int], None] | None = None,
              before_timing: Callable[[int], None] | None = None) -> Validation:
     from .hosttime import describe_host, time_module
@@ -125,12 +126,14 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
     threads = threads or (hw.calibration.threads if hw.calibration else None) or os.cpu_count() or 1
     if threads < 1 or repeats < 1 or warmup < 0:
         raise InputError("--threads and --repeats must be positive, --warmup not negative")
+    allocator = allocator or (hw.calibration.allocator if hw.calibration else "keep")
     module, shape, source = build_module(source, options)
     traced = lower_traced(module, (1,) + shape, name=source.label)
     result = simulate(traced.graph, hw)
     if before_timing:
         before_timing(threads)
-    times = time_module(module, (1,) + shape, threads=threads, warmup=warmup, repeats=repeats, progress=progress)
+    times = time_module(module, (1,) + shape, threads=threads, warmup=warmup, repeats=repeats, allocator=allocator,
+                        progress=progress)
     if [(c.target, c.path) for c in times.calls] != [(c.target, c.path) for c in traced.calls]:
         raise InputError(f"{source.label}'s forward on random data runs other operations than on zeros; "
                          "perfsim cannot line its layers up with the measurement")
@@ -154,7 +157,7 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
         measured_s=times.whole.median_s, measured_q1_s=times.whole.q1_s, measured_q3_s=times.whole.q3_s,
         rows_measured_s=sum(sums), unattributed_s=unattributed, unattributed_calls=unattributed_calls,
         spearman=spearman([r.predicted_s for r in rows], [r.measured_s for r in rows]),
-        load_before=times.load_before, load_after=times.load_after, host=describe_host())
+        load_before=times.load_before, load_after=times.load_after, host=describe_host(), allocator=times.allocator)
 
 
 # --------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def format_validation(v: Validation) -> str:
         f"median |error| {median_abs([r.error for r in v.rows]):.0%}, worst op {v.worst_op()['op']}",
         f"measured rows    {v.rows_measured_s * 1e3:.3f} ms; {v.unattributed_calls} calls in no row "
         f"{v.unattributed_s * 1e3:.3f} ms",
-        f"machine          {v.host.get('cpu')}, {v.threads} thread(s), load {v.load_before[0]:.2f} -> "
-        f"{v.load_after[0]:.2f}",
+        f"machine          {v.host.get('cpu')}, {v.threads} thread(s), allocator {v.allocator}, load "
+        f"{v.load_before[0]:.2f} -> {v.load_after[0]:.2f}",
     ]
     return "\n".join(lines)

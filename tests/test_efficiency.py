@@ -21,9 +21,9 @@ from perfsim.timing import gemm_min_dim, row_efficiency, row_overhead, table_val
 MATRIX = ("conv", "conv_pw", "conv_dw", "conv_group", "linear", "matmul")
 
 
-def _one(kind: OpKind, in_shape, out_shape, macs, *, kernel=None, groups=1, name="m"):
+def _one(kind: OpKind, in_shape, out_shape, macs, *, kernel=None, groups=1, name="m", stride=1):
     op = Op(name=name, path=name, kind=kind, target="t", inputs=("input",), in_shapes=(in_shape,),
-            out_shape=out_shape, kernel=kernel, stride=(1, 1) if kernel else None,
+            out_shape=out_shape, kernel=kernel, stride=(stride, stride) if kernel else None,
             padding=(kernel[0] // 2, kernel[1] // 2) if kernel else None, dilation=(1, 1) if kernel else None,
             groups=groups, macs=macs, weight_elems=1)
     return fuse("g", in_shape, [op], [("input", in_shape)], [name], 1).layers[0]
@@ -81,6 +81,26 @@ def test_a_table_follows_the_smallest_dimension():
     assert row_efficiency(table, wide, 1) == (0.8, 1.0)
 
 
+def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
+    from perfsim.timing import strided
+    flat = conv_layer(32, 32, 3, 32, 8)
+    down = _one(OpKind.CONV, (1, 32, 8, 8), (1, 32, 4, 4), 16 * 32 * 9, kernel=(3, 3), groups=32, stride=2)
+    assert flat.op == down.op == "conv_dw" and strided(down) and not strided(flat)
+    table = {"conv_dw": 0.5, "conv_dw.strided": 0.125}
+    assert row_efficiency(table, flat, 1) == (0.5, 1.0)
+    assert row_efficiency(table, down, 1) == (0.125, 1.0)
+    assert row_efficiency({"conv_dw": 0.5}, down, 1) == (0.5, 1.0)  # no strided entry: the label's
+    # the overhead of the strided main kernel only; its BN and activation keep theirs
+    ovh = {"conv_dw": 10e-6, "conv_dw.strided": 40e-6, "batchnorm": 3e-6}
+    assert row_overhead(ovh, down, True, True) == pytest.approx(40e-6)
+    assert row_overhead(ovh, flat, True, True) == pytest.approx(10e-6)
+    g = graphs.conv_bn_act("relu")
+    assert simulate(g, prof(efficiency={"conv.strided": 0.01})).latency_s == simulate(g, prof()).latency_s
+    p = load_profile("edge_1mb", efficiency={"conv_pw.strided": {"16": 0.2, "64": 0.4}},
+                     kernel_overhead={"conv.strided": "9us"})
+    assert p.efficiency["conv_pw.strided"] == {16: 0.2, 64: 0.4} and p.kernel_overhead["conv.strided"] == 9e-6
+
+
 def test_kernel_overhead_counts_the_kernels_a_row_runs():
     g = graphs.conv_bn_act("relu")  # conv + BN + ReLU: one row
     layer = g.layers[0]
@@ -127,6 +147,8 @@ def test_defaults_are_specs_numbers_bit_for_bit():
     ({"kernel_overhead": {"relu": "2s"}}, "between 0 s and 1 s"),
     ({"kernel_overhead": {"relu": "fast"}}, "cannot read"),
     ({"kernel_overhead": {"nope": "1us"}}, "unknown op label"),
+    ({"kernel_overhead": {"conv_group.strided": "1us"}}, "unknown op label"),  # a grouped conv has its model
+    ({"efficiency": {"relu.strided": 0.5}}, "unknown op label"),
     ({"calibration": {"threads": 0}}, "calibration"),
 ])
 def test_bad_efficiency_and_overhead_are_one_line_input_errors(fields, match):

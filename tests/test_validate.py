@@ -107,6 +107,46 @@ def test_the_report_folder_is_never_a_users_folder(tiny, tmp_path, monkeypatch, 
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_the_allocator_setting_is_checked_and_reported_for_the_whole_process():
+    import subprocess
+    import sys
+    code = textwrap.dedent("""
+        from perfsim.errors import InputError
+        from perfsim.hosttime import set_allocator
+        try:
+            set_allocator("jemalloc")
+        except InputError as e:
+            print("refused:", e)
+        print(set_allocator("system"), set_allocator("keep"), set_allocator("system"))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "refused: --allocator must be one of keep, system" in out
+    # glibc here: keep takes; it has no undo, so a later "system" reports that keep still holds
+    assert out.splitlines()[-1] == "system keep keep"
+
+
+def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch):
+    from perfsim.profile import load_profile
+    from perfsim.sources import ModelOptions
+    from perfsim.validate import validate
+    monkeypatch.chdir(tmp_path)
+    calibration = {"perfsim_version": "x", "date": "d", "threads": 1}
+    assert load_profile("edge_1mb", calibration=calibration).calibration.allocator == "system"  # older files
+    seen = []
+    import perfsim.hosttime as hosttime
+    real = hosttime.time_module
+    monkeypatch.setattr(hosttime, "time_module", lambda *a, **k: seen.append(k["allocator"]) or real(*a, **k))
+    options = ModelOptions(input_shape=(3, 8, 8))
+    v = validate(tiny, "edge_1mb", overrides=(), threads=1, warmup=0, repeats=1, options=options)
+    assert seen == ["keep"] and v.allocator in ("keep", "system")  # no calibration: keep
+    path = tmp_path / "p.yaml"
+    path.write_text("extends: edge_1mb\ncalibration: {perfsim_version: x, date: d, threads: 1, allocator: system}\n")
+    validate(tiny, str(path), threads=1, warmup=0, repeats=1, options=options)
+    assert seen[-1] == "system"
+    validate(tiny, str(path), threads=1, warmup=0, repeats=1, options=options, allocator="keep")
+    assert seen[-1] == "keep"
+
+
 def test_worst_op_ignores_ops_with_little_time():
     rows = [RowCheck("a", "conv", 1, 1.0, 1.0, 1.0, 1.0), RowCheck("b", "relu", 1, 0.001, 0.01, 0.01, 0.01),
             RowCheck("c", "conv_dw", 1, 0.5, 1.0, 1.0, 1.0)]
