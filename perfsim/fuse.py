@@ -198,6 +198,9 @@ def _layer(index: int, main: Op, row: list[Op], plan: _Plan, in_ids: tuple[int, 
         kernels=tuple(main_label if o is main else o.kind.value for o in (pro + [main] if is_matrix else row)),
         bn_kernels=tuple(o.kind.value for o in epi_bn),
         act_kernels=tuple(o.kind.value for o in epi_free + epi_costed),
+        vector_kernels=(tuple((o.kind.value, o.vector_ops, "always") for o in pro + epi_costed)
+                        + tuple((o.kind.value, o.vector_ops, "bn") for o in epi_bn)
+                        + tuple((o.kind.value, o.vector_ops, "act") for o in epi_free)),
     )
 
 

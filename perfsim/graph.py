@@ -200,6 +200,9 @@ class Layer:
     kernels: tuple[str, ...] = ()
     bn_kernels: tuple[str, ...] = ()
     act_kernels: tuple[str, ...] = ()
+    # A matrix row's vector work by kernel, for each its kind's efficiency: (label, vector ops at batch 1,
+    # when it runs: "always" (prologue, a costed activation), "bn" (unless folded), "act" (unless fused))
+    vector_kernels: tuple[tuple[str, int, str], ...] = ()
 
     def kernel_labels(self, fold_batchnorm: bool, fuse_activation: bool) -> tuple[str, ...]:
         return (self.kernels + (() if fold_batchnorm else self.bn_kernels)

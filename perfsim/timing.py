@@ -11,17 +11,19 @@
 
 SPEC "Efficiency and overhead": the profile's ``efficiency`` scales the peak of the unit that
 runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; a vector row then
-by its main op's kind, ``batchnorm``); a missing label is 1.0. For a matrix op the entry may be a table by
-the smallest dimension of the row's matrix product (``gemm_min_dim``), read between its points
-linearly in log2 of the dimension and held flat beyond its ends; a table of tables adds the
-product's M (the positions of a conv) as a second key; ``conv_group``'s may be a model of its time
-(``profile.GroupedConv``), its efficiency the row's work over that time. ``kernel_overhead`` is
-seconds per kernel by the same labels (``default`` for the others); a row runs its main op,
-its prologue, and its epilogue BN and activation unless folded or fused away. ``tiled_efficiency``
-multiplies the efficiency of a row whose working set does not fit in SRAM, and ``first_touch`` adds
-seconds per byte of each output such a row writes fresh (its main kernel's and an unfolded BN's;
-activations run in place) (docs/hardware.md). A profile without these fields gives SPEC's times bit
-for bit.
+by its main op's kind, ``batchnorm``); a missing label is 1.0. A strided conv reads ``conv_dw.strided``
+(and the like) first, in ``efficiency`` and ``kernel_overhead`` alike. A matrix row's own vector work
+(an unfolded BN, an unfused activation, a prologue) runs at its kinds' entries. For a matrix op the
+entry may be a table by the smallest dimension of the row's matrix product (``gemm_min_dim``), read
+between its points linearly in log2 of the dimension and held flat beyond its ends; a table of
+tables adds the product's M (the positions of a conv) as a second key; ``conv_group``'s may be a
+model of its time (``profile.GroupedConv``), its efficiency the row's work over that time.
+``kernel_overhead`` is seconds per kernel by the same labels (``default`` for the others); a row runs
+its main op, its prologue, and its epilogue BN and activation unless folded or fused away.
+``tiled_efficiency`` multiplies the efficiency of a row whose working set does not fit in SRAM, and
+``first_touch`` adds seconds per byte of each output such a row writes fresh (its main kernel's and
+an unfolded BN's; activations run in place) (docs/hardware.md). A profile without these fields
+gives SPEC's times bit for bit.
 """
 from __future__ import annotations
 
@@ -132,6 +134,20 @@ def row_efficiency(table: Efficiency, layer: Layer, batch: int) -> tuple[float, 
     return (fraction, 1.0) if layer.unit is Unit.MATRIX else (1.0, fraction)
 
 
+def matrix_row_vector_efficiency(table: Efficiency, layer: Layer, fold_batchnorm: bool, fuse_activation: bool) -> float:
+    """The vector efficiency of a matrix row's own vector work (an unfolded BN, an unfused activation, a
+    prologue): each kernel's ops at its kind's entry (1.0 without one), as one fraction of the peak, the
+    ops over the sum of ops / efficiency. Exactly 1.0 when none of its kinds has an entry."""
+    total, weighted = 0, 0.0
+    for label, ops, when in layer.vector_kernels:
+        if (when == "bn" and fold_batchnorm) or (when == "act" and fuse_activation) or not ops:
+            continue
+        entry = table.get(label)
+        total += ops
+        weighted += ops / (entry if isinstance(entry, float) else 1.0)
+    return total / weighted if total else 1.0
+
+
 def tiled_factor(table: Mapping[str, float], layer: Layer, tiles: int) -> float:
     """``tiled_efficiency`` for a row whose working set does not fit in SRAM (``tiles`` > 1), else 1.0."""
     if tiles <= 1 or not table:
@@ -141,9 +157,12 @@ def tiled_factor(table: Mapping[str, float], layer: Layer, tiles: int) -> float:
 
 
 def unit_efficiencies(p: HardwareProfile, layer: Layer, batch: int, tiles: int) -> tuple[float, float]:
-    """(matrix, vector) efficiency of a row: ``efficiency``, times ``tiled_efficiency`` for the unit that
-    runs it when its working set does not fit (``tiles`` > 1)."""
+    """(matrix, vector) efficiency of a row: ``efficiency`` (a matrix row's vector work at its kernels' kinds,
+    ``matrix_row_vector_efficiency``), times ``tiled_efficiency`` for the unit that runs it when its working
+    set does not fit (``tiles`` > 1)."""
     m, v = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
+    if p.efficiency and layer.unit is Unit.MATRIX and layer.vector_kernels:
+        v = matrix_row_vector_efficiency(p.efficiency, layer, p.fold_batchnorm, p.fuse_activation)
     if p.tiled_efficiency and tiles > 1:
         f = tiled_factor(p.tiled_efficiency, layer, tiles)
         m, v = (m * f, v) if layer.unit is Unit.MATRIX else (m, v * f)

@@ -101,6 +101,26 @@ def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
     assert p.efficiency["conv_pw.strided"] == {16: 0.2, 64: 0.4} and p.kernel_overhead["conv.strided"] == 9e-6
 
 
+def test_a_matrix_rows_own_vector_work_runs_at_its_kinds_efficiency():
+    from perfsim.timing import matrix_row_vector_efficiency
+    g = graphs.conv_bn_act("relu")
+    layer = g.layers[0]
+    ops = {label: n for label, n, _ in layer.vector_kernels}
+    assert set(ops) == {"batchnorm", "relu"} and layer.vector_ops(False, False) == sum(ops.values())
+    eager = {"fold_batchnorm": False, "fuse_activation": False}
+    peak = prof().vector_flops
+    base = simulate(g, prof(**eager)).rows[0]
+    slow = simulate(g, prof(**eager, efficiency={"batchnorm": 0.5, "relu": 0.25})).rows[0]
+    assert base.t_vector_s == pytest.approx(sum(ops.values()) / peak)
+    assert slow.t_vector_s == pytest.approx(ops["batchnorm"] / (0.5 * peak) + ops["relu"] / (0.25 * peak))
+    assert slow.t_matrix_s == base.t_matrix_s
+    # BN folded and ReLU fused: the row runs no vector kernel of its own, so nothing changes
+    assert simulate(g, prof(efficiency={"batchnorm": 0.5, "relu": 0.25})).latency_s == simulate(g, prof()).latency_s
+    half = simulate(g, prof(fold_batchnorm=False, efficiency={"batchnorm": 0.5, "relu": 0.25})).rows[0]
+    assert half.t_vector_s == pytest.approx(ops["batchnorm"] / (0.5 * peak))
+    assert matrix_row_vector_efficiency({"add": 0.1, "conv": 0.2}, layer, False, False) == 1.0  # exactly
+
+
 def test_kernel_overhead_counts_the_kernels_a_row_runs():
     g = graphs.conv_bn_act("relu")  # conv + BN + ReLU: one row
     layer = g.layers[0]
