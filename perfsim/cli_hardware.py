@@ -103,7 +103,7 @@ def calibrate(out, name, threads, quick, force, quiet, allocator):
 @click.option("--no-plots", is_flag=True, help="Write the CSV and JSON only.")
 @click.option("--allocator", type=click.Choice(["keep", "system"]), default=None,
               help="keep: freed memory stays with the process; system: glibc's own thresholds "
-                   "[default: the calibration's].")
+                   "[default: the calibration's; keep without one].")
 def validate(model, profile_name, overrides, threads, repeats, warmup, width, resolution, num_classes, input_shape,
              out, as_json, no_plots, allocator):
     """Run MODEL's real PyTorch module on this CPU layer by layer and line the measured times up

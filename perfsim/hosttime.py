@@ -105,7 +105,9 @@ def set_allocator(kind: str) -> str:
         except (OSError, AttributeError):
             return "system"
         mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        _kept = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) & bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        mapped = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)  # 1 when glibc took it
+        trimmed = mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        _kept = bool(mapped and trimmed)
     return "keep" if _kept else "system"
 
 
