@@ -32,11 +32,15 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
 
+    import multiprocessing
+
     import pandas as pd
 
     from perfsim.hosttime import busy_warning
-    from perfsim.validate import median_abs, validate
     rows = []
+    # each validation in a fresh process, as `perfsim validate` runs: in one process that had measured
+    # other networks before, the same network measured 4-7 % slower (docs/hardware.md)
+    spawn = multiprocessing.get_context("spawn")
     for model in args.models:
         for variant, overrides in (("before", BEFORE), ("after", ())):
             warning = busy_warning(args.threads or os.cpu_count() or 1)
@@ -44,19 +48,16 @@ def main(argv=None) -> int:
                 print(f"refusing to measure: {warning}", file=sys.stderr)
                 return 2
             t0 = time.perf_counter()
-            v = validate(model, args.profile, overrides=overrides, threads=args.threads, repeats=args.repeats)
-            worst = v.worst_op()
-            rows.append({"model": v.model, "variant": variant, "layers": len(v.rows), "spearman": v.spearman,
-                         "error": v.error, "predicted_ms": v.predicted_s * 1e3, "measured_ms": v.measured_s * 1e3,
-                         "measured_iqr_ms": (v.measured_q3_s - v.measured_q1_s) * 1e3,
-                         "median_abs_row_error": median_abs([r.error for r in v.rows]),
-                         "worst_op": worst["op"], "worst_op_error": worst["error"],
-                         "load": v.load_before[0], "busy": bool(warning), "wall_s": time.perf_counter() - t0})
+            with spawn.Pool(1) as pool:
+                row = pool.apply(_one, (model, args.profile, overrides, args.threads, args.repeats))
+            rows.append({**row, "variant": variant, "busy": bool(warning), "wall_s": time.perf_counter() - t0})
             r = rows[-1]
             print(f"{r['model']:32} {variant:6} spearman {r['spearman']:.3f} error {r['error']:+.1%} "
                   f"(pred {r['predicted_ms']:.2f} ms, meas {r['measured_ms']:.2f} ms) worst {r['worst_op']} "
                   f"{r['worst_op_error']:+.0%}", file=sys.stderr)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)[["model", "variant", "layers", "spearman", "error", "predicted_ms", "measured_ms",
+                                "measured_iqr_ms", "median_abs_row_error", "worst_op", "worst_op_error", "load",
+                                "busy", "wall_s"]]
     frame.to_csv(args.out + ".csv", index=False)
     lines = ["| model | layers | Spearman before → after | whole-network error before → after | "
              "measured (IQR) | worst op after (its error) |", "|---|---|---|---|---|---|"]
@@ -68,6 +69,17 @@ def main(argv=None) -> int:
     Path(args.out + ".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
+
+
+def _one(model: str, profile: str, overrides, threads, repeats) -> dict:
+    from perfsim.validate import median_abs, validate
+    v = validate(model, profile, overrides=overrides, threads=threads, repeats=repeats)
+    worst = v.worst_op()
+    return {"model": v.model, "layers": len(v.rows), "spearman": v.spearman, "error": v.error,
+            "predicted_ms": v.predicted_s * 1e3, "measured_ms": v.measured_s * 1e3,
+            "measured_iqr_ms": (v.measured_q3_s - v.measured_q1_s) * 1e3,
+            "median_abs_row_error": median_abs([r.error for r in v.rows]), "worst_op": worst["op"],
+            "worst_op_error": worst["error"], "load": v.load_before[0]}
 
 
 if __name__ == "__main__":

@@ -179,6 +179,22 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
     return out
 
 
+def measure_context_fresh(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep"
+                          ) -> dict[tuple[str, bool], list[Call]]:
+    """``measure_context`` in a fresh interpreter (spawned), as ``perfsim validate`` times a model: in the
+    process that ran calibrate's benchmarks the same calls took 5–13 % longer (docs/hardware.md)."""
+    import multiprocessing
+    import os
+
+    from .children import as_child
+    with multiprocessing.get_context("spawn").Pool(1, initializer=as_child, initargs=(os.getpid(),)) as pool:
+        return pool.apply(_measure_quietly, (profile, threads, repeats, allocator))
+
+
+def _measure_quietly(profile: HardwareProfile, threads: int, repeats: int, allocator: str):
+    return measure_context(profile, threads=threads, repeats=repeats, allocator=allocator, progress=lambda _: None)
+
+
 @dataclass(frozen=True)
 class ContextFit:
     """A label in context: ``measured = factor x work + overhead`` (``affine``), or ``factor`` times both."""
@@ -256,12 +272,25 @@ def _scaled(entry: Any, f: float) -> Any:
     return min(1.0, entry / f)
 
 
+def with_strided(fits: dict[str, ContextFit], labels) -> dict[str, ContextFit]:
+    """``fits`` and, for a strided label (``conv_group.strided``) among ``labels`` with too few calls in
+    context for a fit of its own, its label's fit: a network slows a strided conv at least as it slows
+    the unstrided one."""
+    out = dict(fits)
+    for label in labels:
+        base = label.removesuffix(STRIDED)
+        if label != base and label not in out and base in fits:
+            out[label] = fits[base]
+    return out
+
+
 def apply_fits(profile: HardwareProfile, fits: dict[str, ContextFit], first_touch: float) -> HardwareProfile:
     """Each label's efficiency divided by its factor (at most 1) and its overhead the fitted one (or times
-    the factor); ``first_touch`` as fitted."""
+    the factor), a strided label without a fit taking its label's (``with_strided``); ``first_touch`` as
+    fitted."""
     eff = dict(profile.efficiency)
     ovh = dict(profile.kernel_overhead)
-    for label, fit in fits.items():
+    for label, fit in with_strided(fits, list(eff)).items():
         if label in eff:
             eff[label] = _scaled(eff[label], fit.factor)
         if fit.affine:

@@ -78,7 +78,7 @@ MAX_GROUPED_AXIS = 16  # points of a grouped-conv table's channel axis
 
 CONV_LABELS = ("conv", "conv_pw", "conv_dw", "conv_group")
 STRIDED = ".strided"  # a conv label's entry for its rows with a stride above 1 (timing.label_key)
-STRIDED_LABELS = tuple(c + STRIDED for c in ("conv", "conv_pw", "conv_dw"))  # a grouped conv has its model
+STRIDED_LABELS = tuple(c + STRIDED for c in CONV_LABELS)
 
 
 def _labels() -> frozenset[str]:

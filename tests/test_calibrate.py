@@ -153,6 +153,20 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
     assert not alike.affine
 
 
+def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
+    from perfsim.calibrate_context import apply_fits, fit_context, with_strided
+    fits = {"conv_group": fit_context(_calls(1.5, 40e-6, [10e-6, 40e-6, 100e-6, 400e-6])),
+            "conv_dw.strided": fit_context(_calls(2.0, 90e-6, [10e-6, 40e-6, 100e-6, 400e-6]))}
+    out = with_strided(fits, ["conv_group", "conv_group.strided", "conv_dw", "conv_dw.strided", "relu"])
+    assert out["conv_group.strided"] is fits["conv_group"]  # inherited
+    assert out["conv_dw.strided"] is fits["conv_dw.strided"] and "conv_dw" not in out and "relu" not in out
+    p = load_profile("edge_1mb", efficiency={"conv_group": 0.6, "conv_group.strided": 0.3},
+                     kernel_overhead={"conv_group": "5us", "conv_group.strided": "7us"})
+    q = apply_fits(p, {"conv_group": fits["conv_group"]}, 0.0)
+    assert q.efficiency["conv_group.strided"] == pytest.approx(0.3 / 1.5)
+    assert q.kernel_overhead["conv_group.strided"] == pytest.approx(40e-6)
+
+
 def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
     from perfsim.calibrate_context import apply_fits, context_fits
     works = [10e-6, 40e-6, 100e-6, 400e-6]

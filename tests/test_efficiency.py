@@ -167,7 +167,7 @@ def test_defaults_are_specs_numbers_bit_for_bit():
     ({"kernel_overhead": {"relu": "2s"}}, "between 0 s and 1 s"),
     ({"kernel_overhead": {"relu": "fast"}}, "cannot read"),
     ({"kernel_overhead": {"nope": "1us"}}, "unknown op label"),
-    ({"kernel_overhead": {"conv_group.strided": "1us"}}, "unknown op label"),  # a grouped conv has its model
+    ({"efficiency": {"conv_group.strided": {"kernels": {}}}}, "only for conv_group"),  # a table, not the model
     ({"efficiency": {"relu.strided": 0.5}}, "unknown op label"),
     ({"calibration": {"threads": 0}}, "calibration"),
 ])
