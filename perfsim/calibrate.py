@@ -60,13 +60,13 @@ def _conv(cin: int, cout: int, k: int, groups: int = 1, stride: int = 1) -> Call
 
 # Convs whose inputs and outputs differ (a stage's first conv doubles the channels; a bottleneck expands
 # and projects; grouped convs that read several channels per output): (cin, cout, kernel, groups,
-# stride, side). Their matrix products have N and K apart, which the C->C shapes above never do, and
-# PyTorch runs some of them on other code paths.
+# side). Their matrix products have N and K apart, which the C->C shapes above never do, and PyTorch
+# runs some of them on other code paths.
 _UNEVEN = {
-    "conv": [(32, 64, 3, 1, 1, 16), (64, 128, 3, 1, 1, 8)],
-    "conv_pw": [(32, 128, 1, 1, 1, 16), (128, 32, 1, 1, 1, 16), (64, 256, 1, 1, 1, 8), (256, 64, 1, 1, 1, 8)],
-    "conv_group": [(32, 8, 3, 4, 1, 32), (32, 8, 3, 4, 1, 16), (64, 16, 3, 4, 1, 8), (64, 16, 3, 8, 1, 16),
-                   (64, 32, 1, 4, 1, 32), (128, 32, 1, 4, 1, 16), (16, 64, 1, 4, 1, 16)],
+    "conv": [(32, 64, 3, 1, 16), (64, 128, 3, 1, 8)],
+    "conv_pw": [(32, 128, 1, 1, 16), (128, 32, 1, 1, 16), (64, 256, 1, 1, 8), (256, 64, 1, 1, 8)],
+    "conv_group": [(32, 8, 3, 4, 32), (32, 8, 3, 4, 16), (64, 16, 3, 4, 8), (64, 16, 3, 8, 16),
+                   (64, 32, 1, 4, 32), (128, 32, 1, 4, 16), (16, 64, 1, 4, 16)],
 }
 
 # Strided convs (stride 2) have entries of their own, ``conv.strided`` and the like: PyTorch runs them on
@@ -130,21 +130,16 @@ def _grouped_benches(quick: bool) -> Iterator[Bench]:
                                     f"{k}x{k} conv, {groups} groups of {cin}->{cout} at {h}x{h}")
 
 
-def _uneven_benches(quick: bool) -> Iterator[Bench]:
-    for label, shapes in _UNEVEN.items():
-        for cin, cout, k, groups, stride, h in (shapes[::2] if quick else shapes):
+def _shape_benches(shapes: dict[str, list[tuple[int, int, int, int, int]]], stride: int, quick: bool
+                   ) -> Iterator[Bench]:
+    """A conv per (cin, cout, kernel, groups, side) of each label's ``shapes`` at ``stride``, under the label
+    (``label.strided`` with a stride above 1); every other one with ``quick``."""
+    for label, rows in shapes.items():
+        for cin, cout, k, groups, h in (rows[::2] if quick else rows):
             grouped = f" in {groups} groups" if groups > 1 else ""
-            strided = f", stride {stride}" if stride > 1 else ""
-            yield Bench(label, _conv(cin, cout, k, groups, stride), (1, cin, h, h),
+            strided = f", stride {stride}," if stride > 1 else ""
+            yield Bench(label + (STRIDED if stride > 1 else ""), _conv(cin, cout, k, groups, stride), (1, cin, h, h),
                         f"{k}x{k} conv {cin}->{cout}{grouped}{strided} at {h}x{h}")
-
-
-def _strided_benches(quick: bool) -> Iterator[Bench]:
-    for label, shapes in _STRIDED.items():
-        for cin, cout, k, groups, h in (shapes[::2] if quick else shapes):
-            grouped = f" in {groups} groups" if groups > 1 else ""
-            yield Bench(label + STRIDED, _conv(cin, cout, k, groups, 2), (1, cin, h, h),
-                        f"{k}x{k} conv {cin}->{cout}{grouped}, stride 2, at {h}x{h}")
 
 
 # label -> (module factory, spatial input?) for the vector kinds; shapes from _vector_shapes
@@ -231,8 +226,8 @@ def _built(bench: Bench) -> tuple[nn.Module, Any]:
 
 
 def benches(quick: bool) -> list[Bench]:
-    return (list(_matrix_benches(quick)) + list(_uneven_benches(quick)) + list(_strided_benches(quick))
-            + list(_grouped_benches(quick)) + list(_vector_benches(quick)))
+    return (list(_matrix_benches(quick)) + list(_shape_benches(_UNEVEN, 1, quick))
+            + list(_shape_benches(_STRIDED, 2, quick)) + list(_grouped_benches(quick)) + list(_vector_benches(quick)))
 
 
 # --------------------------------------------------------------------------
@@ -486,7 +481,7 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     samples = 9 if quick else 21
     load_before = os.getloadavg()[0]
     measurements: dict[str, Measured] = {}
-    with host_settings(threads, allocator) as allocator:
+    with host_settings(threads, allocator) as held:
         progress("GEMM peak")
         measurements.update(measure_gemm(quick, samples))
         progress("elementwise peak")
@@ -526,7 +521,7 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     profile = profile.model_copy(update={"tiled_efficiency": tiled})
     from .calibrate_context import apply_fits, context_fits, measure_context_fresh
     progress("in context: the synthetic networks, in a fresh process")
-    in_context = measure_context_fresh(profile, threads=threads, allocator=allocator, repeats=5 if quick else 12)
+    in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12)
     context, (first_touch, touched) = context_fits(in_context)
     profile = apply_fits(profile, context, first_touch)
     measurements.update(_context_measurements(context, first_touch, touched))
@@ -534,7 +529,7 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         host={**describe_host(), **{f"cache_l{k}_bytes_os": v for k, v in sorted(caches.items())},
               "sram_from": how, "stream_bytes_per_s": int(rates[max(rates)].value)},
-        threads=threads, allocator=allocator, quick=quick,
+        threads=threads, allocator=held, quick=quick,
         load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         measurements=measurements, fits=fits)
     return profile.model_copy(update={"calibration": calibration})

@@ -126,12 +126,11 @@ def _label(op: Any, profile: HardwareProfile) -> str:
     """The op's label, ``label.strided`` for a strided conv whose label the profile has apart."""
     from .fuse import conv_label
     from .graph import OpKind
+    from .timing import strided
     if op.kind is not OpKind.CONV:
         return op.kind.value
     label = conv_label(op)
-    if op.stride and max(op.stride) > 1 and label + STRIDED in profile.efficiency:
-        return label + STRIDED
-    return label
+    return label + STRIDED if strided(op) and label + STRIDED in profile.efficiency else label
 
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tuple[float, float]:

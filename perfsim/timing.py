@@ -31,7 +31,7 @@ from bisect import bisect_left
 from math import log2
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
-from .graph import Layer, Unit
+from .graph import Layer, Op, Unit
 from .profile import STRIDED
 from .results import Bound
 from .systolic import gemm_dims as products
@@ -102,8 +102,8 @@ def grouped_dims(layer: Layer, batch: int) -> tuple[int, int, int, int, int]:
     return area, max(1, layer.macs * batch // (m * n * k)), m, max(1, k // area), n
 
 
-def strided(layer: Layer) -> bool:
-    """A conv row with a stride above 1 (PyTorch runs those on other code paths: docs/hardware.md)."""
+def strided(layer: Layer | Op) -> bool:
+    """A conv row (or op) with a stride above 1 (PyTorch runs those on other code paths: docs/hardware.md)."""
     return layer.unit is Unit.MATRIX and layer.stride is not None and max(layer.stride) > 1
 
 
