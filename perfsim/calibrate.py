@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .hosttime import Spread, describe_host, host_settings
+from .hosttime import Spread, describe_host, host_settings, time_calls
 from .profile import MATRIX_LABELS, STRIDED, Calibration, GroupedConv, HardwareProfile, KindFit, Measured
 
 FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
@@ -356,7 +356,7 @@ def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[st
         progress(bench.what)
         module, layer = _lowered(bench)
         x = torch.randn(bench.shape)
-        out.append((bench, layer, _time(lambda: module(x), samples, 0.002)))
+        out.append((bench, layer, time_calls(module, x, samples)))
     return out
 
 

@@ -137,6 +137,26 @@ def _timed_forward(module: nn.Module, x: torch.Tensor, params: dict[int, str]) -
     return timer.calls, timer.seconds
 
 
+def time_calls(module: nn.Module, x: torch.Tensor, samples: int, *, warmup_s: float = 0.02,
+               budget_s: float = 0.05) -> Spread:
+    """The summed time of a module's calls per forward, timed as ``time_module`` times each call of a
+    model (inside the capture's dispatch mode, one plain forward between two timed ones), so that a
+    micro-benchmark and a network's layer are measured alike: ``samples`` forwards or as many more (up
+    to 10x) as fit in ``budget_s``, after a warm-up of 3 forwards and ``warmup_s``. Call it inside
+    ``host_settings``."""
+    params = {id(p): name for name, p in module.named_parameters()}
+    start, fastest, n = time.perf_counter(), float("inf"), 0
+    while n < 3 or time.perf_counter() - start < warmup_s:
+        module(x)
+        fastest = min(fastest, sum(_timed_forward(module, x, params)[1].values()))
+        n += 1
+    out = []
+    for _ in range(max(samples, min(10 * samples, int(budget_s / max(2 * fastest, 1e-7))))):
+        module(x)
+        out.append(sum(_timed_forward(module, x, params)[1].values()))
+    return Spread.of(out)
+
+
 def _signature(calls: Sequence[Call]) -> list[tuple[str, str, int]]:
     return [(c.target, c.path, c.module_call) for c in calls]
 

@@ -273,3 +273,26 @@ def test_a_bad_grouped_conv_model_is_one_input_error(entry, needle):
         load_profile("edge_1mb", efficiency={"conv_group": entry})
     with pytest.raises(InputError, match="only for conv_group"):
         load_profile("edge_1mb", efficiency={"conv": {"flops": 1e11, "kernels": {}}})
+
+
+def test_a_benchmark_is_timed_call_by_call_as_validate_times_a_layer(monkeypatch):
+    """``time_calls`` sums the timed ATen calls of each forward (the capture's clock, as ``validate``
+    reads a layer), never the Python around them, and takes at least ``samples`` forwards."""
+    import time
+
+    import torch
+
+    from perfsim import hosttime
+
+    class Slow(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.003)  # Python time between calls: not a call
+            return torch.relu(x) + 1
+
+    with hosttime.host_settings(1):
+        s = hosttime.time_calls(Slow(), torch.randn(8), samples=5, warmup_s=0.0, budget_s=0.0)
+    assert s.n == 5 and 0 < s.median_s < 0.001
+
+    monkeypatch.setattr(hosttime, "_timed_forward", lambda *a: ([], {0: 1e-3, 2: 2e-3}))
+    s = hosttime.time_calls(torch.nn.Identity(), torch.randn(1), samples=3, warmup_s=0.0, budget_s=1.0)
+    assert s.median_s == pytest.approx(3e-3) and 3 <= s.n <= 30
