@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 from pathlib import Path
 
 
 def _median_s(module, x, samples: int = 11) -> float:
     import torch
+
+    from perfsim.calibrate import _time  # the peaks' loop timer: a sample is the mean of calls lasting >= 2 ms
     with torch.no_grad():
-        start, n = time.perf_counter(), 0
-        while n < 5 or time.perf_counter() - start < 0.02:
-            module(x)
-            n += 1
-        per = max(1, int(0.002 / ((time.perf_counter() - start) / n)))
-        times = []
-        for _ in range(samples):
-            t0 = time.perf_counter()
-            for _ in range(per):
-                module(x)
-            times.append((time.perf_counter() - t0) / per)
-    return sorted(times)[samples // 2]
+        return _time(lambda: module(x), samples, 0.002).median_s
 
 
 def main(argv=None) -> int:
