@@ -21,6 +21,7 @@ SETS = [  # (heading, run files): the model's states in order, the current one l
     ("14–16, 11v–13v", ["run14", "run15", "run16", "run11v", "run12v", "run13v"]),
     ("17–19", ["run17", "run18", "run19"]),
     ("20–24", ["run20", "run21", "run22", "run23", "run24"]),
+    ("36–40", ["run36", "run37", "run38", "run39", "run40"]),
 ]
 
 

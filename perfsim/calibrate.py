@@ -113,18 +113,21 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
                     f"matmul of {heads} head(s) {length}x{dim} by its transpose")
 
 
-GROUPED_CHANNELS = (2, 4, 8, 16, 32)  # channels read and written per group: the grouped model's axes
-GROUPED_CHANNELS_QUICK = (2, 8, 32)
+GROUPED_CHANNELS = (2, 4, 8, 16, 32, 128)  # channels read and written per group: the grouped model's axes
+GROUPED_CHANNELS_QUICK = (2, 8, 32, 128)
+WIDE = 128  # a cell with this many channels per group is timed with 2 and 4 groups, not 4 and 32 (its cost)
 
 
 def _grouped_benches(quick: bool) -> Iterator[Bench]:
     """Grouped convs over a grid (``fit_grouped``): kernel 1 or 3, channels read and written per group,
-    4 or 32 groups, three map sides (two with ``quick``)."""
+    4 or 32 groups (2 or 4 for a cell of 128 channels: clcNet's 1x1 convs run 2 groups of 16-512, and
+    the model read beyond a grid of 32 per group had missed them by a third, docs/hardware.md), three map
+    sides (two with ``quick``)."""
     channels = GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS
     for k in (1, 3):
         for cin in channels:
             for cout in channels:
-                for groups in (4, 32):
+                for groups in ((2, 4) if WIDE in (cin, cout) else (4, 32)):
                     for h in ((7, 28) if quick else (7, 14, 28)):
                         yield Bench("conv_group", _conv(cin * groups, cout * groups, k, groups), (1, cin * groups, h, h),
                                     f"{k}x{k} conv, {groups} groups of {cin}->{cout} at {h}x{h}")
@@ -536,24 +539,31 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
 
 
 def _context_measurements(context: dict, first_touch: float, touched: int) -> dict[str, Measured]:
-    """What the synthetic networks said, per label: the factor on work (quartiles: of measured / the fit
-    per call) and the overhead in context when fitted apart; and the first touch per output byte."""
+    """What the synthetic networks said, per label (and per kernel area of a grouped conv): the factor on
+    work (quartiles: of measured / the fit per call) and the overhead in context; and the first touch per
+    output byte."""
     out = {}
     for label, fit in context.items():
-        r = fit.ratios  # measured / the fit, per call: the factor each call alone would imply, relative
-        how = "measured = factor x work + overhead" if fit.affine else "median of measured / predicted"
-        out[f"in_context_factor: {label}"] = Measured(
-            value=fit.factor, q1=min(fit.factor, fit.factor * r[len(r) // 4]),
-            q3=max(fit.factor, fit.factor * r[3 * len(r) // 4]), n=fit.calls, unit="x work",
-            what=f"{how}, over {fit.calls} calls of the synthetic networks (quartiles: factor x measured / fit)")
-        if fit.affine:
-            out[f"in_context_overhead: {label}"] = Measured(
-                value=fit.overhead_s, q1=fit.overhead_s, q3=fit.overhead_s, n=fit.calls, unit="s",
-                what=f"fitted with the factor over {fit.calls} calls of the synthetic networks")
+        for key, f in [(label, fit)] + [(f"{label} {_area(a)}", af) for a, af in fit.areas]:
+            r = f.ratios  # measured / the fit, per call: its spread
+            how = "measured = factor x work + overhead" if f.affine else "factor 1, overhead the median excess"
+            out[f"in_context_factor: {key}"] = Measured(
+                value=f.factor, q1=min(f.factor, f.factor * r[len(r) // 4]),
+                q3=max(f.factor, f.factor * r[3 * len(r) // 4]), n=f.calls, unit="x work",
+                what=f"{how}, over {f.calls} calls of the synthetic networks (quartiles: factor x measured / fit)")
+            out[f"in_context_overhead: {key}"] = Measured(
+                value=f.overhead_s, q1=f.overhead_s, q3=f.overhead_s, n=f.calls, unit="s",
+                what=f"fitted with the factor over {f.calls} calls of the synthetic networks")
     out["in_context_first_touch"] = Measured(
         value=first_touch, q1=first_touch, q3=first_touch, n=max(1, touched), unit="s/B",
         what=f"median excess per output byte over {touched} calls whose rows do not fit in SRAM")
     return out
+
+
+def _area(a: int) -> str:
+    """A kernel area as its square side: 9 -> '3x3'."""
+    side = round(a ** 0.5)
+    return f"{side}x{side}" if side * side == a else f"area {a}"
 
 
 # --------------------------------------------------------------------------

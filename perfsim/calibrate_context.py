@@ -9,8 +9,9 @@ the isolated fit's time beyond its overhead), fitted in relative error: the fact
 label's efficiency and the overhead replaces its kernel overhead. A network adds a fixed cost per call
 and a proportional one, and one factor for both (what calibrate did first) made a large call pay the
 small calls' fixed cost many times over (ResNet-18's 3x3 convs +42 %, docs/hardware.md). A label with
-too few calls, or calls too alike in size to tell the two apart, gets the median of measured /
-predicted on both. Calls whose rows do not fit in SRAM take longer again by about their output's
+too few calls, or calls too alike in size to tell the two apart, keeps its factor at 1 and takes the
+median excess as its overhead. A grouped conv, whose model has a kernel per area, is also fitted per
+kernel area. Calls whose rows do not fit in SRAM take longer again by about their output's
 bytes (freshly allocated pages, touched first): the median of that excess per output byte, over such
 calls of kernels that allocate their output, is ``first_touch``.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import median
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from torch import nn
 
@@ -146,13 +147,21 @@ def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tu
     return kernel_overhead_of(profile.kernel_overhead, label), work
 
 
-Call = tuple[float, float, float, int]  # measured seconds, predicted overhead, predicted work, output bytes
+class Call(NamedTuple):
+    """One call of a synthetic network: its time in the network, the isolated fit's overhead and work for
+    it, its output's bytes, and its kernel's area (kh x kw; 0 for an op without a kernel)."""
+
+    measured: float
+    overhead: float
+    work: float
+    out_bytes: int
+    area: int = 0
 
 
 def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep",
                     progress: Callable[[str], None]) -> dict[tuple[str, bool], list[Call]]:
-    """(measured, overhead, work) seconds and output bytes of every call of the synthetic networks, by (op
-    label, whether its row does not fit in SRAM); overhead and work as the isolated fit predicts them."""
+    """Every call of the synthetic networks, by (op label, whether its row does not fit in SRAM): its time
+    in the network (as ``perfsim validate`` times a layer) and the isolated fit's overhead and work."""
     from math import prod
     from .hosttime import time_module
     from .lowering import lower_traced
@@ -173,8 +182,9 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
                 continue
             label, tiled = _label(op, profile), rows[row_of[op_name]].tiles > 1
             out_bytes = -(-prod(op.out_shape) * profile.activation_bits // 8)
-            out.setdefault((label, tiled), []).append((spread.median_s, *_predicted(op, label, profile, tiled),
-                                                       out_bytes))
+            area = op.kernel[0] * op.kernel[1] if op.kernel else 0
+            out.setdefault((label, tiled), []).append(
+                Call(spread.median_s, *_predicted(op, label, profile, tiled), out_bytes, area))
     return out
 
 
@@ -196,19 +206,19 @@ def _measure_quietly(profile: HardwareProfile, threads: int, repeats: int, alloc
 
 @dataclass(frozen=True)
 class ContextFit:
-    """A label in context: ``measured = factor x work + overhead`` (``affine``), or ``factor`` times both."""
+    """A label in context: ``measured = factor x work + overhead``, the two fitted apart (``affine``) or the
+    factor held at 1 and the overhead the median excess; ``areas``: a grouped conv's fit per kernel area."""
 
     factor: float
-    overhead_s: float | None  # None: the isolated overhead times ``factor``
+    overhead_s: float
     calls: int
     ratios: tuple[float, ...]  # measured / the fit, per call, sorted (its spread)
-
-    @property
-    def affine(self) -> bool:
-        return self.overhead_s is not None
+    affine: bool = True
+    areas: tuple[tuple[int, "ContextFit"], ...] = ()
 
     def time(self, overhead: float, work: float) -> float:
-        return self.factor * work + (self.overhead_s if self.affine else self.factor * overhead)
+        """A call's time in context from the isolated fit's work (its overhead is replaced)."""
+        return self.factor * work + self.overhead_s
 
 
 AFFINE_FROM = 4  # calls of a label, at least, to fit a factor and an overhead apart
@@ -217,25 +227,29 @@ AFFINE_SPAN = 3.0  # ... and the largest call's work at least this many times th
 
 def fit_context(calls: list[Call]) -> ContextFit:
     """``measured = factor x work + overhead`` by least squares in relative error (both at least 0), when
-    the calls are enough and differ enough in size; else the median of measured / predicted on both."""
+    the calls are enough and differ enough in size; else the factor held at 1 and the overhead the median
+    of measured - work (at least 0): where the two could be told apart a network added mostly a fixed cost
+    per call (factors 1.0-1.1 on conv_dw, conv_pw, linear and 1x1 grouped convs), and one factor on both
+    made a large call pay the small calls' fixed cost many times over, or a small one too little of it
+    (docs/hardware.md, "In context")."""
     import numpy as np
-    works = [w for _, _, w, _ in calls]
+    works = [c.work for c in calls]
     if len(calls) >= AFFINE_FROM and min(works) > 0 and max(works) >= AFFINE_SPAN * min(works):
-        t = np.array([m for m, *_ in calls])
+        t = np.array([c.measured for c in calls])
         w = np.array(works)
         x = np.stack([w, np.ones(len(calls))], axis=1) / t[:, None]
         (factor, overhead), *_ = np.linalg.lstsq(x, np.ones(len(calls)), rcond=None)
         if factor < 1:  # a network never runs the work faster than a warm loop: hold the factor at 1
             factor, overhead = 1.0, float(np.sum((t - w) / t**2) / np.sum(1 / t**2))
         if overhead >= 0:
-            return _fitted(calls, float(factor), float(overhead))
-    return _fitted(calls, median(m / (o + w) for m, o, w, _ in calls), None)
+            return _fitted(calls, float(factor), float(overhead), True)
+    return _fitted(calls, 1.0, max(0.0, median(c.measured - c.work for c in calls)), False)
 
 
-def _fitted(calls: list[Call], factor: float, overhead: float | None) -> ContextFit:
-    fit = ContextFit(round(factor, 4), None if overhead is None else overhead, len(calls), ())
-    ratios = tuple(sorted(m / fit.time(o, w) for m, o, w, _ in calls))
-    return ContextFit(fit.factor, fit.overhead_s, fit.calls, ratios)
+def _fitted(calls: list[Call], factor: float, overhead: float, affine: bool) -> ContextFit:
+    fit = ContextFit(round(factor, 4), overhead, len(calls), (), affine)
+    ratios = tuple(sorted(c.measured / fit.time(c.overhead, c.work) for c in calls))
+    return ContextFit(fit.factor, fit.overhead_s, fit.calls, ratios, affine)
 
 
 def _in_place(label: str) -> bool:
@@ -244,19 +258,37 @@ def _in_place(label: str) -> bool:
     return label in {k.value for k in UNARY_ACTIVATION_KINDS}
 
 
+BY_AREA = frozenset({"conv_group"})  # labels whose efficiency is a model by kernel area (profile.GroupedConv)
+
+
+def _label_fit(label: str, calls: list[Call], minimum: int) -> ContextFit:
+    """A label's fit; a label modelled by kernel area (``BY_AREA``) also one per area with at least
+    ``minimum`` calls: a network adds to a 3x3 grouped conv about twice what it adds to a 1x1 one, and one
+    fit over both made CondenseNet's 1x1 convs too slow and its 3x3 ones too fast (docs/hardware.md)."""
+    fit = fit_context(calls)
+    if label not in BY_AREA:
+        return fit
+    by_area: dict[int, list[Call]] = {}
+    for c in calls:
+        by_area.setdefault(c.area, []).append(c)
+    areas = tuple((a, fit_context(cs)) for a, cs in sorted(by_area.items()) if len(cs) >= minimum)
+    return ContextFit(fit.factor, fit.overhead_s, fit.calls, fit.ratios, fit.affine, areas)
+
+
 def context_fits(samples: dict[tuple[str, bool], list[Call]], minimum: int = 3
                  ) -> tuple[dict[str, ContextFit], tuple[float, int]]:
     """Per label with at least ``minimum`` calls whose rows fit in SRAM: its ``ContextFit``. And
     ``first_touch`` with the calls behind it: over the calls whose rows do not fit, of kernels that
-    allocate their output, the median of (measured - what the label's fit, or the isolated fit without
-    one, predicts) per output byte; at least 0, and 0 with fewer than ``minimum`` such calls."""
-    fits = {label: fit_context(calls) for (label, tiled), calls in samples.items()
-            if not tiled and len(calls) >= minimum and all(o + w > 0 for _, o, w, _ in calls)}
+    allocate their output, the median of (measured - what the label's fit, or the isolated fit, predicts)
+    per output byte; at least 0, and 0 with fewer than ``minimum`` such calls."""
+    fits = {label: _label_fit(label, calls, minimum) for (label, tiled), calls in samples.items()
+            if not tiled and len(calls) >= minimum and all(c.overhead + c.work > 0 for c in calls)}
     excess = []
     for (label, tiled), calls in samples.items():
         if tiled and not _in_place(label):
             fit = fits.get(label)
-            excess += [(m - (fit.time(o, w) if fit else o + w)) / b for m, o, w, b in calls if b > 0]
+            excess += [(c.measured - (fit.time(c.overhead, c.work) if fit else c.overhead + c.work)) / c.out_bytes
+                       for c in calls if c.out_bytes > 0]
     first_touch = max(0.0, median(excess)) if len(excess) >= minimum else 0.0
     return fits, (float(f"{first_touch:.4g}"), len(excess))
 
@@ -283,17 +315,32 @@ def with_strided(fits: dict[str, ContextFit], labels) -> dict[str, ContextFit]:
     return out
 
 
+def _by_area(entry: GroupedConv, fit: ContextFit) -> tuple[GroupedConv, float]:
+    """A grouped conv's model in context, each kernel area by its own fit (else the label's): its isolated
+    time times the factor, plus the fitted overhead. The smallest of those overheads is returned as the
+    label's ``kernel_overhead``; each area's kernel keeps the rest of its own."""
+    own = dict(fit.areas)
+    by = {a: own.get(a, fit) for a in entry.kernels}
+    base = min(f.overhead_s for f in by.values())
+    kernels = {a: k.model_copy(update={
+        "overhead": by[a].factor * k.overhead + (by[a].overhead_s - base) / entry.scale,
+        "per_group": tuple(tuple(by[a].factor * x for x in row) for row in k.per_group),
+        "per_position": tuple(tuple(by[a].factor * x for x in row) for row in k.per_position)})
+        for a, k in entry.kernels.items()}
+    return entry.model_copy(update={"kernels": kernels}), base
+
+
 def apply_fits(profile: HardwareProfile, fits: dict[str, ContextFit], first_touch: float) -> HardwareProfile:
-    """Each label's efficiency divided by its factor (at most 1) and its overhead the fitted one (or times
-    the factor), a strided label without a fit taking its label's (``with_strided``); ``first_touch`` as
-    fitted."""
+    """Each label's efficiency divided by its factor (at most 1) and its overhead the fitted one, a strided
+    label without a fit taking its label's (``with_strided``), a grouped conv's model by kernel area
+    (``_by_area``); ``first_touch`` as fitted."""
     eff = dict(profile.efficiency)
     ovh = dict(profile.kernel_overhead)
     for label, fit in with_strided(fits, list(eff)).items():
+        if isinstance(eff.get(label), GroupedConv) and fit.areas:
+            eff[label], ovh[label] = _by_area(eff[label], fit)
+            continue
         if label in eff:
             eff[label] = _scaled(eff[label], fit.factor)
-        if fit.affine:
-            ovh[label] = fit.overhead_s
-        elif label in ovh:
-            ovh[label] = ovh[label] * fit.factor
+        ovh[label] = fit.overhead_s
     return profile.model_copy(update={"efficiency": eff, "kernel_overhead": ovh, "first_touch": first_touch})

@@ -150,9 +150,14 @@ class GroupedKernel(BaseModel):
         return self
 
     def time(self, groups: int, positions: int, read: int, written: int, position_scale: float = 1.0) -> float:
-        """Seconds of one call; ``position_scale`` multiplies the per-position cost (another kernel area)."""
-        c, u = _bilinear(self.channels, (self.per_group, self.per_position), read, written)
-        return self.overhead + groups * c + groups * positions * u * position_scale
+        """Seconds of one call; ``position_scale`` multiplies the per-position cost (another kernel area).
+        The per-position cost is read as a cost per position and channel pair (per MAC), between the axis's
+        points and beyond its ends alike, times ``read x written``: held flat per position, a group of 128
+        channels cost what a group of 32 does, a quarter of its MACs (docs/hardware.md)."""
+        axis = self.channels
+        per_mac = tuple(tuple(u / (axis[i] * axis[j]) for j, u in enumerate(row)) for i, row in enumerate(self.per_position))
+        c, u = _bilinear(axis, (self.per_group, per_mac), read, written)
+        return self.overhead + groups * c + groups * positions * u * read * written * position_scale
 
 
 def _bilinear(axis: Sequence[int], tables: Sequence[Sequence[Sequence[float]]], x: int, y: int) -> list[float]:

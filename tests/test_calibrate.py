@@ -134,23 +134,43 @@ def test_the_synthetic_networks_lower_and_cover_the_labels():
     assert {"add", "maxpool", "softmax", "layernorm"} <= {label.split("+")[0] for label in labels}
 
 
-def _calls(factor, overhead, works, out_bytes=0):
-    return [(factor * w + overhead, 5e-6, w, out_bytes) for w in works]
+def _calls(factor, overhead, works, out_bytes=0, area=0):
+    from perfsim.calibrate_context import Call
+    return [Call(factor * w + overhead, 5e-6, w, out_bytes, area) for w in works]
 
 
 def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
-    from perfsim.calibrate_context import fit_context
+    from perfsim.calibrate_context import Call, fit_context
     fit = fit_context(_calls(2.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert fit.affine and fit.factor == pytest.approx(2.0) and fit.overhead_s == pytest.approx(30e-6)
     assert fit.ratios == pytest.approx([1.0] * 4)
     # never faster than the warm loop: a fit below 1 is held at 1, the overhead refitted
     held = fit_context(_calls(0.5, 200e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert held.factor == 1.0 and held.affine and held.overhead_s > 0
-    # too few calls, or too alike in size: one factor on the isolated time (overhead + work), the median
-    few = fit_context([(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
-    assert not few.affine and few.factor == pytest.approx(2.0)
+    # too few calls, or too alike in size: the factor held at 1, the overhead the median of measured - work
+    few = fit_context([Call(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
+    assert not few.affine and few.factor == 1.0 and few.overhead_s == pytest.approx(4e-6)
     alike = fit_context(_calls(2.0, 30e-6, [100e-6, 120e-6, 150e-6, 200e-6]))
-    assert not alike.affine
+    assert not alike.affine and alike.factor == 1.0
+    assert alike.overhead_s == pytest.approx(30e-6 + 135e-6)  # the median call's excess: 2 x 135 - 135 + 30
+    assert fit_context([Call(1e-6, 1e-6, 5e-6, 0)] * 3).overhead_s == 0.0  # faster than the fit: no negative
+
+
+def test_a_grouped_conv_is_fitted_in_context_per_kernel_area():
+    from perfsim.calibrate_context import apply_fits, context_fits
+    samples = {("conv_group", False): _calls(1.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6], area=1)
+               + _calls(1.0, 80e-6, [20e-6, 60e-6, 100e-6, 200e-6], area=9)}
+    fits, _ = context_fits(samples)
+    areas = dict(fits["conv_group"].areas)
+    assert areas[1].overhead_s == pytest.approx(30e-6) and areas[9].overhead_s == pytest.approx(80e-6)
+    kernel = {"channels": [2, 8], "per_group": [[0, 0], [0, 0]], "per_position": [[1e-9, 1e-9], [1e-9, 1e-9]]}
+    grouped = {"flops": 1e11, "kernels": {"1": {**kernel, "overhead": 2e-6}, "9": {**kernel, "overhead": 1e-5}}}
+    p = apply_fits(load_profile("edge_1mb", efficiency={"conv_group": grouped}), fits, 0.0)
+    g = p.efficiency["conv_group"]
+    # the smaller overhead is the label's; the 3x3 kernel keeps the rest of its own
+    assert p.kernel_overhead["conv_group"] == pytest.approx(30e-6)
+    assert g.kernels[1].overhead == pytest.approx(2e-6) and g.kernels[9].overhead == pytest.approx(1e-5 + 50e-6)
+    assert g.scale == 1.0
 
 
 def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
@@ -168,15 +188,15 @@ def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
 
 
 def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
-    from perfsim.calibrate_context import apply_fits, context_fits
+    from perfsim.calibrate_context import Call, apply_fits, context_fits
     works = [10e-6, 40e-6, 100e-6, 400e-6]
     samples = {("conv", False): _calls(2.0, 30e-6, works),
                # rows that do not fit: the in-SRAM fit plus 100 us per MB of output
-               ("conv", True): [(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
+               ("conv", True): [Call(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
                                 zip(works, (1_000_000, 2_000_000, 3_000_000))],
-               ("batchnorm", True): [(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
+               ("batchnorm", True): [Call(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
                                      ((1e-5, 10**6), (2e-5, 4 * 10**6))],
-               ("relu", True): [(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
+               ("relu", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
     fits, (first_touch, n) = context_fits(samples)
     assert set(fits) == {"conv"} and n == 5 and first_touch == pytest.approx(1e-10)
     base = load_profile("edge_1mb", efficiency={"conv": {16: 0.5, 64: 0.9}, "relu": 0.5},
@@ -192,8 +212,8 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
                    {"conv_group": fits["conv"]}, 0.0)
     assert g.efficiency["conv_group"].scale == pytest.approx(2.0)
     # faster than predicted beyond SRAM: no negative first touch; too few such calls: none
-    assert context_fits({("conv", True): [(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
-    assert context_fits({("conv", True): [(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
+    assert context_fits({("conv", True): [Call(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
+    assert context_fits({("conv", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
 
 
 def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
@@ -246,10 +266,17 @@ def test_a_grouped_conv_row_reads_its_model():
     layer = lower(cal._conv(8 * 4, 2 * 4, 3, 4)(), (32, 16, 16)).layers[0]  # 4 groups reading 8, writing 2
     seconds = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9)
     assert entry_value(model, layer, 1) == pytest.approx(2 * layer.macs / (1e11 * seconds))
-    # between the axis's points: linear in log2 of the channels (4 read: half-way from 2 to 8)
+    # between the axis's points: linear in log2 of the channels (4 read: half-way from 2 to 8), the
+    # per-position cost as a cost per channel pair (per MAC): (1e-9 / 4 + 3e-9 / 16) / 2 per pair
     layer4 = lower(cal._conv(4 * 4, 2 * 4, 3, 4)(), (16, 16, 16)).layers[0]
-    seconds4 = 2.0 * (5e-5 + 4 * 2e-6 + 4 * 256 * 2e-9)
+    seconds4 = 2.0 * (5e-5 + 4 * 2e-6 + 4 * 256 * (1e-9 / 4 + 3e-9 / 16) / 2 * 4 * 2)
     assert entry_value(model, layer4, 1) == pytest.approx(2 * layer4.macs / (1e11 * seconds4))
+    # beyond the axis's end the cost per channel pair is held, not the cost per position: a group reading
+    # 32 channels costs 4x the per-position time of one reading 8 (held flat, it had cost the same)
+    wide = lower(cal._conv(32 * 4, 2 * 4, 3, 4)(), (128, 16, 16)).layers[0]
+    seconds32 = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9 * 4)
+    assert entry_value(model, wide, 1) == pytest.approx(min(1.0, 2 * wide.macs / (1e11 * seconds32)))
+    assert seconds32 > seconds + 2.0 * 4 * 256 * 3e-9 * 2  # the MACs were not free
     # a 1x1 grouped conv reads the nearest area's table, its per-position cost scaled by 1/9
     one = lower(cal._conv(8 * 4, 2 * 4, 1, 4)(), (32, 16, 16)).layers[0]
     seconds1 = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9 / 9)
