@@ -126,7 +126,8 @@ def _efficiency_table(label: str, v: Any, inner: bool = False) -> dict[int, Any]
 class GroupedKernel(BaseModel):
     """A grouped conv's time for one kernel area (kh x kw), by channels read and written per group:
     ``overhead + groups x per_group[read][written] + groups x positions x per_position[read][written]``,
-    the tables read bilinearly in log2 of the channels and held at their edges."""
+    the tables read bilinearly in log2 of the channels, ``per_group`` held at its edges and
+    ``per_position`` read per channel pair (``time``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
