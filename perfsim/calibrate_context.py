@@ -248,7 +248,8 @@ def fit_context(calls: list[Call]) -> ContextFit:
 
 def _fitted(calls: list[Call], factor: float, overhead: float, affine: bool) -> ContextFit:
     fit = ContextFit(round(factor, 4), overhead, len(calls), (), affine)
-    ratios = tuple(sorted(c.measured / fit.time(c.overhead, c.work) for c in calls))
+    times = [(c.measured, fit.time(c.overhead, c.work)) for c in calls]
+    ratios = tuple(sorted(m / t for m, t in times if t > 0))  # a call the fit gives no time says nothing
     return ContextFit(fit.factor, fit.overhead_s, fit.calls, ratios, affine)
 
 

@@ -154,6 +154,9 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
     assert not alike.affine and alike.factor == 1.0
     assert alike.overhead_s == pytest.approx(30e-6 + 135e-6)  # the median call's excess: 2 x 135 - 135 + 30
     assert fit_context([Call(1e-6, 1e-6, 5e-6, 0)] * 3).overhead_s == 0.0  # faster than the fit: no negative
+    # ... and a call the fit then gives no time at all (no work, no overhead) does not divide by zero
+    none = fit_context([Call(1e-6, 1e-6, 0.0, 0), Call(1e-6, 1e-6, 5e-6, 0), Call(1e-6, 1e-6, 5e-6, 0)])
+    assert none.overhead_s == 0.0 and none.ratios == pytest.approx((0.2, 0.2))
 
 
 def test_a_grouped_conv_is_fitted_in_context_per_kernel_area():
