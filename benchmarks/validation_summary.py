@@ -22,6 +22,7 @@ SETS = [  # (heading, run files): the model's states in order, the current one l
     ("17–19", ["run17", "run18", "run19"]),
     ("20–24", ["run20", "run21", "run22", "run23", "run24"]),
     ("36–40", ["run36", "run37", "run38", "run39", "run40"]),
+    ("41–45", ["run41", "run42", "run43", "run44", "run45"]),
 ]
 
 

@@ -215,6 +215,59 @@ def fit_tiled(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]
     return out
 
 
+# Pairs of square maps, one side off a multiple of 8 and the power of two above it: (label, channels,
+# side, side). Alone, as `validate` times them, oneDNN's 1x1 convs took as long at 7x7 as at 8x8 (256
+# channels: 65.4 and 64.0 us) and 7 % longer at 14x14 than their MACs say: they compute output positions
+# in blocks, and ImageNet networks' maps (56, 28, 14, 7) are not all multiples of them (docs/hardware.md).
+_BLOCK_PAIRS = [("conv_pw", 256, 7, 8), ("conv_pw", 128, 14, 16), ("conv_pw", 64, 28, 32),
+                ("conv", 64, 7, 8), ("conv", 64, 14, 16)]
+ROW_BLOCKS = (1, 2, 4, 8, 16, 32)  # the candidates, output positions
+
+
+def block_benches(quick: bool) -> list[Bench]:
+    """Both maps of each pair of ``_BLOCK_PAIRS`` (the first two of each label with ``quick``)."""
+    out = []
+    for i, (label, c, odd, even) in enumerate(_BLOCK_PAIRS):
+        if quick and i == 2:
+            continue
+        k = 1 if label == "conv_pw" else 3
+        out += [Bench(label, _conv(c, c, k), (1, c, h, h), f"{k}x{k} conv {c}->{c} at {h}x{h} (row block)")
+                for h in (odd, even)]
+    return out
+
+
+def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]
+                   ) -> tuple[dict[str, int], dict[str, Measured]]:
+    """Per label, the block of output positions (``ROW_BLOCKS``) whose rounding best predicts the ratio of
+    each pair's times beyond the label's overhead, the isolated fit's efficiency otherwise as it is (least
+    squares in log); a label whose best block is 1 gets none."""
+    from .timing import entry_value, gemm_dims, kernel_overhead_of, row_block_factor
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for (b1, l1, s1), (b2, l2, s2) in zip(results[::2], results[1::2]):
+        label = b1.label
+        o = kernel_overhead_of(profile.kernel_overhead, label)
+        if s1.median_s <= o or s2.median_s <= o:
+            continue
+        pairs.setdefault(label, []).append((math.log((s1.median_s - o) / (s2.median_s - o)), (l1, l2)))
+    blocks, measured = {}, {}
+    for label, obs in pairs.items():
+        eff = profile.efficiency.get(label, 1.0)
+
+        def work(layer: Any, block: int) -> float:
+            return layer.macs / (entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
+
+        errors = {b: sum((r - math.log(work(l1, b) / work(l2, b))) ** 2 for r, (l1, l2) in obs) for b in ROW_BLOCKS}
+        best = min(ROW_BLOCKS, key=lambda b: (round(errors[b], 6), b))
+        if best > 1:
+            blocks[label] = best
+        measured[f"row_block: {label}"] = Measured(
+            value=float(best), q1=float(best), q3=float(best), n=len(obs), unit="positions",
+            what=f"the block that best predicts the times of {len(obs)} pairs of maps (a side off a multiple "
+                 "of 8, the power of two above it); squared log errors: "
+                 + ", ".join(f"{b}: {errors[b]:.3g}" for b in ROW_BLOCKS))
+    return blocks, measured
+
+
 _BUILT: dict[str, tuple[nn.Module, Any]] = {}
 
 
@@ -495,8 +548,9 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         measurements.update({f"copy_{size}": m for size, m in rates.items()})
         results = measure_benches(benches(quick), samples, progress)
         tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress)
+        block_results = measure_benches(block_benches(quick), samples, progress)
     by_label: dict[str, list[tuple[Any, Spread]]] = {}
-    for bench, layer, spread in results + tiled_results:
+    for bench, layer, spread in results + tiled_results + block_results:
         measurements[f"{bench.label}: {bench.what}"] = _measured(
             spread, 1.0, "s", f"eager forward, 1 row, {layer.macs} MACs, {layer.vector_ops(False, False)} vector ops")
     for bench, layer, spread in results:
@@ -520,8 +574,10 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         fold_batchnorm=False, fuse_activation=False, weights="resident", overlap=False,
         efficiency={label: f.efficiency for label, f in fits.items()},
         kernel_overhead={label: f.overhead_s for label, f in fits.items()})
-    tiled = fit_tiled(profile, tiled_results)
-    profile = profile.model_copy(update={"tiled_efficiency": tiled})
+    blocks, block_measured = fit_row_blocks(profile, block_results)
+    measurements.update(block_measured)
+    tiled = fit_tiled(profile.model_copy(update={"row_block": blocks}), tiled_results)
+    profile = profile.model_copy(update={"tiled_efficiency": tiled, "row_block": blocks})
     from .calibrate_context import apply_fits, context_fits, measure_context_fresh
     progress("in context: the synthetic networks, in a fresh process")
     in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12)

@@ -72,6 +72,7 @@ MAX_LISTED = 20  # known profiles named in an "unknown profile" message
 
 MAX_TABLE_ENTRIES = 64  # points of one efficiency table
 MAX_FIRST_TOUCH = 1e-6  # s/B: 1 MB/s, far slower than any memory
+MAX_ROW_BLOCK = 1024  # output positions a matrix kernel computes at once
 MAX_TABLE_KEY = 2**31  # a matrix product's dimension
 MAX_GROUPED_AXIS = 16  # points of a grouped-conv table's channel axis
 
@@ -327,6 +328,9 @@ class HardwareProfile(BaseModel):
     # seconds per byte of each output a row that does not fit in SRAM writes (its main kernel's, and an
     # unfolded BN's): a host's first touch of freshly allocated pages (docs/hardware.md)
     first_touch: float = 0.0
+    # by op label, the block of output positions a matrix kernel computes at once: a row of M positions
+    # costs ceil(M / block) x block of them (oneDNN's 1x1 convs run 7x7 maps as 8x8, docs/hardware.md)
+    row_block: dict[str, int] = Field(default_factory=dict)
     calibration: Calibration | None = None
     # docs/systolic.md: a systolic matrix unit instead of matrix_flops, and energy per access
     array_rows: int | None = None
@@ -399,6 +403,18 @@ class HardwareProfile(BaseModel):
     @classmethod
     def _tiled(cls, v: Any) -> dict[str, float]:
         return _by_label(v, "op labels to fractions (0, 1]", lambda label, x: _fraction(x, label))
+
+    @field_validator("row_block", mode="before")
+    @classmethod
+    def _row_block(cls, v: Any) -> dict[str, int]:
+        def block(label: str, x: Any) -> int:
+            if label not in MATRIX_LABELS:
+                raise ValueError(f"{label}: a row block is for matrix ops ({', '.join(sorted(MATRIX_LABELS))})")
+            try:
+                return _whole(x, "output positions", 1, MAX_ROW_BLOCK)
+            except ValueError as e:
+                raise ValueError(f"{label}: {e}") from None
+        return _by_label(v, "op labels of matrix ops to output positions per block, e.g. {conv_pw: 16}", block)
 
     @field_validator("first_touch", mode="before")
     @classmethod

@@ -22,7 +22,8 @@ model of its time (``profile.GroupedConv``), its efficiency the row's work over 
 its main op, its prologue, and its epilogue BN and activation unless folded or fused away.
 ``tiled_efficiency`` multiplies the efficiency of a row whose working set does not fit in SRAM, and
 ``first_touch`` adds seconds per byte of each output such a row writes fresh (its main kernel's and
-an unfolded BN's; activations run in place) (docs/hardware.md). A profile without these fields
+an unfolded BN's; activations run in place), and ``row_block`` rounds a matrix row's output positions
+up to the block its kernel computes them in (docs/hardware.md). A profile without these fields
 gives SPEC's times bit for bit.
 """
 from __future__ import annotations
@@ -156,11 +157,27 @@ def tiled_factor(table: Mapping[str, float], layer: Layer, tiles: int) -> float:
     return 1.0 if entry is None else entry
 
 
+def row_block_of(table: Mapping[str, int], layer: Layer | Op, label: str) -> int | None:
+    """The ``row_block`` of a row (or op) labelled ``label``: a strided conv reads ``label.strided`` only,
+    since its efficiency was measured on maps of any side (no fallback, unlike ``label_key``)."""
+    return table.get(label + STRIDED if strided(layer) else label)
+
+
+def row_block_factor(block: int | None, rows: int) -> float:
+    """rows / (rows rounded up to ``block``): the share of the output positions a kernel that computes them
+    in blocks spends on the row's own; 1.0 without a block."""
+    if not block or block <= 1 or rows < 1:
+        return 1.0
+    return rows / (-(-rows // block) * block)
+
+
 def unit_efficiencies(p: HardwareProfile, layer: Layer, batch: int, tiles: int) -> tuple[float, float]:
     """(matrix, vector) efficiency of a row: ``efficiency`` (a matrix row's vector work at its kernels' kinds,
-    ``matrix_row_vector_efficiency``), times ``tiled_efficiency`` for the unit that runs it when its working
-    set does not fit (``tiles`` > 1)."""
+    ``matrix_row_vector_efficiency``) times ``row_block_factor``, times ``tiled_efficiency`` for the unit
+    that runs it when its working set does not fit (``tiles`` > 1)."""
     m, v = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
+    if p.row_block and layer.unit is Unit.MATRIX:
+        m *= row_block_factor(row_block_of(p.row_block, layer, layer.op), gemm_dims(layer, batch)[0])
     if p.efficiency and layer.unit is Unit.MATRIX and layer.vector_kernels:
         v = matrix_row_vector_efficiency(p.efficiency, layer, p.fold_batchnorm, p.fuse_activation)
     if p.tiled_efficiency and tiles > 1:

@@ -259,6 +259,31 @@ def test_the_grouped_conv_model_is_recovered_from_its_grid():
             assert flat == pytest.approx([x for row in getattr(want, table) for x in row], rel=1e-3), table
 
 
+def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
+    """Times made by a profile with a block of 16 (beyond the overhead) give 16 back; times in proportion
+    to the MACs give no block."""
+    from perfsim.hosttime import Spread
+    from perfsim.timing import entry_value, gemm_dims, row_block_factor
+    base = load_profile("edge_1mb", efficiency={"conv_pw": 0.5, "conv": {16: 0.4, 256: 0.8}},
+                        kernel_overhead={"conv_pw": "10us", "conv": "20us"})
+
+    def results(block):
+        out = []
+        for bench in cal.block_benches(False):
+            layer = cal._built(bench)[1].layers[0]
+            eff = base.efficiency[bench.label]
+            t = base.kernel_overhead[bench.label] + 2 * layer.macs / (
+                base.matrix_flops * entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
+            out.append((bench, layer, Spread(median_s=t, q1_s=t, q3_s=t, n=1)))
+        return out
+    blocks, measured = cal.fit_row_blocks(base, results(16))
+    assert blocks == {"conv_pw": 16, "conv": 16} and measured["row_block: conv_pw"].value == 16.0
+    assert measured["row_block: conv"].n == 2
+    blocks, measured = cal.fit_row_blocks(base, results(1))
+    assert blocks == {} and measured["row_block: conv_pw"].value == 1.0
+    assert [b.shape[-1] for b in cal.block_benches(True)] == [7, 8, 14, 16, 7, 8, 14, 16]
+
+
 def test_a_grouped_conv_row_reads_its_model():
     from perfsim.lowering import lower
     from perfsim.profile import GroupedConv

@@ -101,6 +101,37 @@ def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
     assert p.efficiency["conv_pw.strided"] == {16: 0.2, 64: 0.4} and p.kernel_overhead["conv.strided"] == 9e-6
 
 
+def test_a_row_block_rounds_a_matrix_rows_output_positions_up():
+    """oneDNN's convs computed a 7x7 map in the time of an 8x8 one: with ``row_block`` a row of M output
+    positions costs ceil(M / block) x block of them; a strided conv reads only ``label.strided``."""
+    from perfsim.profile import HardwareProfile
+    from perfsim.timing import row_block_factor, unit_efficiencies
+    base = load_profile("edge_1mb")
+    blocked = load_profile("edge_1mb", row_block={"conv_pw": "16"})
+    assert blocked.row_block == {"conv_pw": 16}
+    seven, eight = conv_layer(256, 256, 1, 1, 7), conv_layer(256, 256, 1, 1, 8)
+    assert unit_efficiencies(blocked, seven, 1, 1) == (pytest.approx(49 / 64), 1.0)
+    assert unit_efficiencies(blocked, eight, 1, 1) == (1.0, 1.0) == unit_efficiencies(base, seven, 1, 1)
+    assert unit_efficiencies(blocked, seven, 4, 1)[0] == pytest.approx(196 / 208)  # the batch adds positions
+    assert row_block_factor(16, 196) == pytest.approx(196 / 208) and row_block_factor(None, 49) == 1.0
+    assert unit_efficiencies(blocked, conv_layer(256, 256, 3, 1, 7), 1, 1) == (1.0, 1.0)  # conv: no entry
+    down = _one(OpKind.CONV, (1, 64, 14, 14), (1, 64, 7, 7), 49 * 64 * 64, kernel=(1, 1), stride=2)
+    assert unit_efficiencies(blocked, down, 1, 1) == (1.0, 1.0)
+    strided_block = load_profile("edge_1mb", row_block={"conv_pw.strided": 16})
+    assert unit_efficiencies(strided_block, down, 1, 1)[0] == pytest.approx(49 / 64)
+    g = graphs.conv_bn_act("relu")
+    assert simulate(g, prof(row_block={"conv_pw": 16})).latency_s >= simulate(g, prof()).latency_s
+    assert HardwareProfile.model_fields["row_block"].default_factory() == {}
+
+
+@pytest.mark.parametrize("value, match", [({"relu": 16}, "matrix ops"), ({"conv_pw": 0}, "between 1 and"),
+                                          ({"conv_pw": 2.5}, "whole number"), ({"nope": 4}, "unknown op label"),
+                                          (16, "must map")])
+def test_a_bad_row_block_is_an_input_error(value, match):
+    with pytest.raises(InputError, match=match):
+        load_profile("edge_1mb", row_block=value)
+
+
 def test_a_matrix_rows_own_vector_work_runs_at_its_kinds_efficiency():
     from perfsim.timing import matrix_row_vector_efficiency
     g = graphs.conv_bn_act("relu")
@@ -211,11 +242,14 @@ def efficiency_tables(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=random_plans(), table=efficiency_tables(), overhead=st.floats(0, 1e-4),
        first_touch=st.sampled_from([0.0, 1e-10, 3e-9]),
+       row_block=st.sampled_from([{}, {"conv": 16, "conv_pw": 8, "linear": 4, "conv_dw.strided": 32}]),
        sizes=st.lists(st.integers(2048, 2**20), min_size=3, max_size=6, unique=True))
-def test_invariants_hold_with_efficiency_and_overhead(plan, table, overhead, first_touch, sizes):
-    """SPEC's invariants under any efficiency, overhead and first touch; lower efficiency is never faster."""
+def test_invariants_hold_with_efficiency_and_overhead(plan, table, overhead, first_touch, row_block, sizes):
+    """SPEC's invariants under any efficiency, overhead, first touch and row block; lower efficiency is
+    never faster."""
     graph = random_net(*plan)
-    fields = {"efficiency": table, "kernel_overhead": {"default": overhead}, "first_touch": first_touch}
+    fields = {"efficiency": table, "kernel_overhead": {"default": overhead}, "first_touch": first_touch,
+              "row_block": row_block}
     check_sweep(graph, sizes, **fields)
     try:
         fast = simulate(graph, prof(sram_bytes=max(sizes)))

@@ -40,6 +40,7 @@ EDGE_1MB = {
     "kernel_overhead": {},
     "tiled_efficiency": {},
     "first_touch": 0.0,
+    "row_block": {},
     "calibration": None,
     "array_rows": None,  # issue 11: a systolic array (docs/systolic.md), none on edge_1mb
     "array_cols": None,
