@@ -226,9 +226,9 @@ ROW_BLOCKS = (1, 2, 4, 8, 16, 32)  # the candidates, output positions
 
 def block_benches(quick: bool) -> list[Bench]:
     """Both maps of each pair of ``_BLOCK_PAIRS`` (the first two of each label with ``quick``)."""
-    out = []
-    for i, (label, c, odd, even) in enumerate(_BLOCK_PAIRS):
-        if quick and i == 2:
+    out: list[Bench] = []
+    for label, c, odd, even in _BLOCK_PAIRS:
+        if quick and sum(b.label == label for b in out) >= 4:
             continue
         k = 1 if label == "conv_pw" else 3
         out += [Bench(label, _conv(c, c, k), (1, c, h, h), f"{k}x{k} conv {c}->{c} at {h}x{h} (row block)")
@@ -242,7 +242,7 @@ def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spr
     each pair's times beyond the label's overhead, the isolated fit's efficiency otherwise as it is (least
     squares in log); a label whose best block is 1 gets none."""
     from .timing import entry_value, gemm_dims, kernel_overhead_of, row_block_factor
-    pairs: dict[str, list[tuple[float, float]]] = {}
+    pairs: dict[str, list[tuple[float, tuple[Any, Any]]]] = {}  # log of the time ratio, the two rows
     for (b1, l1, s1), (b2, l2, s2) in zip(results[::2], results[1::2]):
         label = b1.label
         o = kernel_overhead_of(profile.kernel_overhead, label)
@@ -576,8 +576,8 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         kernel_overhead={label: f.overhead_s for label, f in fits.items()})
     blocks, block_measured = fit_row_blocks(profile, block_results)
     measurements.update(block_measured)
-    tiled = fit_tiled(profile.model_copy(update={"row_block": blocks}), tiled_results)
-    profile = profile.model_copy(update={"tiled_efficiency": tiled, "row_block": blocks})
+    profile = profile.model_copy(update={"row_block": blocks})
+    profile = profile.model_copy(update={"tiled_efficiency": fit_tiled(profile, tiled_results)})
     from .calibrate_context import apply_fits, context_fits, measure_context_fresh
     progress("in context: the synthetic networks, in a fresh process")
     in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12)

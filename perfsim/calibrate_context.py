@@ -136,10 +136,10 @@ def _label(op: Any, profile: HardwareProfile) -> str:
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tuple[float, float]:
     """The isolated fit's time of one op: (its kernel overhead, its work at the label's efficiency)."""
-    from .timing import entry_value, gemm_dims, kernel_overhead_of, row_block_factor, row_block_of
+    from .timing import entry_value, kernel_overhead_of, row_block_share
     eff = entry_value(profile.efficiency.get(label, 1.0), op, 1)
     if label in MATRIX_LABELS:  # as timing.unit_efficiencies reads it
-        eff *= row_block_factor(row_block_of(profile.row_block, op, label.removesuffix(STRIDED)), gemm_dims(op, 1)[0])
+        eff *= row_block_share(profile.row_block, op, label.removesuffix(STRIDED), 1)
     if tiled:
         eff *= profile.tiled_efficiency.get(label, 1.0)
     if label in MATRIX_LABELS:

@@ -15,6 +15,7 @@ so everything computed from a profile is finite. docs/model.md lists the bounds.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -156,10 +157,15 @@ class GroupedKernel(BaseModel):
         The per-position cost is read as a cost per position and channel pair (per MAC), between the axis's
         points and beyond its ends alike, times ``read x written``: held flat per position, a group of 128
         channels cost what a group of 32 does, a quarter of its MACs (docs/hardware.md)."""
-        axis = self.channels
-        per_mac = tuple(tuple(u / (axis[i] * axis[j]) for j, u in enumerate(row)) for i, row in enumerate(self.per_position))
-        c, u = _bilinear(axis, (self.per_group, per_mac), read, written)
+        c, u = _bilinear(self.channels, (self.per_group, _per_mac(self.channels, self.per_position)), read, written)
         return self.overhead + groups * c + groups * positions * u * read * written * position_scale
+
+
+@lru_cache(maxsize=256)
+def _per_mac(axis: tuple[int, ...], per_position: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    """A per-position table as seconds per position and channel pair, built once per table (a row's timing
+    reads it; keyed by value, so a changed copy of a kernel never reads a stale one)."""
+    return tuple(tuple(u / (axis[i] * axis[j]) for j, u in enumerate(row)) for i, row in enumerate(per_position))
 
 
 def _bilinear(axis: Sequence[int], tables: Sequence[Sequence[Sequence[float]]], x: int, y: int) -> list[float]:

@@ -157,10 +157,11 @@ def tiled_factor(table: Mapping[str, float], layer: Layer, tiles: int) -> float:
     return 1.0 if entry is None else entry
 
 
-def row_block_of(table: Mapping[str, int], layer: Layer | Op, label: str) -> int | None:
-    """The ``row_block`` of a row (or op) labelled ``label``: a strided conv reads ``label.strided`` only,
-    since its efficiency was measured on maps of any side (no fallback, unlike ``label_key``)."""
-    return table.get(label + STRIDED if strided(layer) else label)
+def row_block_share(table: Mapping[str, int], layer: Layer | Op, label: str, batch: int) -> float:
+    """``row_block_factor`` of a row (or op) whose plain label is ``label``, at ``batch``: a strided conv
+    reads ``label.strided`` only, since its efficiency was measured on maps of any side (no fallback,
+    unlike ``label_key``)."""
+    return row_block_factor(table.get(label + STRIDED if strided(layer) else label), gemm_dims(layer, batch)[0])
 
 
 def row_block_factor(block: int | None, rows: int) -> float:
@@ -173,11 +174,11 @@ def row_block_factor(block: int | None, rows: int) -> float:
 
 def unit_efficiencies(p: HardwareProfile, layer: Layer, batch: int, tiles: int) -> tuple[float, float]:
     """(matrix, vector) efficiency of a row: ``efficiency`` (a matrix row's vector work at its kernels' kinds,
-    ``matrix_row_vector_efficiency``) times ``row_block_factor``, times ``tiled_efficiency`` for the unit
+    ``matrix_row_vector_efficiency``) times ``row_block_share``, times ``tiled_efficiency`` for the unit
     that runs it when its working set does not fit (``tiles`` > 1)."""
     m, v = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
     if p.row_block and layer.unit is Unit.MATRIX:
-        m *= row_block_factor(row_block_of(p.row_block, layer, layer.op), gemm_dims(layer, batch)[0])
+        m *= row_block_share(p.row_block, layer, layer.op, batch)
     if p.efficiency and layer.unit is Unit.MATRIX and layer.vector_kernels:
         v = matrix_row_vector_efficiency(p.efficiency, layer, p.fold_batchnorm, p.fuse_activation)
     if p.tiled_efficiency and tiles > 1:
