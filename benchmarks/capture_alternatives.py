@@ -10,7 +10,7 @@ here on first use). The ways:
 - ``fx``: ``torch.fx.symbolic_trace`` and ``ShapeProp`` on zeros (perfsim's former path: it fails on
   shape-dependent Python control flow);
 - ``dispatch_real``: a ``TorchDispatchMode`` that records every ATen call on real zeros, computing all;
-- ``perfsim``: ``perfsim.lowering.capture`` (dispatch on real zeros, convolutions and matrix products
+- ``perfsim``: ``perfsim.frontends.lowering.capture`` (dispatch on real zeros, convolutions and matrix products
   not computed, torch's flop counter nested);
 - ``meta``: the forward on meta tensors (``torch.func.functional_call`` with meta parameters) under a
   recording dispatch mode: no arithmetic, but Python control flow on values fails;
@@ -34,7 +34,7 @@ def _model(name: str):
     if name == "mobilenet_v1":
         from perfsim.models.mobilenet import mobilenet_v1
         return mobilenet_v1().eval()
-    from perfsim.thirdparty import import_torchvision
+    from perfsim.frontends.thirdparty import import_torchvision
     return import_torchvision().models.get_model(name, weights=None).eval()
 
 
@@ -69,7 +69,7 @@ def _capture(way: str, model, shape):
         with torch.no_grad(), _recorder()():
             model(x)
     elif way == "perfsim":
-        from perfsim.lowering.capture import capture
+        from perfsim.frontends.lowering.capture import capture
         capture(model, (1,) + shape)
     elif way == "meta":
         from torch.func import functional_call

@@ -45,7 +45,7 @@ FIELDS = ["source", "model", "input", "capped", "lowered", "macs", "counter_macs
 
 
 def _libs():
-    from perfsim.thirdparty import import_timm, import_torchvision
+    from perfsim.frontends.thirdparty import import_timm, import_torchvision
     return import_torchvision(), import_timm()
 
 
@@ -130,7 +130,7 @@ def _counter_macs(m, shape) -> int:
 def measure(spec: str, cap: int) -> dict:
     import torch
     torch.set_num_threads(1)
-    from perfsim.lowering import lower
+    from perfsim.frontends.lowering import lower
     source, name = spec.split(":", 1)
     row = dict.fromkeys(FIELDS, "")
     row.update(source=source, model=name)
@@ -159,8 +159,8 @@ def measure(spec: str, cap: int) -> dict:
 
 def _simulate(graph) -> str:
     """The lowered graph through the simulator on edge_1mb: its latency, or why it does not run."""
-    from perfsim.profile import load_profile
-    from perfsim.simulator import simulate
+    from perfsim.hardware.profile import load_profile
+    from perfsim.sim.simulator import simulate
     try:
         return f"{simulate(graph, load_profile('edge_1mb')).summary['latency_s']:.4g}"
     except Exception as e:
@@ -171,7 +171,7 @@ def resimulate(spec: str, cap: int) -> str:
     """Only the simulator cell of a model: build, lower once, simulate (no flop counter, no timing)."""
     import torch
     torch.set_num_threads(1)
-    from perfsim.lowering import lower
+    from perfsim.frontends.lowering import lower
     m, shape, _ = _build(*spec.split(":", 1), cap)
     return _simulate(lower(m, shape))
 

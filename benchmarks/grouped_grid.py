@@ -15,7 +15,7 @@ from pathlib import Path
 def _median_s(module, x, samples: int = 11) -> float:
     import torch
 
-    from perfsim.calibrate import _time  # the peaks' loop timer: a sample is the mean of calls lasting >= 2 ms
+    from perfsim.host.calibrate import _time  # the peaks' loop timer: a sample is the mean of calls lasting >= 2 ms
     with torch.no_grad():
         return _time(lambda: module(x), samples, 0.002).median_s
 

@@ -16,10 +16,10 @@ import sys
 
 import pytest
 
-from perfsim.lowering import lower
+from perfsim.frontends.lowering import lower
 from perfsim.models.mobilenet import mobilenet_cifar, mobilenet_v1
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_lower_mobilenet_v1(benchmark, v1):
 
 
 def test_lower_vit_b_16(benchmark):
-    from perfsim.thirdparty import import_torchvision
+    from perfsim.frontends.thirdparty import import_torchvision
     vit = import_torchvision().models.vit_b_16().eval()
     lower(vit, (3, 224, 224))  # warm
     graph = benchmark.pedantic(lower, args=(vit, (3, 224, 224)), rounds=5, iterations=1)

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from perfsim.hosttime import busy_warning
+    from perfsim.host.measure import busy_warning
     rows = []
     # each validation in a fresh process, as `perfsim validate` runs: in one process that had measured
     # other networks before, the same network measured 4-7 % slower (docs/hardware.md)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
 
 def _one(model: str, profile: str, overrides, threads, repeats) -> dict:
-    from perfsim.validate import median_abs, validate
+    from perfsim.host.validate import median_abs, validate
     v = validate(model, profile, overrides=overrides, threads=threads, repeats=repeats)
     worst = v.worst_op()
     return {"model": v.model, "layers": len(v.rows), "spearman": v.spearman, "error": v.error,

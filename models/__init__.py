@@ -2,5 +2,5 @@
 
 Installed as ``perfsim.models``. Importing this package is cheap; each network's
 module imports torch. The registry of names, input shapes and sources is
-``perfsim.zoo``.
+``perfsim.frontends.zoo``.
 """

@@ -23,7 +23,7 @@ Fig. 5b) puts channel ``k`` of IGC group ``j`` at position ``k*g1 + j``: field
 channel shuffle with ``g1`` groups. Each GC group then reads ``M/g2``
 contiguous interlaced channels, which hold outputs of every IGC group when
 ``g1*g2 <= M`` (the rule for FCRF, Eq. 1) -- true for every block below
-(``g1*g2 = M``). See ``perfsim.clc`` for the channel dependency graph.
+(``g1*g2 = M``). See ``perfsim.papers.clcnet_design`` for the channel dependency graph.
 
 Convolutions have no bias: the Torch code creates them with bias and then
 deletes it (``v.bias = nil`` for cuDNN >= 4) before training. Initialisation
@@ -62,7 +62,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-from perfsim.clc import GroupedConv, Interlace, Stage
+from perfsim.papers.clcnet_design import GroupedConv, Interlace, Stage
 
 __all__ = [
     "TABLE2_BLOCKS",
@@ -148,7 +148,7 @@ class CLCBlock(nn.Module):
         return self.relu(self.bn2(self.gc(x)))
 
     def clc_stages(self) -> list[Stage]:
-        """The block's channel stages for ``perfsim.clc``, read off its layers."""
+        """The block's channel stages for ``perfsim.papers.clcnet_design``, read off its layers."""
         stages: list[Stage] = [
             GroupedConv(self.igc.in_channels, self.igc.out_channels, self.igc.groups)
         ]

@@ -1,7 +1,7 @@
 """A torch-free graph builder for simulator tests.
 
 Tests describe a network op by op, as a front end would report it (shapes at batch 1,
-the counting rules of SPEC and ``perfsim.lower``), and ``perfsim.fuse.fuse`` makes the
+the counting rules of SPEC and ``perfsim.lower``), and ``perfsim.ir.fuse.fuse`` makes the
 layers, exactly as for a traced PyTorch module. ``tests/test_properties_zoo.py`` checks
 that these graphs equal what ``perfsim.lower`` makes of the same networks in PyTorch.
 
@@ -15,8 +15,8 @@ from math import prod
 
 from hypothesis import strategies as st
 
-from perfsim.fuse import fuse
-from perfsim.graph import VECTOR_OPS_PER_ELEMENT, Graph, Op, OpKind
+from perfsim.ir.fuse import fuse
+from perfsim.ir.graph import VECTOR_OPS_PER_ELEMENT, Graph, Op, OpKind
 
 
 def _pair(v) -> tuple[int, int]:

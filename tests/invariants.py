@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from perfsim.errors import DoesNotFitError
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
 
 BASE = load_profile("edge_1mb")
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import perfsim
-from perfsim import cache
+import perfsim._version
+from perfsim.frontends import cache
 from perfsim.errors import UnsupportedOpError
-from perfsim.sources import ModelOptions, ModelSource, load_graph
+from perfsim.frontends.sources import ModelOptions, ModelSource, load_graph
 
 NET = '''
 import torch
@@ -121,7 +122,7 @@ def test_versions_and_perfsim_source_are_part_of_the_key(cache_folder, net, monk
         real = cache.installed_version
         monkeypatch.setattr(cache, "installed_version", lambda p: "0.0.1" if p == "torch" else real(p))
     elif what == "perfsim":
-        monkeypatch.setattr(perfsim, "__version__", perfsim.__version__ + ".post1")
+        monkeypatch.setattr(perfsim._version, "__version__", perfsim.__version__ + ".post1")
     else:
         monkeypatch.setattr(cache, "package_digest", lambda: "another lowering")
     assert not lower_net(net).cache_hit
@@ -283,7 +284,7 @@ ZOO_RUN = textwrap.dedent('''
     import json, sys
     import perfsim.models
     perfsim.models.__path__[:] = [sys.argv[1]]  # the zoo's modules come from the temporary copy
-    from perfsim.sources import load_graph
+    from perfsim.frontends.sources import load_graph
     lowered = load_graph("condensenext")
     print(json.dumps({"hit": lowered.cache_hit, "macs": lowered.graph.macs,
                       "torch": "torch" in sys.modules}))
@@ -404,9 +405,9 @@ def test_concurrent_writers_never_leave_a_partial_entry(tmp_path, net):
     """Two processes store the same entry 40 times each while a third reads it: every read is a
     miss or the whole graph, and nothing temporary is left."""
     env = dict(os.environ, PERFSIM_CACHE_DIR=str(tmp_path / "cache"))
-    setup = (f"from perfsim.sources import load_graph, ModelOptions; "
+    setup = (f"from perfsim.frontends.sources import load_graph, ModelOptions; "
              f"g = load_graph({str(net) + ':make'!r}, ModelOptions(input_shape=(3, 8, 8))).graph; "
-             "from perfsim import cache; import glob, os, sys; "
+             "from perfsim.frontends import cache; import glob, os, sys; "
              "k = os.path.basename(glob.glob(os.path.join(os.environ['PERFSIM_CACHE_DIR'], '*.json'))[0])[:-5]; ")
     subprocess.run([sys.executable, "-c", setup], env=env, check=True, timeout=180)
     writer = setup + "[cache.store(k, g, []) for _ in range(40)]"

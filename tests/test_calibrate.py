@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from perfsim import calibrate as cal
+from perfsim.host import calibrate as cal
 from perfsim.errors import InputError
-from perfsim.hosttime import Spread
-from perfsim.profile import MATRIX_LABELS, HardwareProfile, load_profile
-from perfsim.timing import gemm_min_dim
+from perfsim.host.measure import Spread
+from perfsim.hardware.profile import MATRIX_LABELS, HardwareProfile, load_profile
+from perfsim.sim.timing import gemm_min_dim
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -123,9 +123,9 @@ def test_sram_is_the_level_2_cache_else_the_first_fall_of_the_copy_bandwidth():
 
 
 def test_the_synthetic_networks_lower_and_cover_the_labels():
-    from perfsim.calibrate_context import NETWORKS
-    from perfsim.lowering import lower
-    from perfsim.timing import strided
+    from perfsim.host.context import NETWORKS
+    from perfsim.frontends.lowering import lower
+    from perfsim.sim.timing import strided
     labels = set()
     for name, (make, shape) in NETWORKS.items():
         graph = lower(make().eval(), shape, name=name)
@@ -135,12 +135,12 @@ def test_the_synthetic_networks_lower_and_cover_the_labels():
 
 
 def _calls(factor, overhead, works, out_bytes=0, area=0):
-    from perfsim.calibrate_context import Call
+    from perfsim.host.context import Call
     return [Call(factor * w + overhead, 5e-6, w, out_bytes, area) for w in works]
 
 
 def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
-    from perfsim.calibrate_context import Call, fit_context
+    from perfsim.host.context import Call, fit_context
     fit = fit_context(_calls(2.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert fit.affine and fit.factor == pytest.approx(2.0) and fit.overhead_s == pytest.approx(30e-6)
     assert fit.ratios == pytest.approx([1.0] * 4)
@@ -160,7 +160,7 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
 
 
 def test_a_grouped_conv_is_fitted_in_context_per_kernel_area():
-    from perfsim.calibrate_context import apply_fits, context_fits
+    from perfsim.host.context import apply_fits, context_fits
     samples = {("conv_group", False): _calls(1.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6], area=1)
                + _calls(1.0, 80e-6, [20e-6, 60e-6, 100e-6, 200e-6], area=9)}
     fits, _ = context_fits(samples)
@@ -177,7 +177,7 @@ def test_a_grouped_conv_is_fitted_in_context_per_kernel_area():
 
 
 def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
-    from perfsim.calibrate_context import apply_fits, fit_context, with_strided
+    from perfsim.host.context import apply_fits, fit_context, with_strided
     fits = {"conv_group": fit_context(_calls(1.5, 40e-6, [10e-6, 40e-6, 100e-6, 400e-6])),
             "conv_dw.strided": fit_context(_calls(2.0, 90e-6, [10e-6, 40e-6, 100e-6, 400e-6]))}
     out = with_strided(fits, ["conv_group", "conv_group.strided", "conv_dw", "conv_dw.strided", "relu"])
@@ -191,7 +191,7 @@ def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
 
 
 def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
-    from perfsim.calibrate_context import Call, apply_fits, context_fits
+    from perfsim.host.context import Call, apply_fits, context_fits
     works = [10e-6, 40e-6, 100e-6, 400e-6]
     samples = {("conv", False): _calls(2.0, 30e-6, works),
                # rows that do not fit: the in-SRAM fit plus 100 us per MB of output
@@ -227,9 +227,9 @@ def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
 def _grouped_points(truth, shapes):
     """(layer, spread) of grouped convs whose times come from ``truth`` (a GroupedConv), as calibrate
     measures them: lowered by perfsim, the time the model gives."""
-    from perfsim.hosttime import Spread
-    from perfsim.lowering import lower
-    from perfsim.timing import grouped_dims
+    from perfsim.host.measure import Spread
+    from perfsim.frontends.lowering import lower
+    from perfsim.sim.timing import grouped_dims
     out = []
     for k, cin, cout, groups, side in shapes:
         g = lower(cal._conv(cin * groups, cout * groups, k, groups)(), (cin * groups, side, side))
@@ -241,7 +241,7 @@ def _grouped_points(truth, shapes):
 
 
 def test_the_grouped_conv_model_is_recovered_from_its_grid():
-    from perfsim.profile import GroupedConv
+    from perfsim.hardware.profile import GroupedConv
     ch = (2, 8, 32)
     def kernel(overhead, per_group, base):
         return {"overhead": overhead, "channels": list(ch), "per_group": [[per_group] * 3] * 3,
@@ -262,8 +262,8 @@ def test_the_grouped_conv_model_is_recovered_from_its_grid():
 def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
     """Times made by a profile with a block of 16 (beyond the overhead) give 16 back; times in proportion
     to the MACs give no block."""
-    from perfsim.hosttime import Spread
-    from perfsim.timing import entry_value, gemm_dims, row_block_factor
+    from perfsim.host.measure import Spread
+    from perfsim.sim.timing import entry_value, gemm_dims, row_block_factor
     base = load_profile("edge_1mb", efficiency={"conv_pw": 0.5, "conv": {16: 0.4, 256: 0.8}},
                         kernel_overhead={"conv_pw": "10us", "conv": "20us"})
 
@@ -285,9 +285,9 @@ def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
 
 
 def test_a_grouped_conv_row_reads_its_model():
-    from perfsim.lowering import lower
-    from perfsim.profile import GroupedConv
-    from perfsim.timing import entry_value
+    from perfsim.frontends.lowering import lower
+    from perfsim.hardware.profile import GroupedConv
+    from perfsim.sim.timing import entry_value
     k = {"overhead": 5e-5, "channels": [2, 8], "per_group": [[1e-6, 2e-6], [3e-6, 4e-6]],
          "per_position": [[1e-9, 2e-9], [3e-9, 4e-9]]}
     model = GroupedConv(flops=1e11, scale=2.0, kernels={9: k})
@@ -337,7 +337,7 @@ def test_a_benchmark_is_timed_call_by_call_as_validate_times_a_layer(monkeypatch
 
     import torch
 
-    from perfsim import hosttime
+    from perfsim.host import measure as hosttime
 
     class Slow(torch.nn.Module):
         def forward(self, x):

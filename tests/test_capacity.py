@@ -1,4 +1,4 @@
-"""perfsim.capacity: a plan holds for every SRAM size of its ``sram_range`` (what a sweep relies on to
+"""perfsim.sim.capacity: a plan holds for every SRAM size of its ``sram_range`` (what a sweep relies on to
 plan once per range), on random conv graphs and DAGs under every memory policy and weights switch."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from graphs import dag_net, dag_plans, random_net, random_plans
 from invariants import prof
-from perfsim.capacity import Capacity
+from perfsim.sim.capacity import Capacity
 from perfsim.errors import DoesNotFitError
-from perfsim.memory import plan_memory, tensor_bytes
+from perfsim.sim.memory import plan_memory, tensor_bytes
 
 
 def _plan(graph, p):

@@ -11,7 +11,7 @@ from torch import nn
 
 import perfsim
 from perfsim.errors import InputError, UnsupportedOpError
-from perfsim.lowering import lower
+from perfsim.frontends.lowering import lower
 
 
 def test_the_api_is_callable_as_documented_twice():
@@ -24,8 +24,8 @@ def test_the_api_is_callable_as_documented_twice():
 
 
 def test_the_cost_rooms_do_not_import_torch():
-    code = ("import sys, perfsim.lowering, perfsim.lowering.rules, perfsim.lowering.build, "
-            "perfsim.lowering.selfcheck, perfsim.fuse; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys, perfsim.frontends.lowering, perfsim.frontends.lowering.rules, perfsim.frontends.lowering.build, "
+            "perfsim.frontends.lowering.selfcheck, perfsim.ir.fuse; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -273,7 +273,7 @@ def test_unused_parameters_are_counted_in_no_row():
 
 
 def test_dropout_and_stochastic_depth_are_identities_at_inference():
-    from perfsim.thirdparty import import_torchvision
+    from perfsim.frontends.thirdparty import import_torchvision
     tv = import_torchvision()
 
     class M(nn.Module):

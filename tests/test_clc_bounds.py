@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfsim.clc import (
+from perfsim.papers.clcnet_design import (
     MAX_CHANNELS,
     ClcGroups,
     _divisors,

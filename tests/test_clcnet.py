@@ -18,7 +18,7 @@ import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfsim.clc import (
+from perfsim.papers.clcnet_design import (
     TABLE1,
     ClcGroups,
     GroupedConv,
@@ -400,7 +400,7 @@ def test_small_num_classes_and_general_constructor():
 
 
 def test_zoo_registry_builds():
-    from perfsim import zoo
+    from perfsim.frontends import zoo
 
     for name, factory in FACTORIES.items():
         built = zoo.get(name).build(num_classes=10)

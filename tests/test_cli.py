@@ -20,7 +20,7 @@ import pytest
 from cli_checks import assert_input_error, cli_run
 
 import perfsim
-from perfsim import zoo
+from perfsim.frontends import zoo
 from perfsim.cli import cli, main
 
 SPEC_COLUMNS = [
@@ -198,7 +198,7 @@ def test_layers_csv_has_specs_columns_first_in_order(frame):
 
 
 def test_summary_has_every_spec_key(summary):
-    from perfsim.profile import load_profile
+    from perfsim.hardware.profile import load_profile
     missing = [k for k in SPEC_SUMMARY_KEYS if k not in summary]
     assert not missing
     assert summary["model"] == "mobilenet"
@@ -428,7 +428,7 @@ def test_a_failing_run_leaves_an_existing_report_intact(capsys, tmp_path):
 
 
 def test_a_run_failing_while_writing_keeps_the_old_report(capsys, tmp_path, monkeypatch):
-    import perfsim.report as report
+    import perfsim.report.plots as report
     rc, _, err = cli_run(capsys, "run", "mobilenet", "--no-plots", "--out", "rep")
     assert rc == 0, err
     before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}
@@ -462,7 +462,7 @@ def test_a_profile_named_dot_dot_stays_inside_reports(capsys, tmp_path):
 
 
 def test_an_internal_fault_exits_1_in_one_line(capsys, monkeypatch):
-    import perfsim.simulator as sim
+    import perfsim.sim.simulator as sim
 
     def broken(*a, **k):
         raise ZeroDivisionError("oops")
@@ -474,7 +474,7 @@ def test_an_internal_fault_exits_1_in_one_line(capsys, monkeypatch):
 
 
 def test_an_interrupt_exits_130(capsys, monkeypatch):
-    import perfsim.simulator as sim
+    import perfsim.sim.simulator as sim
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -661,9 +661,9 @@ def test_paper_finds_conv_rows_by_kind_not_by_kernel_text():
     """Table rows are the layers whose kind is CONV: a kernel-carrying pool ahead of them is refused."""
     from dataclasses import replace
 
-    from perfsim.graph import OpKind
+    from perfsim.ir.graph import OpKind
     from perfsim.papers.mobilenet_analysis import conv_rows
-    from perfsim.sources import load_graph
+    from perfsim.frontends.sources import load_graph
     graph = load_graph("mobilenet").graph
     assert conv_rows(graph) == list(range(27))
     assert [layer.kind for layer in graph.layers[27:]] != [OpKind.CONV] * (len(graph.layers) - 27)
@@ -723,7 +723,7 @@ def test_a_cached_run_does_not_import_torch(tmp_path):
     assert json.loads(second.stdout) == json.loads(first.stdout)
 
 
-@pytest.mark.parametrize("row", __import__("perfsim.clc", fromlist=["TABLE1"]).TABLE1)
+@pytest.mark.parametrize("row", __import__("perfsim.papers.clcnet_design", fromlist=["TABLE1"]).TABLE1)
 def test_clc_groups_command_reproduces_table1(capsys, row):
     """`perfsim clc-groups M L N --json` gives the paper's Table 1 (g1, g2) for A = 9."""
     m, mid, n, g1, g2 = row

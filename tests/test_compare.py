@@ -6,7 +6,7 @@ import json
 import pandas as pd
 
 from cli_checks import assert_input_error, cli_run
-from perfsim.compare import COMPARE_COLUMNS
+from perfsim.explore.compare import COMPARE_COLUMNS
 
 
 def test_compare_table_is_each_models_summary(isolated, capsys):

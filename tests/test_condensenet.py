@@ -269,7 +269,7 @@ def test_one_sgd_step_trains():
 
 
 def test_registry_and_determinism(condensed):
-    from perfsim import zoo
+    from perfsim.frontends import zoo
 
     spec = zoo.get("condensenet")
     assert spec.load_factory() is condensenet86_condensed

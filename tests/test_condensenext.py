@@ -47,7 +47,7 @@ def test_counts_recorded_beside_paper(condensed):
     assert flops == OURS["flops_condensenet"]
     assert round(size_mb, 2) == 1.83
     # registry documents the paper's figures; the reconstruction is larger, as explained in docs
-    from perfsim import zoo
+    from perfsim.frontends import zoo
     assert dict(zoo.get("condensenext").paper)["flops"] == PAPER["flops"]
     assert flops > PAPER["flops"] and params > PAPER["params"]
 
@@ -166,5 +166,5 @@ def test_one_sgd_step_trains():
 
 
 def test_registry_points_at_condensed_factory():
-    from perfsim import zoo
+    from perfsim.frontends import zoo
     assert zoo.get("condensenext").load_factory() is condensenext_condensed

@@ -33,7 +33,7 @@ def test_mobilenet_learns_digits(capsys, tmp_path):
 def test_digits_split_is_fixed_and_resized():
     import numpy as np
 
-    from perfsim.data import load_digits
+    from perfsim.accuracy.data import load_digits
 
     (xtr, ytr), (xte, yte) = load_digits(28)
     assert xtr.shape == (1347, 3, 28, 28) and xte.shape == (450, 3, 28, 28) and xtr.dtype == np.uint8

@@ -12,11 +12,11 @@ import graphs
 from graphs import random_net, random_plans
 from invariants import check_sweep, prof
 from perfsim.errors import DoesNotFitError, InputError
-from perfsim.fuse import fuse
-from perfsim.graph import Op, OpKind
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
-from perfsim.timing import gemm_min_dim, row_efficiency, row_overhead, table_value
+from perfsim.ir.fuse import fuse
+from perfsim.ir.graph import Op, OpKind
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
+from perfsim.sim.timing import gemm_min_dim, row_efficiency, row_overhead, table_value
 
 MATRIX = ("conv", "conv_pw", "conv_dw", "conv_group", "linear", "matmul")
 
@@ -82,7 +82,7 @@ def test_a_table_follows_the_smallest_dimension():
 
 
 def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
-    from perfsim.timing import strided
+    from perfsim.sim.timing import strided
     flat = conv_layer(32, 32, 3, 32, 8)
     down = _one(OpKind.CONV, (1, 32, 8, 8), (1, 32, 4, 4), 16 * 32 * 9, kernel=(3, 3), groups=32, stride=2)
     assert flat.op == down.op == "conv_dw" and strided(down) and not strided(flat)
@@ -104,8 +104,8 @@ def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
 def test_a_row_block_rounds_a_matrix_rows_output_positions_up():
     """oneDNN's convs computed a 7x7 map in the time of an 8x8 one: with ``row_block`` a row of M output
     positions costs ceil(M / block) x block of them; a strided conv reads only ``label.strided``."""
-    from perfsim.profile import HardwareProfile
-    from perfsim.timing import row_block_factor, unit_efficiencies
+    from perfsim.hardware.profile import HardwareProfile
+    from perfsim.sim.timing import row_block_factor, unit_efficiencies
     base = load_profile("edge_1mb")
     blocked = load_profile("edge_1mb", row_block={"conv_pw": "16"})
     assert blocked.row_block == {"conv_pw": 16}
@@ -133,7 +133,7 @@ def test_a_bad_row_block_is_an_input_error(value, match):
 
 
 def test_a_matrix_rows_own_vector_work_runs_at_its_kinds_efficiency():
-    from perfsim.timing import matrix_row_vector_efficiency
+    from perfsim.sim.timing import matrix_row_vector_efficiency
     g = graphs.conv_bn_act("relu")
     layer = g.layers[0]
     ops = {label: n for label, n, _ in layer.vector_kernels}

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from graphs import random_net, random_plans
 from invariants import prof
 from perfsim.errors import InputError
-from perfsim.graph import Unit
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
+from perfsim.ir.graph import Unit
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
 from test_systolic import ARRAY, net
 
 PRICES = dict(energy_per_mac="0.2pJ", energy_per_sram_byte="1.25pJ", energy_per_dram_byte="160pJ")

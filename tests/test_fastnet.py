@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from perfsim import zoo  # noqa: E402
+from perfsim.frontends import zoo  # noqa: E402
 from perfsim.models.fastnet import FastNet, fastnet  # noqa: E402
 
 # The architecture written out independently of the module (Keras cifar10.py):

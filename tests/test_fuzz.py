@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.profile import LIMITS, MAX_NESTING, HardwareProfile, load_profile
+from perfsim.hardware.profile import LIMITS, MAX_NESTING, HardwareProfile, load_profile
 
 EXAMPLES = int(os.environ.get("PERFSIM_FUZZ_EXAMPLES", "0"))
 MAX_SECONDS = 60.0  # per case: generous (a cold torch import on a loaded machine is several seconds)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perfsim.errors import InputError, UnsupportedOpError
-from perfsim.lowering import lower
+from perfsim.frontends.lowering import lower
 
 
 def rows(graph):
@@ -267,7 +267,7 @@ def test_lowering_leaves_the_module_as_it_was():
 
 
 def test_graph_round_trips_through_dict():
-    from perfsim.graph import Graph
+    from perfsim.ir.graph import Graph
     g = lower(Dense(), (3, 6, 6))
     assert Graph.from_dict(g.to_dict()) == g
 
@@ -329,8 +329,8 @@ def test_a_parameter_concatenated_to_an_activation_is_a_copy_row_holding_it():
 
 
 def test_a_module_called_twice_stores_its_weights_once():
-    from perfsim.profile import load_profile
-    from perfsim.simulator import simulate
+    from perfsim.hardware.profile import load_profile
+    from perfsim.sim.simulator import simulate
 
     class Twice(nn.Module):
         def __init__(self):
@@ -351,8 +351,8 @@ def test_a_module_called_twice_stores_its_weights_once():
 
 def test_dilation_widens_the_rows_a_tile_reads():
     from perfsim.errors import DoesNotFitError
-    from perfsim.profile import load_profile
-    from perfsim.simulator import simulate
+    from perfsim.hardware.profile import load_profile
+    from perfsim.sim.simulator import simulate
 
     def need(dilation):
         net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=dilation, dilation=dilation, bias=False))

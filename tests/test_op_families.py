@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perfsim.graph import VECTOR_OPS_PER_ELEMENT, OpKind
-from perfsim.lowering import lower
-from perfsim.thirdparty import import_timm, import_torchvision
+from perfsim.ir.graph import VECTOR_OPS_PER_ELEMENT, OpKind
+from perfsim.frontends.lowering import lower
+from perfsim.frontends.thirdparty import import_timm, import_torchvision
 
 
 def vops(layer) -> int:

@@ -1,4 +1,4 @@
-"""perfsim.painter: plots drawn in a forked process, and every way that can go wrong falls back to
+"""perfsim.report.painter: plots drawn in a forked process, and every way that can go wrong falls back to
 drawing here (a plot is never lost to the painter) or surfaces the drawing's own error."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from cli_checks import assert_input_error, cli_run
-from perfsim import painter as painting
+from perfsim.report import painter as painting
 
 
 def write_pid(path):
@@ -86,7 +86,7 @@ def test_helpers_die_with_their_parent(tmp_path):
     script = (
         "import multiprocessing, os, signal, sys, time\n"
         "from perfsim.children import as_child\n"
-        "from perfsim import painter\n"
+        "from perfsim.report import painter\n"
         "def pid(_): time.sleep(30); return os.getpid()\n"
         "if __name__ == '__main__':\n"
         "    p = painter.start()\n"

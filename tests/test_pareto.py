@@ -8,7 +8,7 @@ import pytest
 
 from cli_checks import assert_input_error, cli_run
 from perfsim.papers.accuracy import REPORTED
-from perfsim.pareto import collect_points
+from perfsim.accuracy.pareto import collect_points
 
 
 def _eval_json(folder, **fields):

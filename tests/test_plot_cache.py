@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from perfsim.cli import main
-from perfsim.report import PLOTS
+from perfsim.report.plots import PLOTS
 
 
 def _run(tmp_path, out, *extra):

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from perfsim.errors import InputError
-from perfsim.profile import RESERVED_FIELDS, HardwareProfile, list_profiles, load_profile, parse_override
+from perfsim.hardware.profile import RESERVED_FIELDS, HardwareProfile, list_profiles, load_profile, parse_override
 from perfsim.units import format_bytes, format_seconds, parse_quantity
 
 EDGE_1MB = {

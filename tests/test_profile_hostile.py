@@ -19,7 +19,7 @@ import pytest
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.profile import (
+from perfsim.hardware.profile import (
     LIMITS,
     MAX_EXTENDS,
     MAX_PROFILE_BYTES,

@@ -1,6 +1,6 @@
 """SPEC's invariants, property-tested on random conv graphs (residual adds, concats) and random DAGs.
 
-Torch-free: the graphs come from tests/graphs.py (ops fused by perfsim.fuse, as a traced
+Torch-free: the graphs come from tests/graphs.py (ops fused by perfsim.ir.fuse, as a traced
 module's are; tests/test_properties_zoo.py checks they equal perfsim.lower's graphs of the
 same networks in PyTorch, and property-tests every zoo model).
 
@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from graphs import dag_net, dag_plans, random_net, random_plans
 from invariants import check_single, check_sweep, compulsory, prof
 from perfsim.errors import DoesNotFitError
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
 
 # more examples for a stress run: PERFSIM_PROPERTY_EXAMPLES=2000 pytest tests/test_properties.py
 EXAMPLES = int(os.environ.get("PERFSIM_PROPERTY_EXAMPLES", "60"))

@@ -19,11 +19,11 @@ from torch import nn
 
 import graphs
 from invariants import check_sweep, compulsory, prof
-from perfsim import zoo
-from perfsim.graph import Graph
-from perfsim.lowering import lower
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
+from perfsim.frontends import zoo
+from perfsim.ir.graph import Graph
+from perfsim.frontends.lowering import lower
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
 from test_properties import EXAMPLES
 
 
@@ -232,7 +232,7 @@ ZOO_SIZES = sorted(set(int(round(x)) for x in np.geomspace(16 * 1024, 16 * 2**20
 
 @pytest.fixture(scope="module")
 def zoo_graphs():
-    from perfsim.sources import load_graph
+    from perfsim.frontends.sources import load_graph
     return {name: load_graph(name, use_cache=False).graph for name in ZOO}
 
 

@@ -8,10 +8,10 @@ import pytest
 
 from graphs import Net
 from perfsim.errors import InputError
-from perfsim.profile import load_profile
-from perfsim.report import REPORT_FILES, write_report
-from perfsim.report_folder import MANIFEST
-from perfsim.simulator import simulate
+from perfsim.hardware.profile import load_profile
+from perfsim.report.plots import REPORT_FILES, write_report
+from perfsim.report.folder import MANIFEST
+from perfsim.sim.simulator import simulate
 
 
 @pytest.fixture(scope="module")

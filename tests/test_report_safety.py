@@ -22,7 +22,7 @@ import pytest
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.report_folder import (
+from perfsim.report.folder import (
     MANIFEST,
     Terminated,
     check_folder,
@@ -255,7 +255,7 @@ def test_a_long_folder_name_works(capsys, tmp_path, name):
 
 
 def test_a_failure_after_the_old_report_moved_aside_puts_it_back(tmp_path, monkeypatch):
-    import perfsim.report_folder as rf
+    import perfsim.report.folder as rf
     out = tmp_path / "rep"
     write_folder(out, lambda f: (f / "a.txt").write_text("old"))
     before = snapshot(tmp_path)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from perfsim.lowering import lower, rules
-from perfsim.lowering.selfcheck import SelfCheckError
+from perfsim.frontends.lowering import lower, rules
+from perfsim.frontends.lowering.selfcheck import SelfCheckError
 
 
 class Mlp(nn.Module):

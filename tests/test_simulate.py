@@ -9,9 +9,9 @@ import pytest
 
 import graphs
 from perfsim.errors import DoesNotFitError
-from perfsim.profile import load_profile
-from perfsim.results import COLUMNS
-from perfsim.simulator import simulate
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.results import COLUMNS
+from perfsim.sim.simulator import simulate
 
 
 def profile(**kw):
@@ -189,11 +189,11 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
     path.write_text(json.dumps(skip_graph.to_dict()))
     code = (
         "import json, sys\n"
-        "from perfsim.graph import Graph\n"
-        "from perfsim.profile import load_profile\n"
-        "from perfsim.simulator import simulate\n"
-        "from perfsim.report import write_report\n"
-        "import perfsim.memory, perfsim.results, perfsim.tiling, perfsim.timing\n"
+        "from perfsim.ir.graph import Graph\n"
+        "from perfsim.hardware.profile import load_profile\n"
+        "from perfsim.sim.simulator import simulate\n"
+        "from perfsim.report.plots import write_report\n"
+        "import perfsim.sim.memory, perfsim.sim.results, perfsim.sim.tiling, perfsim.sim.timing\n"
         f"g = Graph.from_dict(json.load(open({str(path)!r})))\n"
         "r = simulate(g, load_profile('edge_1mb'))\n"
         f"write_report(r, {str(tmp_path / 'rep')!r}, plots=False)\n"
@@ -215,8 +215,8 @@ def test_these_tests_and_their_graphs_need_no_torch(tmp_path):
         "sys.modules['torch'] = None  # any 'import torch' now fails\n"
         f"sys.path.insert(0, {str(here)!r})\n"
         "import graphs, test_simulate, test_properties, test_report\n"
-        "from perfsim.profile import load_profile\n"
-        "from perfsim.simulator import simulate\n"
+        "from perfsim.hardware.profile import load_profile\n"
+        "from perfsim.sim.simulator import simulate\n"
         "for g in (graphs.skip_net(), graphs.wide(), graphs.wide(skip=True), graphs.dense_block(),\n"
         "          graphs.conv_bn_act(), graphs.two_convs(), graphs.tie_net(),\n"
         "          graphs.random_net(3, 16, [('res', None), ('dense', 8), ('pool', 'max'), ('dw', 2)]),\n"
@@ -233,7 +233,7 @@ def test_the_api_function_is_not_shadowed_by_a_submodule(skip_graph):
     import importlib
 
     import perfsim
-    importlib.import_module("perfsim.simulator")
+    importlib.import_module("perfsim.sim.simulator")
     first = perfsim.simulate(skip_graph, perfsim.load_profile("edge_1mb"))
     second = perfsim.simulate(skip_graph, perfsim.load_profile("edge_1mb"))
     assert first.summary == second.summary
@@ -257,8 +257,8 @@ def test_summary_json_keys_in_order(skip_graph):
 
 
 def test_rows_are_typed_and_their_cells_plain(skip_graph):
-    from perfsim.graph import OpKind, Unit
-    from perfsim.results import Bound, LayerResult, Plan
+    from perfsim.ir.graph import OpKind, Unit
+    from perfsim.sim.results import Bound, LayerResult, Plan
     r = simulate(skip_graph, profile())
     assert LayerResult._fields[: len(COLUMNS)] == COLUMNS
     stem, add = r.rows[0], r.rows[3]
@@ -271,8 +271,8 @@ def test_rows_are_typed_and_their_cells_plain(skip_graph):
 
 
 def test_memory_plan_gives_one_traffic_record_per_layer(skip_graph):
-    from perfsim.memory import plan_memory, tensor_bytes
-    from perfsim.results import Plan, Traffic
+    from perfsim.sim.memory import plan_memory, tensor_bytes
+    from perfsim.sim.results import Plan, Traffic
     p = profile(sram_bytes=200)
     sizes = tensor_bytes(skip_graph, 1, p.activation_bits)
     w = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in skip_graph.layers]
@@ -285,8 +285,8 @@ def test_memory_plan_gives_one_traffic_record_per_layer(skip_graph):
 
 
 def test_timing_is_a_pure_function_of_bytes_ops_and_profile():
-    from perfsim.results import Bound
-    from perfsim.timing import layer_times
+    from perfsim.sim.results import Bound
+    from perfsim.sim.timing import layer_times
     p = profile(dram_latency="10ns")
     t = layer_times(p, dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4)
     assert t.data_s == pytest.approx(10_000 / 1e9 + 2 * 10e-9)

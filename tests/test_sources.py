@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from cli_checks import assert_input_error, cli_run
 
-from perfsim import sources
+from perfsim.frontends import sources
 from perfsim.errors import InputError
-from perfsim.sources import MAX_CLASSES, MAX_INPUT_ELEMENTS, MAX_PARAMS, ModelOptions, ModelSource, SourceKind
+from perfsim.frontends.sources import MAX_CLASSES, MAX_INPUT_ELEMENTS, MAX_PARAMS, ModelOptions, ModelSource, SourceKind
 
 
 
@@ -264,7 +264,7 @@ def _fresh_cache(monkeypatch, tmp_path):
 
 
 def test_torchvision_resnet18_end_to_end(capsys, monkeypatch, tmp_path):
-    from perfsim.thirdparty import import_torchvision
+    from perfsim.frontends.thirdparty import import_torchvision
     tv = import_torchvision()
     _fresh_cache(monkeypatch, tmp_path)
     rc, out, err = cli_run(capsys, "run", "torchvision:resnet18", "--resolution", "0.25", "--no-plots", "--json")
@@ -288,7 +288,7 @@ def test_torchvision_classes_and_default_shape():
 
 
 def test_timm_end_to_end(capsys, monkeypatch, tmp_path):
-    from perfsim.thirdparty import import_timm
+    from perfsim.frontends.thirdparty import import_timm
     timm = import_timm()
     _fresh_cache(monkeypatch, tmp_path)
     rc, out, err = cli_run(capsys, "run", "timm:resnet10t", "--resolution", "0.25", "--no-plots", "--json")
@@ -311,7 +311,7 @@ def test_unknown_library_names_are_one_line(capsys, model, needle):
 
 @pytest.mark.parametrize("library", ["torchvision", "timm"])
 def test_a_missing_library_names_its_extra(capsys, monkeypatch, library):
-    from perfsim import cache
+    from perfsim.frontends import cache
     real = cache.installed_version
     monkeypatch.setattr(cache, "installed_version", lambda p: None if p == library else real(p))
     rc, out, err = cli_run(capsys, "run", f"{library}:resnet18", "--no-plots")
@@ -338,7 +338,7 @@ def test_models_lists_torchvision_and_timm_names(capsys):
 
 
 # --------------------------------------------------------------------------
-# ONNX (perfsim.onnx_import comes from another branch)
+# ONNX (perfsim.frontends.onnx_import comes from another branch)
 # --------------------------------------------------------------------------
 
 

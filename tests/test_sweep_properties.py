@@ -1,4 +1,4 @@
-"""The vectorised sweep gives exactly ``simulate``'s totals at every point (perfsim.sweep).
+"""The vectorised sweep gives exactly ``simulate``'s totals at every point (perfsim.explore.sweep).
 
 Random profiles and random varied fields, on the hand-built graphs of tests/graphs.py (a dense
 block that spills and tiles in small SRAM, a residual net, random DAGs) and the zoo's mobilenet:
@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from graphs import dag_net, dag_plans, dense_block, skip_net, wide
 from perfsim.errors import DoesNotFitError
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
-from perfsim.sweep import TOTAL_COLUMNS, Axis, evaluate, grid_index, sweep_frame
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
+from perfsim.explore.sweep import TOTAL_COLUMNS, Axis, evaluate, grid_index, sweep_frame
 
 FIELD_VALUES = {
     "sram_bytes": st.integers(64, 64 * 1024),
@@ -121,7 +121,7 @@ def test_the_dense_block_spills_and_tiles_in_the_swept_range():
 
 @pytest.fixture(scope="module")
 def mobilenet(graph_cache_module):
-    from perfsim.sources import load_graph
+    from perfsim.frontends.sources import load_graph
     return load_graph("mobilenet").graph
 
 
@@ -149,7 +149,7 @@ def test_sweep_equals_simulate_on_mobilenet(mobilenet, grid):
 
 def test_sram_sweep_reuses_the_unbounded_plan_exactly(mobilenet):
     """Above the unbounded peak every point shares one plan; below, a plan is made once per SRAM
-    range it holds for (perfsim.capacity) and shared within it (all exact), in forked workers when
+    range it holds for (perfsim.sim.capacity) and shared within it (all exact), in forked workers when
     there are many."""
     sizes = tuple(int(v) for v in np.geomspace(16 * 1024, 4 * 2**20, 150))
     axes = [Axis("sram_bytes", sizes)]
@@ -166,7 +166,7 @@ def test_frame_has_a_row_per_point_with_the_varied_fields(mobilenet):
 
 
 def test_a_calibrated_base_is_vectorised_not_a_loop(monkeypatch):
-    import perfsim.sweep as sweep
+    import perfsim.explore.sweep as sweep
     base = load_profile("edge_1mb", efficiency={"conv": 0.5, "conv_pw": {4: 0.2, 64: 0.9}},
                         kernel_overhead={"default": "3us", "conv": "20us"}, tiled_efficiency={"conv": 0.5})
     axes = [Axis("sram_bytes", (256, 1024, 4096, 65536)), Axis("dram_bandwidth", (1e8, 1e9))]

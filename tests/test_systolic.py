@@ -7,10 +7,10 @@ import pytest
 
 from graphs import Net
 from perfsim.errors import InputError
-from perfsim.graph import Unit
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
-from perfsim.systolic import Gemm, array_cycles, gemm_dims, operand_elements, spatial
+from perfsim.ir.graph import Unit
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
+from perfsim.hardware.systolic import Gemm, array_cycles, gemm_dims, operand_elements, spatial
 
 ARRAY = dict(array_rows=32, array_cols=32, array_clock="1GHz", dataflow="ws")
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from graphs import random_net, random_plans
 from invariants import check_sweep, compulsory, prof
 from perfsim.errors import DoesNotFitError
-from perfsim.graph import Unit
-from perfsim.simulator import simulate
-from perfsim.systolic import Gemm, array_cycles
+from perfsim.ir.graph import Unit
+from perfsim.sim.simulator import simulate
+from perfsim.hardware.systolic import Gemm, array_cycles
 
 EXAMPLES = int(os.environ.get("PERFSIM_PROPERTY_EXAMPLES", "60"))
 dataflows = st.sampled_from(["os", "ws", "is"])

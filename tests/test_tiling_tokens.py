@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from perfsim.errors import DoesNotFitError
-from perfsim.graph import OpKind
-from perfsim.simulator import simulate
-from perfsim.tiling import geometry, min_sram
+from perfsim.ir.graph import OpKind
+from perfsim.sim.simulator import simulate
+from perfsim.sim.tiling import geometry, min_sram
 from graphs import Net
 from invariants import check_single, check_sweep, compulsory, prof
 

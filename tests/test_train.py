@@ -1,4 +1,4 @@
-"""perfsim.data (CIFAR pickles, loaders) and perfsim.train (SGD loop, evaluate), on tiny fake data."""
+"""perfsim.accuracy.data (CIFAR pickles, loaders) and perfsim.accuracy.train (SGD loop, evaluate), on tiny fake data."""
 from __future__ import annotations
 
 import copy
@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from perfsim.data import (BatchLoader, CifarDataset, channel_stats, find_cifar_dir, load_cifar,
+from perfsim.accuracy.data import (BatchLoader, CifarDataset, channel_stats, find_cifar_dir, load_cifar,
                           load_cifar10, load_cifar100, make_loader)
 from perfsim.errors import InputError
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from perfsim.train import TrainProgress, evaluate, lr_at, train  # noqa: E402
+from perfsim.accuracy.train import TrainProgress, evaluate, lr_at, train  # noqa: E402
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -154,7 +154,7 @@ def test_malformed_batches(tmp_path, payload, match):
 
 
 def test_import_is_torch_free():
-    code = "import sys, perfsim.data, perfsim.train; assert 'torch' not in sys.modules"
+    code = "import sys, perfsim.accuracy.data, perfsim.accuracy.train; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -404,7 +404,7 @@ def test_group_lasso_is_added_to_the_loss():
     import numpy as np
     from torch import nn
 
-    from perfsim.train import train
+    from perfsim.accuracy.train import train
 
     class WithLasso(nn.Module):
         def __init__(self):

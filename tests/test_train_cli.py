@@ -110,7 +110,7 @@ def test_condensed_network_scores_the_same_after_conversion(capsys, tmp_path):
 
 
 def test_conversion_preserves_outputs_of_a_trained_condensenet():
-    from perfsim.train import NetOptions, build_network, converted
+    from perfsim.accuracy.train import NetOptions, build_network, converted
 
     model = build_network(NetOptions("condensenet", 10), seed=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -221,8 +221,8 @@ def test_a_run_folder_is_never_overwritten(capsys, cifar, tmp_path):
 
 
 def test_class_balanced_focal_loss():
-    from perfsim.recipes import RECIPES, apply_overrides
-    from perfsim.train import make_loss
+    from perfsim.accuracy.recipes import RECIPES, apply_overrides
+    from perfsim.accuracy.train import make_loss
 
     logits = torch.randn(12, 10)
     target = torch.arange(12) % 10

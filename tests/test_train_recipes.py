@@ -6,7 +6,7 @@ import math
 import pytest
 
 from perfsim.errors import InputError
-from perfsim.recipes import RECIPES, apply_overrides, lr_for, recipe_for
+from perfsim.accuracy.recipes import RECIPES, apply_overrides, lr_for, recipe_for
 
 
 def test_fastnet_step_schedule_follows_the_authors_code():

@@ -10,7 +10,7 @@ import pytest
 
 from cli_checks import assert_input_error, cli_run
 from perfsim.cli import main
-from perfsim.validate import RowCheck, Validation, median_abs, spearman
+from perfsim.host.validate import RowCheck, Validation, median_abs, spearman
 
 TINY = textwrap.dedent("""
     import torch
@@ -51,12 +51,12 @@ def test_spearman_and_median():
 
 
 def test_every_call_of_a_model_lines_up_with_a_row(tiny, tmp_path, monkeypatch):
-    from perfsim.validate import validate
+    from perfsim.host.validate import validate
     monkeypatch.chdir(tmp_path)
     v = validate(tiny, "edge_1mb", threads=1, warmup=1, repeats=2,
-                 options=__import__("perfsim.sources", fromlist=["ModelOptions"]).ModelOptions(input_shape=(3, 8, 8)))
-    from perfsim.lowering import lower_traced
-    from perfsim.sources import ModelOptions, build_module
+                 options=__import__("perfsim.frontends.sources", fromlist=["ModelOptions"]).ModelOptions(input_shape=(3, 8, 8)))
+    from perfsim.frontends.lowering import lower_traced
+    from perfsim.frontends.sources import ModelOptions, build_module
     module, shape, _ = build_module(tiny, ModelOptions(input_shape=(3, 8, 8)))
     layers = lower_traced(module, (1,) + shape).graph.layers
     assert [r.layer for r in v.rows] == [layer.name for layer in layers]  # every row was measured
@@ -112,7 +112,7 @@ def test_the_allocator_setting_is_checked_and_reported_for_the_whole_process():
     import sys
     code = textwrap.dedent("""
         from perfsim.errors import InputError
-        from perfsim.hosttime import set_allocator
+        from perfsim.host.measure import set_allocator
         try:
             set_allocator("jemalloc")
         except InputError as e:
@@ -126,14 +126,14 @@ def test_the_allocator_setting_is_checked_and_reported_for_the_whole_process():
 
 
 def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch):
-    from perfsim.profile import load_profile
-    from perfsim.sources import ModelOptions
-    from perfsim.validate import validate
+    from perfsim.hardware.profile import load_profile
+    from perfsim.frontends.sources import ModelOptions
+    from perfsim.host.validate import validate
     monkeypatch.chdir(tmp_path)
     calibration = {"perfsim_version": "x", "date": "d", "threads": 1}
     assert load_profile("edge_1mb", calibration=calibration).calibration.allocator == "system"  # older files
     seen = []
-    import perfsim.hosttime as hosttime
+    import perfsim.host.measure as hosttime
     real = hosttime.time_module
     monkeypatch.setattr(hosttime, "time_module", lambda *a, **k: seen.append(k["allocator"]) or real(*a, **k))
     options = ModelOptions(input_shape=(3, 8, 8))

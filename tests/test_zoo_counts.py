@@ -12,9 +12,9 @@ import warnings
 import pytest
 import torch
 
-from perfsim import zoo
-from perfsim.graph import OpKind
-from perfsim.lowering import lower
+from perfsim.frontends import zoo
+from perfsim.ir.graph import OpKind
+from perfsim.frontends.lowering import lower
 
 AVAILABLE = [s.name for s in zoo.specs()]  # every registered model: a missing module fails, never drops a test
 
@@ -117,7 +117,7 @@ def test_resolution_multiplier_scales_macs():
 
 def test_condensenet_convention_from_the_graph(built):
     """CondenseNet-86 condensed: 65.81M in the CondenseNet papers' convention; ~62.4M pure conv+FC MACs."""
-    from perfsim.conventions import condensenet_flops
+    from perfsim.ir.conventions import condensenet_flops
     from perfsim.models.condensenet import condensenet_flops as hooks_count
     model, graph, _ = built("condensenet")
     ours = condensenet_flops(graph)

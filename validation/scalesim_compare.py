@@ -1,6 +1,6 @@
 """perfsim's systolic-array cycles beside SCALE-Sim v3's, layer by layer (docs/systolic.md).
 
-For each network: export its matrix layers as a SCALE-Sim topology (perfsim.topology, padded
+For each network: export its matrix layers as a SCALE-Sim topology (perfsim.frontends.topology, padded
 input sizes: SCALE-Sim has no padding), run SCALE-Sim once on it with the same array and dataflow
 (validation/run_scalesim.py, in its own venv) and keep its per-layer results in
 validation/results/ so the table is reproducible without rerunning it; then simulate the network
@@ -23,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from perfsim.profile import load_profile
-from perfsim.simulator import simulate
-from perfsim.sources import load_graph
-from perfsim.systolic import Gemm, array_cycles, gemm_dims
-from perfsim.topology import layer_rows, topology_csv
+from perfsim.hardware.profile import load_profile
+from perfsim.sim.simulator import simulate
+from perfsim.frontends.sources import load_graph
+from perfsim.hardware.systolic import Gemm, array_cycles, gemm_dims
+from perfsim.frontends.topology import layer_rows, topology_csv
 
 HERE = Path(__file__).resolve().parent
 NETWORKS = ("mobilenet", "mobilenet_v1", "torchvision:resnet18")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..graph import Graph, OpKind
+from ..ir.graph import Graph, OpKind
 from . import mobilenet_cifar as pm
 
 
@@ -213,9 +213,9 @@ def _rows(graph: Graph, conv: list[int], live, replay) -> list[dict[str, Any]]:
 
 def analyse(*, use_cache: bool = True) -> dict[str, Any]:
     """The comparison of seed paper 001's Tables 3 and 4 with perfsim, as data."""
-    from ..profile import load_profile
-    from ..runner import simulator
-    from ..sources import load_graph
+    from ..hardware.profile import load_profile
+    from ..report.run import simulator
+    from ..frontends.sources import load_graph
 
     simulate = simulator()
     graph = load_graph("mobilenet", use_cache=use_cache).graph

@@ -1,5 +1,5 @@
 """``perfsim paper mobilenet``: the analysis (``mobilenet_analysis.analyse``) as text, and as a report
-folder (paper.md, paper_rows.csv, paper.json, paper.png) written through ``perfsim.report_folder``."""
+folder (paper.md, paper_rows.csv, paper.json, paper.png) written through ``perfsim.report.folder``."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..report_folder import write_folder
+from ..report.folder import write_folder
 from ..units import format_bytes, format_seconds
 
 
@@ -74,7 +74,7 @@ def markdown(d: dict[str, Any]) -> str:
 
 def plot(d: dict[str, Any], path: Path) -> None:
     """Per row: time (paper, replay, liveness) and memory (Table 3's total, the replay's, the limit)."""
-    from ..explore_report import new_figure
+    from ..report.explore import new_figure
     rows = d["rows"]
     x = [row["row"] for row in rows]
     fig, (ax1, ax2) = new_figure(13.0, 5.0, ncols=2)

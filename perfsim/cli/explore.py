@@ -1,0 +1,193 @@
+"""``perfsim compare``, ``perfsim sweep`` and ``perfsim paper``: exploring the design space.
+
+Registered at the end of perfsim/cli.py. Bad input raises InputError (one line, exit 2).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _default_out(kind: str, models, profile_name: str, overrides=(), batch: int = 1) -> Path:
+    from ..report.run import safe_name
+    label = "+".join(models) if len(models) <= 4 else f"{models[0]}+{len(models) - 1}-more"
+    part = profile_name + "".join(f"+{o}" for o in overrides) + (f"_b{batch}" if batch > 1 else "")
+    return Path("reports") / kind / safe_name(label[:120]) / safe_name(part[:120])
+
+
+def _written(folder) -> str:
+    return f"report           {folder}/"
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("models", nargs=-1)
+@click.option("--zoo", is_flag=True, help="Every zoo model (see `perfsim models`), after any MODELS named.")
+@click.option("--profile", "profile_name", default="edge_1mb", show_default=True,
+              help="Hardware profile: a name (see `perfsim profiles`) or a YAML path.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a profile field (repeatable).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per inference.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Report folder [default: reports/compare/<models>/<profile>/].")
+@click.option("--html", is_flag=True, help="Also write report.html: one self-contained page.")
+@click.option("--no-plots", is_flag=True, help="Write the CSV and JSON only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
+@click.option("--no-cache", is_flag=True, help="Lower the models again instead of using the graph cache.")
+def compare(models, zoo, profile_name, overrides, batch, out, html, no_plots, as_json, no_cache):
+    """Compare MODELS on one profile: a table of totals (latency and its terms, DRAM traffic,
+    spills, peak SRAM, MACs, params, model size), latency stacked by term per model, and latency
+    against MACs (a point per model) showing where MAC counts mislead.
+
+    Writes compare.csv, compare.json and the plots under reports/compare/... (or --out).
+    """
+    from ..explore.compare import compare_frame, format_compare, simulate_models, zoo_models
+    from ..report.explore import write_compare
+    names = list(dict.fromkeys(list(models) + (zoo_models() if zoo else [])))
+    results = simulate_models(names, profile=profile_name, overrides=overrides, batch=batch,
+                              use_cache=not no_cache)
+    frame = compare_frame(results)
+    target = Path(out) if out else _default_out("compare", [r.model for r in results], results[0].profile.name,
+                                                overrides, batch)
+    folder = _write(write_compare, results, frame, target, plots=not no_plots, html=html)
+    if as_json:
+        click.echo(frame.to_json(orient="records", indent=2))
+        return
+    click.echo(format_compare(frame, results[0].profile.name))
+    click.echo(_written(folder))
+
+
+def _write(writer, *args, **kwargs):
+    try:
+        return writer(*args, **kwargs)
+    except OSError as e:
+        raise InputError(f"cannot write the report to {args[-1]}/: {e.strerror or e}") from None
+
+
+class _Progress:
+    """Points done, on stderr when it is a terminal (tqdm); silent otherwise."""
+
+    def __init__(self, total: int, label: str):
+        self.bar = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=label, unit="pt", file=sys.stderr, leave=False)
+            except ImportError:
+                self.bar = None
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _import_for_report(plots: bool) -> None:
+    """pandas, and matplotlib's figure and Agg canvas: most of the time a sweep's report takes
+    besides its plans (imported while forked workers plan)."""
+    import pandas  # noqa: F401
+    if plots:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("models", nargs=-1, required=True)
+@click.option("--profile", "profile_name", default="edge_1mb", show_default=True,
+              help="Base hardware profile: a name or a YAML path.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a base profile field.")
+@click.option("--vary", "varies", multiple=True, required=True, metavar="FIELD=SPEC",
+              help="A profile field and its values: START..END:xFACTOR (geometric), START..END:+STEP (linear), "
+                   "START..END:nCOUNT (COUNT log-spaced), or a list a,b,c; units as in profiles "
+                   "(sram_bytes=16KiB..16MiB:x2, dram_bandwidth=0.5GB/s..8GB/s:x2, overlap=false,true). Repeat for a grid.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per inference.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Report folder [default: reports/sweep/<models>/<profile>/].")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing Dask cluster (tcp://host:8786); default: in process.")
+@click.option("--html", is_flag=True, help="Also write report.html: one self-contained page.")
+@click.option("--no-plots", is_flag=True, help="Write the CSV and JSON only.")
+@click.option("--no-cache", is_flag=True, help="Lower the models again instead of using the graph cache.")
+def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, no_plots, no_cache):
+    """Sweep profile fields for MODELS: every point of the grid of --vary values, simulated.
+
+    Writes sweep.csv (one row per model and point: the varied fields and every total), sweep.json,
+    latency against the first varied field with each model's knee marked (the least value from
+    which on nothing spills) and, for two or more fields, a latency heatmap of the first two.
+    """
+    from ..report.explore import format_sweep, knees, write_sweep
+    from ..hardware.profile import load_profile, parse_override
+    from ..report.run import simulator  # noqa: F401  (the simulator's import errors surface here, not in a worker)
+    from ..frontends.sources import ModelSource, load_graph
+    from ..explore.sweep import check_grid, connect, meanwhile, parse_vary, sweep_frame
+    if batch < 1:
+        raise InputError(f"--batch must be a positive integer, got {batch}")
+    from ..report import painter as painting
+    sources = [ModelSource.parse(m) for m in models]
+    # plots are drawn in a forked painter that imports matplotlib while the sweep runs
+    painter = painting.start() if (html or not no_plots) else None
+    try:
+        base = load_profile(profile_name, **dict(parse_override(o) for o in overrides))
+        axes = [parse_vary(v, base) for v in varies]
+        n = check_grid(axes)
+        graphs = [load_graph(s, use_cache=not no_cache).graph for s in sources]
+        client = connect(scheduler) if scheduler else None
+        progress = _Progress(n * len(graphs), "sweep")
+        try:
+            with meanwhile(lambda: _import_for_report(plots=painter is None and not no_plots)):
+                frames = [sweep_frame(g, base, axes, batch=batch, model=g.name, client=client, progress=progress)
+                          for g in graphs]
+            import pandas as pd
+            frame = pd.concat(frames, ignore_index=True)
+        finally:
+            progress.close()
+            if client is not None:
+                client.close()
+        meta = {"profile": base.resolved(), "batch": batch, "models": [g.name for g in graphs],
+                "scheduler": scheduler}
+        target = Path(out) if out else _default_out("sweep", [g.name for g in graphs], base.name, overrides, batch)
+        folder = _write(write_sweep, frame, axes, meta, target, plots=not no_plots, html=html, painter=painter)
+    finally:
+        if painter is not None:
+            painter.close()
+    click.echo(format_sweep(frame, axes, knees(frame, axes)))
+    click.echo(_written(folder))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("model")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Also write the report folder: paper.md, paper_rows.csv, paper.json, paper.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--no-cache", is_flag=True, help="Lower the model again instead of using the graph cache.")
+def paper(model, out, as_json, no_cache):
+    """Compare perfsim with a paper's published tables. Supported: mobilenet (seed paper 001).
+
+    (a) Table 4's compute column beside perfsim's matrix time (edge_1mb) for the 27 conv
+    layers; (b) Table 3's accounting replayed (memory_policy: paper) and the liveness policy,
+    row by row; (c) the known differences, each sentence computed from the data.
+    """
+    if model != "mobilenet":
+        raise InputError(f"perfsim paper supports only 'mobilenet' (seed paper 001's Tables 3 and 4), "
+                         f"not {model!r}")
+    from ..papers.mobilenet_analysis import analyse
+    from ..papers.mobilenet_report import format_text, write_paper_report
+    d = analyse(use_cache=not no_cache)
+    folder = _write(write_paper_report, d, Path(out)) if out else None
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(format_text(d))
+    if folder is not None:
+        click.echo(_written(folder))
+
+
+COMMANDS = (compare, sweep, paper)

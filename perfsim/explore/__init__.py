@@ -1,0 +1,1 @@
+"""Design-space exploration: ``perfsim compare`` and ``perfsim sweep``."""

@@ -1,0 +1,1 @@
+"""This machine, measured: timing calls on the host, calibration (benchmarks, fits, context) and validation."""

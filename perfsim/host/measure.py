@@ -1,0 +1,250 @@
+"""Time a real PyTorch module on this CPU, ATen call by ATen call. Imports torch.
+
+Two kinds of measurement, interleaved in rounds so that a drifting machine moves both alike:
+
+- the whole forward, plain eager PyTorch (no hooks, no modes): what a user's inference costs;
+- every ATen call of the forward, timed inside the capture's own ``TorchDispatchMode``
+  (``perfsim.frontends.lowering.capture``): the clock runs around the call itself, so the recorder's
+  Python bookkeeping is outside it. The calls are the capture's calls, index for index, so each
+  one maps onto the op and the report row it became (``perfsim.host.validate``).
+
+Both run in eval mode, without autograd, with the capture's switches (math attention, no
+MultiheadAttention fast path), on a seeded random input, at a fixed thread count.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from statistics import median
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ..errors import InputError
+from ..frontends.lowering.calls import Call, Role
+from ..frontends.lowering.capture import _ModuleStack, _Recorder, _Val
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and the quartiles of repeated timings, in seconds."""
+
+    median_s: float
+    q1_s: float
+    q3_s: float
+    n: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> "Spread":
+        s = sorted(samples)
+        if not s:
+            raise ValueError("no samples")
+        return cls(median_s=median(s), q1_s=_quantile(s, 0.25), q3_s=_quantile(s, 0.75), n=len(s))
+
+
+def _quantile(s: Sequence[float], q: float) -> float:
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class HostTimes:
+    """One module's timings on this machine."""
+
+    calls: list[Call]  # the timed forward's calls (the capture's, in order)
+    call_s: list[Spread]  # per call
+    whole: Spread  # the plain eager forward
+    threads: int
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    allocator: str = "system"  # what held while timing (``set_allocator``)
+
+
+class _Timer(_Recorder):
+    """The capture's recorder, computing every call for real and timing each one."""
+
+    def __init__(self, modules: _ModuleStack, params: dict[int, str]):
+        super().__init__(modules, params)
+        self.seconds: dict[int, float] = {}
+
+    def _execute(self, func, args, kwargs):
+        t0 = time.perf_counter()
+        out = func(*args, **kwargs)
+        self.seconds[len(self.calls)] = time.perf_counter() - t0  # the index the call is recorded under
+        return out
+
+
+ALLOCATORS = ("keep", "system")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's largest on 64-bit: bigger blocks are mapped whatever is asked
+_kept = False  # mallopt is for the whole process and has no undo to glibc's own adaptive thresholds
+
+
+def set_allocator(kind: str) -> str:
+    """Set how this process's C allocator treats freed memory; return what holds.
+
+    ``keep``: freed blocks stay with the process (glibc's ``mallopt``: blocks up to 32 MiB come from the
+    heap, which is never trimmed), so a tensor allocated again reuses pages already touched, as with
+    the jemalloc/tcmalloc set-ups PyTorch's CPU tuning guide advises. ``system``: glibc's own adaptive
+    thresholds, under which a large output may be freshly mapped and page-faulted on every call, by an
+    amount that depends on the history of the process (docs/hardware.md, "The allocator"). Where there
+    is no glibc ``mallopt``, the system's allocator is what holds."""
+    global _kept
+    if kind not in ALLOCATORS:
+        raise InputError(f"--allocator must be one of {', '.join(ALLOCATORS)}, got {kind!r}")
+    if kind == "keep" and not _kept:
+        import ctypes
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):
+            return "system"
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        mapped = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)  # 1 when glibc took it
+        trimmed = mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        _kept = bool(mapped and trimmed)
+    return "keep" if _kept else "system"
+
+
+@contextmanager
+def host_settings(threads: int, allocator: str = "keep") -> Iterator[str]:
+    """The capture's switches and a fixed thread count, restored afterwards; the allocator as
+    ``set_allocator`` sets it (for the rest of the process). Yields the allocator that holds."""
+    held = set_allocator(allocator)
+    old_threads = torch.get_num_threads()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.set_num_threads(threads)
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+            yield held
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def _timed_forward(module: nn.Module, x: torch.Tensor, params: dict[int, str]) -> tuple[list[Call], dict[int, float]]:
+    modules = _ModuleStack(module)
+    timer = _Timer(modules, params)
+    timer.vals[x] = _Val(Role.ACT, -1)
+    with modules, timer:
+        module(x)
+    return timer.calls, timer.seconds
+
+
+def time_calls(module: nn.Module, x: torch.Tensor, samples: int, *, warmup_s: float = 0.02,
+               budget_s: float = 0.05) -> Spread:
+    """The summed time of a module's calls per forward, timed as ``time_module`` times each call of a
+    model (inside the capture's dispatch mode, one plain forward between two timed ones), so that a
+    micro-benchmark and a network's layer are measured alike: ``samples`` forwards or as many more (up
+    to 10x) as fit in ``budget_s``, after a warm-up of 3 forwards and ``warmup_s``. Call it inside
+    ``host_settings``."""
+    params = {id(p): name for name, p in module.named_parameters()}
+    start, fastest, n = time.perf_counter(), float("inf"), 0
+    while n < 3 or time.perf_counter() - start < warmup_s:
+        module(x)
+        fastest = min(fastest, sum(_timed_forward(module, x, params)[1].values()))
+        n += 1
+    out = []
+    for _ in range(max(samples, min(10 * samples, int(budget_s / max(2 * fastest, 1e-7))))):
+        module(x)
+        out.append(sum(_timed_forward(module, x, params)[1].values()))
+    return Spread.of(out)
+
+
+def _signature(calls: Sequence[Call]) -> list[tuple[str, str, int]]:
+    return [(c.target, c.path, c.module_call) for c in calls]
+
+
+def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int = 2, warmup: int = 3,
+                repeats: int = 15, per_round: int = 3, seed: int = 0, allocator: str = "keep",
+                progress: Callable[[int, int], None] | None = None) -> HostTimes:
+    """Warm up, then ``repeats`` rounds of (``per_round`` plain forwards, one timed-call forward)."""
+    if threads < 1 or warmup < 0 or repeats < 1 or per_round < 1:
+        raise InputError("threads, repeats and per_round must be positive and warmup not negative")
+    module.eval()
+    params = {id(p): name for name, p in module.named_parameters()}
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(tuple(input_shape), generator=gen)
+    whole: list[float] = []
+    per_call: list[list[float]] = []
+    reference: list[Call] | None = None
+    load_before = os.getloadavg()
+    with host_settings(threads, allocator) as held:
+        for _ in range(warmup):
+            module(x)
+            _timed_forward(module, x, params)
+        for r in range(repeats):
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                module(x)
+                whole.append(time.perf_counter() - t0)
+            calls, seconds = _timed_forward(module, x, params)
+            if reference is None:
+                reference, per_call = calls, [[] for _ in calls]
+            elif _signature(calls) != _signature(reference):
+                raise InputError("the model's forward runs different operations from one run to the next; "
+                                 "perfsim cannot line its layers up")
+            for i, samples in enumerate(per_call):
+                samples.append(seconds.get(i, 0.0))  # a write into a view is bookkeeping: no call, no time
+            if progress:
+                progress(r + 1, repeats)
+    assert reference is not None
+    return HostTimes(calls=reference, call_s=[Spread.of(s) for s in per_call], whole=Spread.of(whole),
+                     threads=threads, load_before=load_before, load_after=os.getloadavg(), allocator=held)
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def others_busy_cpus(window_s: float = 0.5) -> float:
+    """CPUs' worth of work other processes did over ``window_s`` while this one slept (load average
+    where /proc/stat is missing; it lags by a minute and counts this process's own past work)."""
+    a = _cpu_times()
+    if a is None:
+        return os.getloadavg()[0]
+    time.sleep(window_s)
+    b = _cpu_times()
+    if b is None or b[1] <= a[1]:
+        return os.getloadavg()[0]
+    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
+
+
+def busy_warning(threads: int) -> str | None:
+    """A warning when other processes compete for the CPUs the measurement needs: PyTorch's parallel
+    regions then wait for a preempted worker thread (milliseconds per op), so timings say more about
+    the load than about the machine."""
+    busy = others_busy_cpus()
+    free = (os.cpu_count() or 1) - threads
+    if busy <= free + 0.25:
+        return None
+    return (f"other processes keep {busy:.1f} of {os.cpu_count()} CPUs busy; timings with {threads} thread(s) "
+            "will be slow and noisy (quiet the machine, or measure with fewer --threads)")
+
+
+def describe_host() -> dict[str, Any]:
+    """What was measured on: CPU model, cores, torch and its threads."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model or "unknown", "logical_cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads_default": torch.get_num_threads()}
