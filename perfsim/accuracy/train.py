@@ -17,7 +17,6 @@ torch.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..files import write_atomic
 
 __all__ = ["TrainProgress", "TrainResult", "train", "evaluate", "lr_at"]
 
@@ -423,22 +423,6 @@ def make_loss(recipe, train_labels: np.ndarray, num_classes: int):
     return focal
 
 
-def save_atomic(write: Callable[[str], None], path: Path) -> None:
-    """``write(tmp)`` then ``os.replace(tmp, path)``: a reader sees the old file or the new one."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by :func:`fit` (tensors and plain data only: ``weights_only``)."""
     import torch
@@ -687,10 +671,10 @@ def fit(config: RunConfig, train_split, test_split, out: Path, *, resume: str | 
                    val_top5=val["top5"] if top5 else "", epoch_s=time.perf_counter() - t0,
                    elapsed_s=st.elapsed_s)
         st.rows.append(row)
-        save_atomic(lambda tmp: torch.save(_checkpoint(config, st), tmp), out / CHECKPOINT_NAME)
-        save_atomic(lambda tmp: write_metrics(st.rows, tmp), out / METRICS_NAME)
+        write_atomic(out / CHECKPOINT_NAME, lambda tmp: torch.save(_checkpoint(config, st), tmp))
+        write_atomic(out / METRICS_NAME, lambda tmp: write_metrics(st.rows, tmp))
         _log_epoch(config, st, row, _eta(st, last, start_epoch, time.perf_counter() - start), log)
-    save_atomic(lambda tmp: plot_curves(st.rows, tmp, title=config.net.describe()), out / CURVES_NAME)
+    write_atomic(out / CURVES_NAME, lambda tmp: plot_curves(st.rows, tmp, title=config.net.describe()))
     return st.rows
 
 

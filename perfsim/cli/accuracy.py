@@ -139,7 +139,8 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
         return
     _check_out(out_dir, resume)
     from ..accuracy.data import load_splits
-    from ..accuracy.train import CONFIG_NAME, check_data, check_resume, fit, load_checkpoint, save_atomic
+    from ..accuracy.train import CONFIG_NAME, check_data, check_resume, fit, load_checkpoint
+    from ..files import write_atomic
 
     if resume is not None:  # a wrong checkpoint is refused before anything is printed or loaded
         check_resume(config, load_checkpoint(resume), resume)
@@ -147,8 +148,7 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
     check_data(config, splits[0])
     _print_config(config, out_dir, data)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config.choices(), indent=2) + "\n"),
-                out_dir / CONFIG_NAME)
+    write_atomic(out_dir / CONFIG_NAME, json.dumps(config.choices(), indent=2) + "\n")
     rows = fit(config, *splits, out_dir, resume=resume)
     last = rows[-1]
     click.echo(f"done: {last['epoch']} epochs, val top-1 {last['val_top1']:.2%}, "
@@ -156,7 +156,7 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
 
 
 def _write_eval(result: dict, path: Path) -> None:
-    from ..accuracy.train import save_atomic
+    from ..files import write_atomic
 
     if path.exists():
         try:
@@ -165,7 +165,7 @@ def _write_eval(result: dict, path: Path) -> None:
             ours = False
         if not ours:
             raise InputError(f"{path} exists and is not a perfsim evaluation; give another --out")
-    save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"), path)
+    write_atomic(path, json.dumps(result, indent=2) + "\n")
 
 
 @click.command("eval", context_settings=CONTEXT)

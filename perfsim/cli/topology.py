@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..files import write_atomic
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -40,11 +41,8 @@ def export_topology(model, out, width, resolution, num_classes, input_shape, no_
         click.echo(text, nl=False)
         return
     target = Path(out)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)  # atomic: a failed write leaves no half-written file
+        write_atomic(target, text)  # a failed write leaves no half-written file
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {out}: {e.strerror or e}") from None
     click.echo(f"{len(rows)} layers written to {target}", err=True)

@@ -24,7 +24,6 @@ import os
 import site
 import sys
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -33,6 +32,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 from ..errors import DoesNotFitError, InputError, UnsupportedOpError
+from ..files import sha256_file, sha256_text, write_atomic
 from ..ir.graph import Graph
 
 FORMAT = 2
@@ -144,10 +144,6 @@ def record_imports(roots: Iterable[str] = ()) -> Iterator[list[Path]]:
         files.extend(user_files([n for n in list(sys.modules) if n not in before] + list(roots)))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # --------------------------------------------------------------------------
 # Entries
 # --------------------------------------------------------------------------
@@ -188,7 +184,7 @@ def _consistent(graph: Graph) -> bool:
 
 def _manifest_holds(manifest: Iterable[tuple[str, str]]) -> bool:
     try:
-        return all(_sha256(Path(p)) == digest for p, digest in manifest)
+        return all(sha256_file(p) == digest for p, digest in manifest)
     except (OSError, ValueError):
         return False
 
@@ -205,7 +201,7 @@ def load(k: str) -> Graph | InputError | None:
             return None
         if header.error is not None:
             return _ERRORS[header.error.type](header.error.message)
-        if header.graph_sha256 != hashlib.sha256(body).hexdigest():
+        if header.graph_sha256 != sha256_text(body):
             return None
         graph = _adapter(Graph).validate_json(body, strict=True)
         return graph if _consistent(graph) else None
@@ -224,24 +220,11 @@ def store(k: str, outcome: Graph | InputError, manifest: Iterable[Path]) -> None
         else:
             error = {"type": type(outcome).__name__ if type(outcome).__name__ in _ERRORS else "InputError",
                      "message": str(outcome)}
-        header = {"format": FORMAT, "key": k, "manifest": [[f, _sha256(Path(f))] for f in files],
-                  "graph_sha256": hashlib.sha256(body).hexdigest() if error is None else None, "error": error}
-        _write_atomic(_entry_path(k), json.dumps(header, separators=(",", ":")).encode() + b"\n" + body)
+        header = {"format": FORMAT, "key": k, "manifest": [[f, sha256_file(f)] for f in files],
+                  "graph_sha256": sha256_text(body) if error is None else None, "error": error}
+        write_atomic(_entry_path(k), json.dumps(header, separators=(",", ":")).encode() + b"\n" + body)
     except OSError:
         pass
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".entry.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def cached_graph(k: str, build: Callable[[], Graph], *, enabled: bool = True, roots: Iterable[str] = (),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InputError
+from ..files import TooLarge, read_bounded
 from ..ir.fuse import fuse
 from ..ir.graph import Graph, Layer, Op, OpKind, Unit
 from ..hardware.systolic import gemm_dims
@@ -203,12 +204,11 @@ def read_topology(path: str | Path) -> Graph:
     p = Path(path)
     label = f"topology {shown(str(path))}"
     try:
-        with p.open("rb") as f:
-            data = f.read(MAX_TOPOLOGY_BYTES + 1)
+        data = read_bounded(p, MAX_TOPOLOGY_BYTES)
+    except TooLarge:
+        raise InputError(f"{label}: larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB") from None
     except OSError as e:
         raise InputError(f"{label}: cannot read: {e.strerror or e}") from None
-    if len(data) > MAX_TOPOLOGY_BYTES:
-        raise InputError(f"{label}: larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
+from ..files import TooLarge, read_bounded
 from ..units import format_bytes, parse_quantity, shown
 
 # Fields SPEC.md reserves for later issues: known names, not yet simulated (issue 11 made the
@@ -567,13 +568,12 @@ def _is_file(p: Any) -> bool:
 def _read_text(p: Any, name: str) -> str:
     """The file's text, reading at most MAX_PROFILE_BYTES (+1 to see that it is longer)."""
     try:
-        with p.open("rb") as f:
-            data = f.read(MAX_PROFILE_BYTES + 1)
+        data = read_bounded(p, MAX_PROFILE_BYTES)
+    except TooLarge:
+        raise InputError(f"profile {shown(name)}: {_cut(p)} is larger than {MAX_PROFILE_BYTES // 1024} KiB; "
+                         "a profile is a few lines of YAML (a calibrated one, its measurements)") from None
     except OSError as e:
         raise InputError(f"profile {shown(name)}: cannot read {_cut(p)}: {e.strerror or e}") from None
-    if len(data) > MAX_PROFILE_BYTES:
-        raise InputError(f"profile {shown(name)}: {_cut(p)} is larger than {MAX_PROFILE_BYTES // 1024} KiB; "
-                         "a profile is a few lines of YAML (a calibrated one, its measurements)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

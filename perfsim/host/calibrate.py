@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..files import write_atomic
 from .measure import Spread, describe_host, host_settings, time_calls
 from ..hardware.profile import MATRIX_LABELS, STRIDED, Calibration, GroupedConv, HardwareProfile, KindFit, Measured
 
@@ -660,12 +661,5 @@ def write_profile(profile: HardwareProfile, out: str | os.PathLike, *, force: bo
         if old is None or old.calibration is None:
             raise InputError(f"{path} exists and was not written by perfsim calibrate; "
                              "choose another --out or pass --force")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(profile_yaml(profile), encoding="utf-8")
-        load_profile(str(tmp))  # it reads back as a valid profile, or nothing is replaced
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # it reads back as a valid profile, or nothing is replaced
+    write_atomic(path, profile_yaml(profile), check=lambda tmp: load_profile(str(tmp)))

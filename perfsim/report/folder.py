@@ -36,13 +36,13 @@ import re
 import secrets
 import shutil
 import signal
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import TooLarge, read_bounded, sha256_file
 
 MANIFEST = ".perfsim-report.json"
 FORMAT = "perfsim-report/1"
@@ -70,22 +70,13 @@ class Terminated(BaseException):
 # --------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """List every regular file in ``folder`` (size, sha256) in its manifest."""
     files = {}
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name != MANIFEST and entry.is_file(follow_symlinks=False):
             files[entry.name] = {"size": entry.stat(follow_symlinks=False).st_size,
-                                 "sha256": _sha256(Path(entry.path))}
+                                 "sha256": sha256_file(entry.path, follow_symlinks=False)}
     text = json.dumps({"format": FORMAT, "files": files}, indent=1, sort_keys=True) + "\n"
     (folder / MANIFEST).write_text(text, encoding="utf-8")
 
@@ -93,13 +84,8 @@ def write_manifest(folder: Path) -> None:
 def _read_manifest(folder: Path) -> dict | None:
     """The manifest's file table, or None if there is no valid manifest."""
     try:
-        fd = os.open(folder / MANIFEST, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-        data = json.loads(raw) if len(raw) <= MAX_MANIFEST_BYTES else None
-    except (OSError, ValueError):
+        data = json.loads(read_bounded(folder / MANIFEST, MAX_MANIFEST_BYTES, follow_symlinks=False))
+    except (OSError, ValueError, TooLarge):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
         return None
@@ -139,7 +125,7 @@ def unproven(folder: Path) -> str | None:
         record = files.get(entry.name)
         if record is None:
             return f"{entry.name} is not part of the report"
-        if entry.stat(follow_symlinks=False).st_size != record["size"] or _sha256(Path(entry.path)) != record["sha256"]:
+        if entry.stat(follow_symlinks=False).st_size != record["size"] or sha256_file(entry.path, follow_symlinks=False) != record["sha256"]:
             return f"{entry.name} has changed since perfsim wrote it"
     return None
 
