@@ -159,7 +159,7 @@ def measure(spec: str, cap: int) -> dict:
 
 def _simulate(graph) -> str:
     """The lowered graph through the simulator on edge_1mb: its latency, or why it does not run."""
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     from perfsim.sim.simulator import simulate
     try:
         return f"{simulate(graph, load_profile('edge_1mb')).summary['latency_s']:.4g}"

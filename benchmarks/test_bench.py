@@ -18,7 +18,7 @@ import pytest
 
 from perfsim.frontends.lowering import lower
 from perfsim.models.mobilenet import mobilenet_cifar, mobilenet_v1
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 
 

@@ -21,7 +21,7 @@ def __getattr__(name):  # lazy: keep `import perfsim` torch-free and quick
         from .frontends.lowering import lower
         return lower
     if name == "load_profile":
-        from .hardware.profile import load_profile
+        from .hardware.loader import load_profile
         return load_profile
     if name == "simulate":
         from .sim.simulator import simulate

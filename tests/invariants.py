@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from perfsim.errors import DoesNotFitError
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 
 BASE = load_profile("edge_1mb")
@@ -22,16 +22,16 @@ def prof(**kw):
 def compulsory(graph, result):
     s = result.summary
     weights = sum(r.weight_bytes for r in result.rows)
-    net_in = sum(-(-graph.tensors[t].numel * result.batch * result.profile.activation_bits // 8)
+    net_in = sum(-(-graph.tensors[t].numel * result.batch * result.profile.formats.activation_bits // 8)
                  for t in graph.inputs)
-    net_out = sum(-(-graph.tensors[t].numel * result.batch * result.profile.activation_bits // 8)
+    net_out = sum(-(-graph.tensors[t].numel * result.batch * result.profile.formats.activation_bits // 8)
                   for t in graph.outputs)
     return net_in, weights, net_out, s
 
 
 def check_single(graph, result):
     net_in, weights, net_out, s = compulsory(graph, result)
-    cap = result.profile.sram_bytes
+    cap = result.profile.memory.sram_bytes
     assert s["peak_sram_bytes"] <= cap
     assert all(r.sram_used_bytes <= cap for r in result.rows)
     streamed = weights if s["preload_bytes"] == 0 else 0  # resident weights were preloaded

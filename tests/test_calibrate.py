@@ -10,7 +10,9 @@ import pytest
 from perfsim.host import calibrate as cal
 from perfsim.errors import InputError
 from perfsim.host.measure import Spread
-from perfsim.hardware.profile import MATRIX_LABELS, HardwareProfile, load_profile
+from perfsim.hardware.description import HardwareProfile
+from perfsim.hardware.efficiency import MATRIX_LABELS
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.timing import gemm_min_dim
 
 
@@ -73,11 +75,11 @@ def test_a_calibrated_profile_records_its_measurements_and_reads_back(tmp_path, 
     p = _tiny_run(monkeypatch)
     c = p.calibration
     assert c.threads == 1 and c.quick and c.host["cpu"]
-    assert set(c.fits) == {"conv_dw", "relu"} and set(p.efficiency) == {"conv_dw", "relu"}
+    assert set(c.fits) == {"conv_dw", "relu"} and set(p.kernels.efficiency) == {"conv_dw", "relu"}
     assert all(m.q1 <= m.value <= m.q3 and m.n >= 1 for m in c.measurements.values())
     assert any(k.startswith("gemm_") for k in c.measurements) and any(k.startswith("elementwise_") for k in c.measurements)
-    assert p.matrix_flops >= max(m.value for k, m in c.measurements.items() if k.startswith("gemm_"))
-    assert (p.fold_batchnorm, p.fuse_activation, p.activation_bits) == (False, False, 32)  # eager float32
+    assert p.matrix.flops >= max(m.value for k, m in c.measurements.items() if k.startswith("gemm_"))
+    assert (p.schedule.fold_batchnorm, p.schedule.fuse_activation, p.formats.activation_bits) == (False, False, 32)  # eager float32
     out = tmp_path / "hardware_profiles" / "host.yaml"
     cal.write_profile(p, out)
     back = load_profile(str(out))
@@ -101,10 +103,10 @@ def test_never_replaces_a_file_calibrate_did_not_write(tmp_path):
 
 
 def test_the_yaml_has_text_keys_only():
-    p = HardwareProfile(name="t", sram_bytes=1024, dram_bandwidth=1e9, matrix_flops=1e12, vector_flops=1e10,
-                        efficiency={"conv_group": {2: 0.1, 8: 0.4}})
+    p = HardwareProfile.from_fields(dict(name="t", sram_bytes=1024, dram_bandwidth=1e9, matrix_flops=1e12,
+                                         vector_flops=1e10, efficiency={"conv_group": {2: 0.1, 8: 0.4}}))
     text = cal.profile_yaml(p)
-    assert "'2': 0.1" in text and math.isfinite(load_profile(p).efficiency["conv_group"][8])
+    assert "'2': 0.1" in text and math.isfinite(load_profile(p).kernels.efficiency["conv_group"][8])
 
 
 def test_threads_must_be_sensible():
@@ -169,9 +171,9 @@ def test_a_grouped_conv_is_fitted_in_context_per_kernel_area():
     kernel = {"channels": [2, 8], "per_group": [[0, 0], [0, 0]], "per_position": [[1e-9, 1e-9], [1e-9, 1e-9]]}
     grouped = {"flops": 1e11, "kernels": {"1": {**kernel, "overhead": 2e-6}, "9": {**kernel, "overhead": 1e-5}}}
     p = apply_fits(load_profile("edge_1mb", efficiency={"conv_group": grouped}), fits, 0.0)
-    g = p.efficiency["conv_group"]
+    g = p.kernels.efficiency["conv_group"]
     # the smaller overhead is the label's; the 3x3 kernel keeps the rest of its own
-    assert p.kernel_overhead["conv_group"] == pytest.approx(30e-6)
+    assert p.kernels.overhead["conv_group"] == pytest.approx(30e-6)
     assert g.kernels[1].overhead == pytest.approx(2e-6) and g.kernels[9].overhead == pytest.approx(1e-5 + 50e-6)
     assert g.scale == 1.0
 
@@ -186,8 +188,8 @@ def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
     p = load_profile("edge_1mb", efficiency={"conv_group": 0.6, "conv_group.strided": 0.3},
                      kernel_overhead={"conv_group": "5us", "conv_group.strided": "7us"})
     q = apply_fits(p, {"conv_group": fits["conv_group"]}, 0.0)
-    assert q.efficiency["conv_group.strided"] == pytest.approx(0.3 / 1.5)
-    assert q.kernel_overhead["conv_group.strided"] == pytest.approx(40e-6)
+    assert q.kernels.efficiency["conv_group.strided"] == pytest.approx(0.3 / 1.5)
+    assert q.kernels.overhead["conv_group.strided"] == pytest.approx(40e-6)
 
 
 def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
@@ -205,15 +207,15 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
     base = load_profile("edge_1mb", efficiency={"conv": {16: 0.5, 64: 0.9}, "relu": 0.5},
                         kernel_overhead={"conv": "10us", "relu": "2us"})
     p = apply_fits(base, fits, first_touch)
-    assert p.efficiency["conv"] == {16: 0.25, 64: 0.45} and p.efficiency["relu"] == 0.5
-    assert p.kernel_overhead["conv"] == pytest.approx(30e-6) and p.kernel_overhead["relu"] == pytest.approx(2e-6)
-    assert p.first_touch == pytest.approx(1e-10)
+    assert p.kernels.efficiency["conv"] == {16: 0.25, 64: 0.45} and p.kernels.efficiency["relu"] == 0.5
+    assert p.kernels.overhead["conv"] == pytest.approx(30e-6) and p.kernels.overhead["relu"] == pytest.approx(2e-6)
+    assert p.kernels.first_touch == pytest.approx(1e-10)
     # a grouped conv's model takes the factor as its scale
     grouped = {"flops": 1e11, "kernels": {"9": {"overhead": 1e-5, "channels": [2, 8], "per_group": [[0, 0], [0, 0]],
                                                 "per_position": [[1e-9, 1e-9], [1e-9, 1e-9]]}}}
     g = apply_fits(load_profile("edge_1mb", efficiency={"conv_group": grouped}),
                    {"conv_group": fits["conv"]}, 0.0)
-    assert g.efficiency["conv_group"].scale == pytest.approx(2.0)
+    assert g.kernels.efficiency["conv_group"].scale == pytest.approx(2.0)
     # faster than predicted beyond SRAM: no negative first touch; too few such calls: none
     assert context_fits({("conv", True): [Call(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
     assert context_fits({("conv", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
@@ -225,7 +227,7 @@ def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
 
 
 def _grouped_points(truth, shapes):
-    """(layer, spread) of grouped convs whose times come from ``truth`` (a GroupedConv), as calibrate
+    """(layer, spread) of grouped convs whose times come from ``truth`` (a GroupedConvModel), as calibrate
     measures them: lowered by perfsim, the time the model gives."""
     from perfsim.host.measure import Spread
     from perfsim.frontends.lowering import lower
@@ -241,12 +243,12 @@ def _grouped_points(truth, shapes):
 
 
 def test_the_grouped_conv_model_is_recovered_from_its_grid():
-    from perfsim.hardware.profile import GroupedConv
+    from perfsim.hardware.efficiency import GroupedConvModel
     ch = (2, 8, 32)
     def kernel(overhead, per_group, base):
         return {"overhead": overhead, "channels": list(ch), "per_group": [[per_group] * 3] * 3,
                 "per_position": [[base * r * (1 + w / 8) for w in ch] for r in ch]}
-    truth = GroupedConv(flops=2e11, kernels={1: kernel(6e-6, 2.7e-6, 1e-10), 9: kernel(5.4e-5, 3e-7, 9e-10)})
+    truth = GroupedConvModel(flops=2e11, kernels={1: kernel(6e-6, 2.7e-6, 1e-10), 9: kernel(5.4e-5, 3e-7, 9e-10)})
     shapes = [(k, r, w, g, s) for k in (1, 3) for r in ch for w in ch for g in (4, 32) for s in (7, 28)]
     fit = cal.fit_grouped(_grouped_points(truth, shapes), 2e11, ch)
     model = fit.efficiency
@@ -271,9 +273,9 @@ def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
         out = []
         for bench in cal.block_benches(False):
             layer = cal._built(bench)[1].layers[0]
-            eff = base.efficiency[bench.label]
-            t = base.kernel_overhead[bench.label] + 2 * layer.macs / (
-                base.matrix_flops * entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
+            eff = base.kernels.efficiency[bench.label]
+            t = base.kernels.overhead[bench.label] + 2 * layer.macs / (
+                base.matrix.flops * entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
             out.append((bench, layer, Spread(median_s=t, q1_s=t, q3_s=t, n=1)))
         return out
     blocks, measured = cal.fit_row_blocks(base, results(16))
@@ -286,11 +288,11 @@ def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
 
 def test_a_grouped_conv_row_reads_its_model():
     from perfsim.frontends.lowering import lower
-    from perfsim.hardware.profile import GroupedConv
+    from perfsim.hardware.efficiency import GroupedConvModel
     from perfsim.sim.timing import entry_value
     k = {"overhead": 5e-5, "channels": [2, 8], "per_group": [[1e-6, 2e-6], [3e-6, 4e-6]],
          "per_position": [[1e-9, 2e-9], [3e-9, 4e-9]]}
-    model = GroupedConv(flops=1e11, scale=2.0, kernels={9: k})
+    model = GroupedConvModel(flops=1e11, scale=2.0, kernels={9: k})
     layer = lower(cal._conv(8 * 4, 2 * 4, 3, 4)(), (32, 16, 16)).layers[0]  # 4 groups reading 8, writing 2
     seconds = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9)
     assert entry_value(model, layer, 1) == pytest.approx(2 * layer.macs / (1e11 * seconds))

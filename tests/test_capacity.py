@@ -16,8 +16,8 @@ from perfsim.sim.memory import plan_memory, tensor_bytes
 
 
 def _plan(graph, p):
-    sizes = tensor_bytes(graph, 1, p.activation_bits)
-    wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
+    sizes = tensor_bytes(graph, 1, p.formats.activation_bits)
+    wbytes = [layer.weight_bytes(p.formats.weight_bits, p.formats.bias_bits, p.schedule.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]
     try:
         plan = plan_memory(graph, p, sizes, wbytes, stored)

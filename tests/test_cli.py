@@ -198,7 +198,7 @@ def test_layers_csv_has_specs_columns_first_in_order(frame):
 
 
 def test_summary_has_every_spec_key(summary):
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     missing = [k for k in SPEC_SUMMARY_KEYS if k not in summary]
     assert not missing
     assert summary["model"] == "mobilenet"

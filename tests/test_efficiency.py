@@ -14,7 +14,7 @@ from invariants import check_sweep, prof
 from perfsim.errors import DoesNotFitError, InputError
 from perfsim.ir.fuse import fuse
 from perfsim.ir.graph import Op, OpKind
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 from perfsim.sim.timing import gemm_min_dim, row_efficiency, row_overhead, table_value
 
@@ -98,17 +98,17 @@ def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
     assert simulate(g, prof(efficiency={"conv.strided": 0.01})).latency_s == simulate(g, prof()).latency_s
     p = load_profile("edge_1mb", efficiency={"conv_pw.strided": {"16": 0.2, "64": 0.4}},
                      kernel_overhead={"conv.strided": "9us"})
-    assert p.efficiency["conv_pw.strided"] == {16: 0.2, 64: 0.4} and p.kernel_overhead["conv.strided"] == 9e-6
+    assert p.kernels.efficiency["conv_pw.strided"] == {16: 0.2, 64: 0.4} and p.kernels.overhead["conv.strided"] == 9e-6
 
 
 def test_a_row_block_rounds_a_matrix_rows_output_positions_up():
     """oneDNN's convs computed a 7x7 map in the time of an 8x8 one: with ``row_block`` a row of M output
     positions costs ceil(M / block) x block of them; a strided conv reads only ``label.strided``."""
-    from perfsim.hardware.profile import HardwareProfile
+    from perfsim.hardware.description import HardwareProfile
     from perfsim.sim.timing import row_block_factor, unit_efficiencies
     base = load_profile("edge_1mb")
     blocked = load_profile("edge_1mb", row_block={"conv_pw": "16"})
-    assert blocked.row_block == {"conv_pw": 16}
+    assert blocked.kernels.row_block == {"conv_pw": 16}
     seven, eight = conv_layer(256, 256, 1, 1, 7), conv_layer(256, 256, 1, 1, 8)
     assert unit_efficiencies(blocked, seven, 1, 1) == (pytest.approx(49 / 64), 1.0)
     assert unit_efficiencies(blocked, eight, 1, 1) == (1.0, 1.0) == unit_efficiencies(base, seven, 1, 1)
@@ -121,7 +121,7 @@ def test_a_row_block_rounds_a_matrix_rows_output_positions_up():
     assert unit_efficiencies(strided_block, down, 1, 1)[0] == pytest.approx(49 / 64)
     g = graphs.conv_bn_act("relu")
     assert simulate(g, prof(row_block={"conv_pw": 16})).latency_s >= simulate(g, prof()).latency_s
-    assert HardwareProfile.model_fields["row_block"].default_factory() == {}
+    assert HardwareProfile.from_fields(dict(sram_bytes=1, dram_bandwidth=1, matrix_flops=1, vector_flops=1)).kernels.row_block == {}
 
 
 @pytest.mark.parametrize("value, match", [({"relu": 16}, "matrix ops"), ({"conv_pw": 0}, "between 1 and"),
@@ -139,7 +139,7 @@ def test_a_matrix_rows_own_vector_work_runs_at_its_kinds_efficiency():
     ops = {label: n for label, n, _ in layer.vector_kernels}
     assert set(ops) == {"batchnorm", "relu"} and layer.vector_ops(False, False) == sum(ops.values())
     eager = {"fold_batchnorm": False, "fuse_activation": False}
-    peak = prof().vector_flops
+    peak = prof().vector.flops
     base = simulate(g, prof(**eager)).rows[0]
     slow = simulate(g, prof(**eager, efficiency={"batchnorm": 0.5, "relu": 0.25})).rows[0]
     assert base.t_vector_s == pytest.approx(sum(ops.values()) / peak)
@@ -213,8 +213,8 @@ def test_a_yaml_table_with_text_keys_reads_as_numbers(tmp_path):
     path.write_text("extends: edge_1mb\nname: t\nefficiency:\n  conv_group: {'2': 0.1, '16': 0.6}\n  relu: 0.5\n"
                     "kernel_overhead: {default: 2us, conv_dw: 100us}\n")
     p = load_profile(str(path))
-    assert p.efficiency == {"conv_group": {2: 0.1, 16: 0.6}, "relu": 0.5}
-    assert p.kernel_overhead == {"default": pytest.approx(2e-6), "conv_dw": pytest.approx(1e-4)}
+    assert p.kernels.efficiency == {"conv_group": {2: 0.1, 16: 0.6}, "relu": 0.5}
+    assert p.kernels.overhead == {"default": pytest.approx(2e-6), "conv_dw": pytest.approx(1e-4)}
     assert hash(p) == hash(load_profile(str(path)))
 
 
@@ -311,7 +311,7 @@ def test_bad_first_touch_is_an_input_error(value):
 def test_first_touch_reads_from_yaml_as_written_by_hand(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("extends: edge_1mb\nname: p\nfirst_touch: 1e-10\n")  # YAML 1.1: text, not a float
-    assert load_profile(str(f)).first_touch == pytest.approx(1e-10)
+    assert load_profile(str(f)).kernels.first_touch == pytest.approx(1e-10)
 
 
 @pytest.mark.parametrize("value, match", [({"conv_dw": 0}, "fraction"), ({"nope": 0.5}, "unknown op label"),
@@ -330,7 +330,7 @@ def test_a_table_of_tables_reads_positions_inside_the_smallest_dimension():
     assert row_efficiency({"conv_group": t}, small, 1) == (0.01, 1.0)
     assert row_efficiency({"conv_group": t}, large, 1) == (0.04, 1.0)
     p = load_profile("edge_1mb", efficiency={"conv_group": {"2": {"49": 0.01, "784": 0.04}}})
-    assert p.efficiency["conv_group"] == {2: {49: 0.01, 784: 0.04}}
+    assert p.kernels.efficiency["conv_group"] == {2: {49: 0.01, 784: 0.04}}
     with pytest.raises(InputError, match="all fractions or all tables"):
         load_profile("edge_1mb", efficiency={"conv_group": {2: 0.1, 8: {49: 0.2}}})
     with pytest.raises(InputError, match="must be a number"):

@@ -9,7 +9,7 @@ from graphs import random_net, random_plans
 from invariants import prof
 from perfsim.errors import InputError
 from perfsim.ir.graph import Unit
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 from test_systolic import ARRAY, net
 
@@ -50,8 +50,8 @@ def test_the_array_rereads_streamed_operands():
 
 def test_the_shipped_45nm_profile_cites_horowitz():
     p = load_profile("systolic_32x32_45nm")
-    assert p.energy_per_mac == pytest.approx(0.23e-12) and p.energy_per_sram_byte == pytest.approx(12.5e-12)
-    assert p.energy_per_dram_byte == pytest.approx(162.5e-12)
+    assert p.energy.per_mac == pytest.approx(0.23e-12) and p.energy.per_sram_byte == pytest.approx(12.5e-12)
+    assert p.energy.per_dram_byte == pytest.approx(162.5e-12)
     from importlib import resources
     text = (resources.files("perfsim.hardware_profiles") / "systolic_32x32_45nm.yaml").read_text()
     assert "Horowitz" in text and "ISSCC 2014" in text

@@ -44,7 +44,9 @@ from hypothesis import strategies as st
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.hardware.profile import LIMITS, MAX_NESTING, HardwareProfile, load_profile
+from perfsim.hardware.description import FIELDS as PROFILE_FIELDS
+from perfsim.hardware.loader import load_profile, MAX_NESTING
+from perfsim.hardware.parts import LIMITS
 
 EXAMPLES = int(os.environ.get("PERFSIM_FUZZ_EXAMPLES", "0"))
 MAX_SECONDS = 60.0  # per case: generous (a cold torch import on a loaded machine is several seconds)
@@ -188,7 +190,7 @@ HOSTILE_WORDS = [
     "/", "1TFLOPS", "64B", "256KiB", "1.5B", "10ns", "2s", "\t", "a\nb", "\udcff", "%", "'", '"', "\\",
     "[" * 300 + "]" * 300, "1e18", "1e15", "1TiB", "2TiB",
 ]
-FIELDS = list(HardwareProfile.model_fields) + ["extends", "energy_per_mac", "sram_byte", "", " ", "name.x"]
+FIELDS = list(PROFILE_FIELDS) + ["extends", "energy_per_mac", "sram_byte", "", " ", "name.x"]
 word = st.one_of(st.sampled_from(HOSTILE_WORDS), st.text(max_size=24))
 number_word = st.one_of(st.sampled_from(HOSTILE_WORDS[:20]), st.integers(-10**30, 10**30).map(str),
                         st.floats(allow_nan=True, allow_infinity=True).map(repr))
@@ -254,7 +256,7 @@ def test_generated_other_command_lines(argv):
 # Strategies: profile YAML
 # --------------------------------------------------------------------------
 
-KEYS = list(HardwareProfile.model_fields) + ["extends", "energy_per_mac", "x", "sram_byte"]
+KEYS = list(PROFILE_FIELDS) + ["extends", "energy_per_mac", "x", "sram_byte"]
 SCALARS = ["1MB", "256KiB", "1GB/s", "4 GB/s", "1TFLOPS", "10GFLOPS", "100ns", "0s", "8", "32", "true", "false",
            "stream", "resident", "liveness", "paper", "edge", "''", "~", "-1", "0", "5e-324", "1e308", ".inf",
            ".nan", "-.inf", "9" * 400, "9" * 70, "1e999", "2001-02-30", "2001-01-01", "0x1F", "0o17", "1:30",
@@ -347,9 +349,9 @@ def test_generated_profiles_load_in_range_or_fail_as_input_errors(case_):
             assert seconds < MAX_SECONDS and peak < 16 * 2**20, (seconds, peak)
         assert not must_refuse, f"accepted a profile with an alias, a non-text or repeated key, deep nesting:\n{text}"
         for field, (lo, hi, _) in LIMITS.items():  # a profile that loads holds only sensible numbers
-            v = getattr(p, field)
+            v = p.field(field)
             assert math.isfinite(v) and lo <= v <= hi, (field, v)
-        assert all(1 <= getattr(p, f) <= 64 for f in ("activation_bits", "weight_bits", "bias_bits"))
+        assert all(1 <= p.field(f) <= 64 for f in ("activation_bits", "weight_bits", "bias_bits"))
     in_fresh_folder(case)
 
 

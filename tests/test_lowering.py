@@ -329,7 +329,7 @@ def test_a_parameter_concatenated_to_an_activation_is_a_copy_row_holding_it():
 
 
 def test_a_module_called_twice_stores_its_weights_once():
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     from perfsim.sim.simulator import simulate
 
     class Twice(nn.Module):
@@ -351,7 +351,7 @@ def test_a_module_called_twice_stores_its_weights_once():
 
 def test_dilation_widens_the_rows_a_tile_reads():
     from perfsim.errors import DoesNotFitError
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     from perfsim.sim.simulator import simulate
 
     def need(dilation):

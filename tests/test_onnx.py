@@ -21,7 +21,7 @@ from perfsim.frontends import zoo  # noqa: E402
 from perfsim.errors import InputError, UnsupportedOpError  # noqa: E402
 from perfsim.ir.graph import OpKind  # noqa: E402
 from perfsim.frontends.onnx_import import lower_onnx  # noqa: E402
-from perfsim.hardware.profile import load_profile  # noqa: E402
+from perfsim.hardware.loader import load_profile  # noqa: E402
 
 
 def torch_lower():

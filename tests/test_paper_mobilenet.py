@@ -11,7 +11,7 @@ from perfsim.models.mobilenet import mobilenet_cifar
 from perfsim.papers.mobilenet_cifar import (TABLE1_BODY, TABLE3, TABLE3_FIRST_FLUSH_ROW,
                                             TABLE3_WEIGHT_BITS_NOT_TABLE1, TABLE4, TABLE4_INPUT_SIZE_ROWS,
                                             TABLE4_PRINTED_TOTAL_S, compare_compute)
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.memory.paper import paper_accounting
 from perfsim.sim.simulator import simulate
 

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from perfsim.errors import InputError
-from perfsim.hardware.profile import RESERVED_FIELDS, HardwareProfile, list_profiles, load_profile, parse_override
+from perfsim.hardware.description import FIELDS, HardwareProfile
+from perfsim.hardware.loader import list_profiles, load_profile, parse_override
 from perfsim.units import format_bytes, format_seconds, parse_quantity
 
 EDGE_1MB = {
@@ -222,8 +223,8 @@ def test_every_shipped_profile_loads(name):
     assert isinstance(p, HardwareProfile)
     assert p.name == name
     assert p.description, "a shipped profile says what it is"
-    assert p.sram_bytes > 0 and isinstance(p.sram_bytes, int)
-    assert p.dram_bandwidth > 0 and p.matrix_flops > 0 and p.vector_flops > 0 and p.dram_latency >= 0
+    assert p.memory.sram_bytes > 0 and isinstance(p.memory.sram_bytes, int)
+    assert p.memory.dram_bandwidth > 0 and p.matrix.flops > 0 and p.vector.flops > 0 and p.memory.dram_latency >= 0
     json.dumps(p.resolved())  # base units only: plain JSON
 
 
@@ -237,14 +238,14 @@ def test_edge_1mb_is_specs_machine():
 
 def test_edge_256k_extends_edge_1mb():
     p = load_profile("edge_256k")
-    assert p.sram_bytes == 256 * 1024
-    assert p.dram_bandwidth == 4e9
-    assert p.dram_latency == pytest.approx(100e-9)
-    assert p.overlap is True
+    assert p.memory.sram_bytes == 256 * 1024
+    assert p.memory.dram_bandwidth == 4e9
+    assert p.memory.dram_latency == pytest.approx(100e-9)
+    assert p.schedule.overlap is True
     assert "256 KiB" in p.description  # its own description, not edge_1mb's
     for k in ("matrix_flops", "vector_flops", "activation_bits", "weight_bits", "bias_bits", "weights",
               "memory_policy", "fold_batchnorm", "fuse_activation"):
-        assert getattr(p, k) == EDGE_1MB[k], k
+        assert p.field(k) == EDGE_1MB[k], k
 
 
 def test_paper_table3_is_edge_1mb_with_the_paper_policy():
@@ -257,10 +258,10 @@ def test_paper_table3_is_edge_1mb_with_the_paper_policy():
 
 def test_server_16mb():
     p = load_profile("server_16mb")
-    assert p.sram_bytes == 16 * 2**20
-    assert p.dram_bandwidth == pytest.approx(25.6e9)
-    assert p.matrix_flops == 8e12 and p.vector_flops == 1e11
-    assert p.weights == "resident" and p.overlap is True
+    assert p.memory.sram_bytes == 16 * 2**20
+    assert p.memory.dram_bandwidth == pytest.approx(25.6e9)
+    assert p.matrix.flops == 8e12 and p.vector.flops == 1e11
+    assert p.memory.weights == "resident" and p.schedule.overlap is True
 
 
 # --------------------------------------------------------------------------
@@ -278,18 +279,18 @@ def test_extends_a_chain_of_two_with_relative_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)  # relative 'extends' paths are relative to the file, not the cwd
     p = load_profile(str(folder / "sub" / "top.yaml"))
     assert p.name == "top"  # the file's own name, not its parent's
-    assert p.dram_bandwidth == 8e9  # top
-    assert p.sram_bytes == 2**20 and p.overlap is True  # mid
-    assert p.matrix_flops == 2e12 and p.dram_latency == pytest.approx(10e-9) and p.weights == "resident"  # base
+    assert p.memory.dram_bandwidth == 8e9  # top
+    assert p.memory.sram_bytes == 2**20 and p.schedule.overlap is True  # mid
+    assert p.matrix.flops == 2e12 and p.memory.dram_latency == pytest.approx(10e-9) and p.memory.weights == "resident"  # base
     assert p.description == ""  # a description describes its own file only
     mid = load_profile(str(folder / "sub" / "mid.yaml"))
-    assert mid.dram_bandwidth == 2e9 and mid.sram_bytes == 2**20
+    assert mid.memory.dram_bandwidth == 2e9 and mid.memory.sram_bytes == 2**20
 
 
 def test_extends_a_shipped_profile_by_name(tmp_path):
     path = write(tmp_path / "mine.yaml", "extends: edge_1mb\nname: mine\nsram_bytes: 2MB\n")
     p = load_profile(str(path))
-    assert p.name == "mine" and p.sram_bytes == 2 * 10**6
+    assert p.name == "mine" and p.memory.sram_bytes == 2 * 10**6
     assert {k: v for k, v in p.resolved().items() if k not in ("name", "sram_bytes", "description")} == \
         {k: v for k, v in EDGE_1MB.items() if k not in ("name", "sram_bytes")}
 
@@ -336,7 +337,7 @@ def test_extends_must_name_one_profile(tmp_path, value):
 def test_a_local_profile_wins_over_the_shipped_one(tmp_path):
     write(tmp_path / "hardware_profiles" / "edge_1mb.yaml", FULL)
     p = load_profile("edge_1mb")
-    assert p.sram_bytes == 512 * 1024 and p.dram_bandwidth == 2e9
+    assert p.memory.sram_bytes == 512 * 1024 and p.memory.dram_bandwidth == 2e9
     assert p.name == "edge_1mb"
 
 
@@ -344,8 +345,8 @@ def test_a_local_profile_can_refine_its_shipped_namesake(tmp_path):
     # ./hardware_profiles/edge_1mb.yaml saying 'extends: edge_1mb' means the shipped edge_1mb, not itself
     write(tmp_path / "hardware_profiles" / "edge_1mb.yaml", "extends: edge_1mb\nsram_bytes: 2MB\n")
     p = load_profile("edge_1mb")
-    assert p.sram_bytes == 2 * 10**6
-    assert p.dram_bandwidth == 1e9 and p.matrix_flops == 1e12
+    assert p.memory.sram_bytes == 2 * 10**6
+    assert p.memory.dram_bandwidth == 1e9 and p.matrix.flops == 1e12
 
 
 def test_local_profiles_are_listed_and_found_by_name(tmp_path):
@@ -353,7 +354,7 @@ def test_local_profiles_are_listed_and_found_by_name(tmp_path):
     assert "my_chip" in list_profiles()
     assert set(SHIPPED) <= set(list_profiles())
     p = load_profile("my_chip")
-    assert p.name == "my_chip" and p.vector_flops == 1e12 and p.sram_bytes == 256 * 1024
+    assert p.name == "my_chip" and p.vector.flops == 1e12 and p.memory.sram_bytes == 256 * 1024
 
 
 def test_the_shipped_profile_is_used_without_a_local_one(tmp_path, monkeypatch):
@@ -362,7 +363,7 @@ def test_the_shipped_profile_is_used_without_a_local_one(tmp_path, monkeypatch):
     sub = tmp_path / "sub"
     sub.mkdir()
     monkeypatch.chdir(sub)
-    assert load_profile("edge_1mb").sram_bytes == 10**6
+    assert load_profile("edge_1mb").memory.sram_bytes == 10**6
 
 
 def test_unknown_profile_lists_the_known_ones():
@@ -382,22 +383,22 @@ def test_missing_profile_file():
 
 def test_overrides_by_keyword():
     p = load_profile("edge_1mb", sram_bytes="256KiB", overlap=True, dram_latency="50ns", weight_bits=4)
-    assert p.sram_bytes == 262144 and p.overlap is True and p.dram_latency == pytest.approx(50e-9)
-    assert p.weight_bits == 4
-    assert p.dram_bandwidth == 1e9 and p.name == "edge_1mb"
-    assert load_profile("edge_1mb").sram_bytes == 10**6  # the base is untouched
+    assert p.memory.sram_bytes == 262144 and p.schedule.overlap is True and p.memory.dram_latency == pytest.approx(50e-9)
+    assert p.formats.weight_bits == 4
+    assert p.memory.dram_bandwidth == 1e9 and p.name == "edge_1mb"
+    assert load_profile("edge_1mb").memory.sram_bytes == 10**6  # the base is untouched
 
 
 def test_overrides_of_a_loaded_profile():
     base = load_profile("edge_256k")
     p = load_profile(base, memory_policy="paper")
-    assert p.memory_policy == "paper" and p.sram_bytes == base.sram_bytes and p.overlap is True
-    assert base.memory_policy == "liveness"
+    assert p.memory.policy == "paper" and p.memory.sram_bytes == base.memory.sram_bytes and p.schedule.overlap is True
+    assert base.memory.policy == "liveness"
 
 
 def test_overrides_apply_after_extends(tmp_path):
     path = write(tmp_path / "x.yaml", "extends: edge_256k\nsram_bytes: 128KiB\n")
-    assert load_profile(str(path), sram_bytes="1MiB").sram_bytes == 2**20
+    assert load_profile(str(path), sram_bytes="1MiB").memory.sram_bytes == 2**20
 
 
 @pytest.mark.parametrize("item, expected", [
@@ -448,10 +449,9 @@ def test_unknown_override_is_an_error_naming_it():
 
 
 def test_specs_reserved_names_are_all_fields_now():
-    assert RESERVED_FIELDS == ()  # issue 11 made the systolic array and energy fields real
+    # issue 11 made the systolic array and energy fields real, issue 8 efficiency and calibration
     assert {"array_rows", "array_cols", "array_clock", "dataflow", "energy_per_mac", "energy_per_sram_byte",
-            "energy_per_dram_byte"} <= set(HardwareProfile.model_fields)
-    assert {"efficiency", "calibration"} <= set(HardwareProfile.model_fields)  # issue 8 made them fields
+            "energy_per_dram_byte", "efficiency", "calibration"} <= set(FIELDS)
 
 
 @pytest.mark.parametrize("text", [
@@ -526,10 +526,10 @@ def test_error_messages_are_one_line(tmp_path):
 def test_the_profile_is_frozen():
     p = load_profile("edge_1mb")
     with pytest.raises(pydantic.ValidationError):
-        p.sram_bytes = 1
+        p.memory.sram_bytes = 1
     with pytest.raises(pydantic.ValidationError):
-        p.weights = "resident"
-    assert p.sram_bytes == 10**6
+        p.memory.weights = "resident"
+    assert p.memory.sram_bytes == 10**6
     assert hash(p) == hash(load_profile("edge_1mb"))  # frozen models are values
 
 
@@ -537,7 +537,7 @@ def test_values_are_in_base_units():
     p = load_profile("edge_256k")
     r = p.resolved()
     assert r["sram_bytes"] == 262144 and r["dram_bandwidth"] == 4e9 and math.isclose(r["dram_latency"], 1e-7)
-    assert set(r) == set(HardwareProfile.model_fields)
+    assert list(r) == list(FIELDS)
 
 
 @pytest.mark.parametrize("value", [True, False, 4.5, "eight"])

@@ -19,13 +19,8 @@ import pytest
 
 from perfsim.cli import main
 from perfsim.errors import InputError
-from perfsim.hardware.profile import (
-    LIMITS,
-    MAX_EXTENDS,
-    MAX_PROFILE_BYTES,
-    load_profile,
-    parse_override,
-)
+from perfsim.hardware.loader import load_profile, MAX_EXTENDS, MAX_PROFILE_BYTES, parse_override
+from perfsim.hardware.parts import LIMITS
 
 # ~430 bytes; with aliases expanded it would be 9**9 (387 million) strings
 BILLION_LAUGHS = """\
@@ -188,7 +183,7 @@ def test_local_profiles_extending_each_other_are_a_cycle(tmp_path, capsys):
 def test_a_local_profile_still_refines_its_shipped_namesake(tmp_path):
     write(tmp_path / "hardware_profiles" / "edge_1mb.yaml", "extends: edge_1mb\nsram_bytes: 2MB\n")
     p = load_profile("edge_1mb")
-    assert p.sram_bytes == 2 * 10**6 and p.dram_bandwidth == 1e9
+    assert p.memory.sram_bytes == 2 * 10**6 and p.memory.dram_bandwidth == 1e9
 
 
 def test_a_deep_extends_chain_is_refused_in_one_line(tmp_path, capsys):
@@ -207,7 +202,7 @@ def test_an_extends_chain_at_the_limit_loads(tmp_path):
     for i in range(last):
         write(tmp_path / f"p{i}.yaml", f"extends: p{i + 1}.yaml\n")
     write(tmp_path / f"p{last}.yaml", "extends: edge_1mb\nsram_bytes: 3MB\n")
-    assert load_profile(str(tmp_path / "p0.yaml")).sram_bytes == 3 * 10**6
+    assert load_profile(str(tmp_path / "p0.yaml")).memory.sram_bytes == 3 * 10**6
     write(tmp_path / "p_extra.yaml", "extends: p0.yaml\n")
     with pytest.raises(InputError, match="longer than"):
         load_profile(str(tmp_path / "p_extra.yaml"))
@@ -278,7 +273,7 @@ def test_every_number_is_finite_at_the_corners_of_the_ranges(corner, capsys, tmp
 def test_the_ends_of_each_range_are_accepted(field):
     lo, hi, _ = LIMITS[field]
     for v in (lo, hi):
-        assert getattr(load_profile("edge_1mb", **{field: v}), field) == v
+        assert load_profile("edge_1mb", **{field: v}).field(field) == v
 
 
 # --------------------------------------------------------------------------

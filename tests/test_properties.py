@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from graphs import dag_net, dag_plans, random_net, random_plans
 from invariants import check_single, check_sweep, compulsory, prof
 from perfsim.errors import DoesNotFitError
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 
 # more examples for a stress run: PERFSIM_PROPERTY_EXAMPLES=2000 pytest tests/test_properties.py
@@ -60,7 +60,7 @@ def test_random_graphs_faster_hardware_is_never_slower(graph, size, factor, late
     except DoesNotFitError:
         return
     for field in ("dram_bandwidth", "matrix_flops", "vector_flops"):
-        faster = load_profile(base, **{field: getattr(base, field) * factor})
+        faster = load_profile(base, **{field: base.field(field) * factor})
         assert simulate(graph, faster).latency_s <= r0.latency_s * (1 + 1e-12)
     assert simulate(graph, load_profile(base, overlap=True)).latency_s <= r0.latency_s * (1 + 1e-12)
     # resident weights: never more per-inference traffic than streaming them

@@ -22,7 +22,7 @@ from invariants import check_sweep, compulsory, prof
 from perfsim.frontends import zoo
 from perfsim.ir.graph import Graph
 from perfsim.frontends.lowering import lower
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 from test_properties import EXAMPLES
 
@@ -252,4 +252,4 @@ def test_zoo_faster_hardware_is_never_slower(name, zoo_graphs):
     base = prof(sram_bytes=256 * 1024, dram_latency="20ns")
     r0 = simulate(graph, base)
     for field in ("dram_bandwidth", "matrix_flops", "vector_flops"):
-        assert simulate(graph, load_profile(base, **{field: getattr(base, field) * 3})).latency_s <= r0.latency_s
+        assert simulate(graph, load_profile(base, **{field: base.field(field) * 3})).latency_s <= r0.latency_s

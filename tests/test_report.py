@@ -8,7 +8,7 @@ import pytest
 
 from graphs import Net
 from perfsim.errors import InputError
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.report.plots import REPORT_FILES, write_report
 from perfsim.report.folder import MANIFEST
 from perfsim.sim.simulator import simulate

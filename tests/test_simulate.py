@@ -9,7 +9,7 @@ import pytest
 
 import graphs
 from perfsim.errors import DoesNotFitError
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.results import COLUMNS
 from perfsim.sim.simulator import simulate
 
@@ -190,7 +190,7 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
     code = (
         "import json, sys\n"
         "from perfsim.ir.graph import Graph\n"
-        "from perfsim.hardware.profile import load_profile\n"
+        "from perfsim.hardware.loader import load_profile\n"
         "from perfsim.sim.simulator import simulate\n"
         "from perfsim.report.plots import write_report\n"
         "import perfsim.sim.memory, perfsim.sim.results, perfsim.sim.tiling, perfsim.sim.timing\n"
@@ -215,7 +215,7 @@ def test_these_tests_and_their_graphs_need_no_torch(tmp_path):
         "sys.modules['torch'] = None  # any 'import torch' now fails\n"
         f"sys.path.insert(0, {str(here)!r})\n"
         "import graphs, test_simulate, test_properties, test_report\n"
-        "from perfsim.hardware.profile import load_profile\n"
+        "from perfsim.hardware.loader import load_profile\n"
         "from perfsim.sim.simulator import simulate\n"
         "for g in (graphs.skip_net(), graphs.wide(), graphs.wide(skip=True), graphs.dense_block(),\n"
         "          graphs.conv_bn_act(), graphs.two_convs(), graphs.tie_net(),\n"
@@ -274,8 +274,8 @@ def test_memory_plan_gives_one_traffic_record_per_layer(skip_graph):
     from perfsim.sim.memory import plan_memory, tensor_bytes
     from perfsim.sim.results import Plan, Traffic
     p = profile(sram_bytes=200)
-    sizes = tensor_bytes(skip_graph, 1, p.activation_bits)
-    w = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in skip_graph.layers]
+    sizes = tensor_bytes(skip_graph, 1, p.formats.activation_bits)
+    w = [layer.weight_bytes(p.formats.weight_bits, p.formats.bias_bits, p.schedule.fold_batchnorm) for layer in skip_graph.layers]
     plan = plan_memory(skip_graph, p, sizes, w, w)
     assert all(isinstance(t, Traffic) for t in plan.traffic) and len(plan.traffic) == 4
     c2 = plan.traffic[2]

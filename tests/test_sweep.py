@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cli_checks import assert_input_error, cli_run
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.explore.sweep import TOTAL_COLUMNS, knee, parse_vary
 
 BASE = load_profile("edge_1mb")

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from graphs import dag_net, dag_plans, dense_block, skip_net, wide
 from perfsim.errors import DoesNotFitError
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 from perfsim.explore.sweep import TOTAL_COLUMNS, Axis, evaluate, grid_index, sweep_frame
 

@@ -8,7 +8,7 @@ import pytest
 from graphs import Net
 from perfsim.errors import InputError
 from perfsim.ir.graph import Unit
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 from perfsim.hardware.systolic import Gemm, array_cycles, gemm_dims, operand_elements, spatial
 
@@ -86,11 +86,11 @@ def test_efficiency_scales_the_arrays_time_and_overhead_adds():
 
 def test_the_peak_is_derived_and_the_plain_profile_unchanged():
     p = load_profile("systolic_32x32")
-    assert p.systolic and p.matrix_flops == 2 * 32 * 32 * 1e9 and p.dataflow == "ws"
-    assert load_profile("systolic_128x128").matrix_flops == 2 * 128 * 128 * 1e9
-    assert load_profile(p, sram_bytes="2MB").matrix_flops == p.matrix_flops  # a profile round-trips
+    assert p.systolic and p.matrix.flops == 2 * 32 * 32 * 1e9 and p.matrix.array.dataflow == "ws"
+    assert load_profile("systolic_128x128").matrix.flops == 2 * 128 * 128 * 1e9
+    assert load_profile(p, sram_bytes="2MB").matrix.flops == p.matrix.flops  # a profile round-trips
     plain = load_profile(p, matrix_flops="3TFLOPS")  # a later matrix_flops replaces the array
-    assert not plain.systolic and plain.array_rows is None and plain.matrix_flops == 3e12
+    assert not plain.systolic and plain.matrix.array is None and plain.matrix.flops == 3e12
     assert not load_profile("edge_1mb").systolic
 
 

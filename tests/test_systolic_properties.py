@@ -82,5 +82,5 @@ def test_faster_memory_and_vector_unit_never_slower_on_an_array(graph, size, fac
     except DoesNotFitError:
         return
     for field in ("dram_bandwidth", "vector_flops"):
-        faster = prof(sram_bytes=size, **array(), **{field: getattr(base, field) * factor})
+        faster = prof(sram_bytes=size, **array(), **{field: base.field(field) * factor})
         assert simulate(graph, faster).latency_s <= r0.latency_s * (1 + 1e-12)

@@ -6,7 +6,7 @@ import pytest
 from cli_checks import assert_input_error, cli_run
 from perfsim.errors import InputError
 from perfsim.ir.graph import Unit
-from perfsim.hardware.profile import load_profile
+from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
 from perfsim.frontends.topology import export_rows, graph_from_rows, parse_topology, read_topology, topology_csv
 from test_systolic import net

@@ -126,7 +126,7 @@ def test_the_allocator_setting_is_checked_and_reported_for_the_whole_process():
 
 
 def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch):
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     from perfsim.frontends.sources import ModelOptions
     from perfsim.host.validate import validate
     monkeypatch.chdir(tmp_path)

@@ -223,7 +223,7 @@ def pareto(profile_name, overrides, results, models, out, no_plots):
     """Top-1 accuracy against predicted latency and MACs for every model with an accuracy:
     measured by `perfsim eval` where available, else the paper's figure (marked 'paper')."""
     from ..accuracy.pareto import collect_points, format_table, pareto_rows, write_pareto
-    from ..hardware.profile import load_profile
+    from ..hardware.loader import load_profile
     from ..report.run import safe_name
     from ..frontends.zoo import get
 

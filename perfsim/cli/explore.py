@@ -124,7 +124,7 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     which on nothing spills) and, for two or more fields, a latency heatmap of the first two.
     """
     from ..report.explore import format_sweep, knees, write_sweep
-    from ..hardware.profile import load_profile, parse_override
+    from ..hardware.loader import load_profile, parse_override
     from ..report.run import simulator  # noqa: F401  (the simulator's import errors surface here, not in a worker)
     from ..frontends.sources import ModelSource, load_graph
     from ..explore.sweep import check_grid, connect, meanwhile, parse_vary, sweep_frame

@@ -67,13 +67,13 @@ def calibrate(out, name, threads, quick, force, quiet, allocator):
     done()
     write_profile(profile, out, force=force)
     c = profile.calibration
-    click.echo(f"matrix peak      {profile.matrix_flops / 1e9:.1f} GFLOP/s (GEMM, {c.threads} thread(s), "
+    click.echo(f"matrix peak      {profile.matrix.flops / 1e9:.1f} GFLOP/s (GEMM, {c.threads} thread(s), "
                f"allocator {c.allocator})")
-    click.echo(f"vector peak      {profile.vector_flops / 1e9:.2f} Gop/s")
-    click.echo(f"stream bandwidth {profile.dram_bandwidth / 1e9:.2f} GB/s")
-    click.echo(f"cache (SRAM)     {profile.sram_bytes / 2**20:.1f} MiB ({c.host.get('sram_from')})")
-    click.echo(f"first touch      {profile.first_touch * 1e12:.0f} us/MB of output beyond it (in context)")
-    blocks = ", ".join(f"{label} {b}" for label, b in profile.row_block.items()) or "none"
+    click.echo(f"vector peak      {profile.vector.flops / 1e9:.2f} Gop/s")
+    click.echo(f"stream bandwidth {profile.memory.dram_bandwidth / 1e9:.2f} GB/s")
+    click.echo(f"cache (SRAM)     {profile.memory.sram_bytes / 2**20:.1f} MiB ({c.host.get('sram_from')})")
+    click.echo(f"first touch      {profile.kernels.first_touch * 1e12:.0f} us/MB of output beyond it (in context)")
+    blocks = ", ".join(f"{label} {b}" for label, b in profile.kernels.row_block.items()) or "none"
     click.echo(f"row block        {blocks} (output positions a kernel computes at once)")
     click.echo(f"{'op':18} {'overhead':>9} {'efficiency':>24} {'fit error':>9}")
     for label, f in c.fits.items():

@@ -123,7 +123,8 @@ def models(source, as_json, no_cache):
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved profiles as JSON.")
 def profiles(as_json):
     """List the hardware profiles (shipped, and those in ./hardware_profiles/)."""
-    from ..hardware.profile import describe, list_profiles, load_profile
+    from ..hardware.description import describe
+    from ..hardware.loader import list_profiles, load_profile
 
     loaded = []
     for n in list_profiles():

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..ir.graph import Graph
-    from ..hardware.profile import HardwareProfile
+    from ..hardware.description import HardwareProfile
 
 TIMING_FIELDS = ("dram_bandwidth", "dram_latency", "matrix_flops", "vector_flops", "overlap")
 PLAN_FIELDS = ("sram_bytes", "activation_bits", "weight_bits", "bias_bits", "fold_batchnorm", "fuse_activation",
@@ -65,16 +65,16 @@ class Axis:
 
 def _field_kind(field: str) -> str:
     """How a field's values are read: a quantity kind, 'int', 'bool' or 'text'."""
-    from ..hardware.profile import _QUANTITY_FIELDS, HardwareProfile
-    if field in _QUANTITY_FIELDS:
-        return _QUANTITY_FIELDS[field]
-    annotation = HardwareProfile.model_fields[field].annotation
-    return {int: "int", bool: "bool", float: "float"}.get(annotation, "text")
+    from ..hardware.description import field_type
+    from ..hardware.parts import QUANTITY_FIELDS
+    if field in QUANTITY_FIELDS:
+        return QUANTITY_FIELDS[field]
+    return {int: "int", bool: "bool", float: "float"}.get(field_type(field), "text")
 
 
 def _known_fields() -> list[str]:
-    from ..hardware.profile import HardwareProfile
-    return [f for f in HardwareProfile.model_fields if f not in FIXED_FIELDS]
+    from ..hardware.description import FIELDS
+    return [f for f in FIELDS if f not in FIXED_FIELDS]
 
 
 def _value(text: str, field: str, kind: str) -> Any:
@@ -90,7 +90,7 @@ def _value(text: str, field: str, kind: str) -> Any:
     if kind == "float":
         return _float(text, field)
     if kind in ("bool", "text"):
-        from ..hardware.profile import parse_override
+        from ..hardware.loader import parse_override
         return parse_override(f"{field}={text}")[1]
     return parse_quantity(text, kind, field=f"--vary {field}")
 
@@ -195,7 +195,7 @@ def parse_vary(spec: str, base: HardwareProfile) -> Axis:
 def _check_values(field: str, values: Sequence[Any], base: HardwareProfile, *, is_range: bool) -> None:
     """Values on the base profile: the profile's own validation (LIMITS), one line naming the field.
     A range is an interval, so its least and greatest values stand for all of it."""
-    from ..hardware.profile import load_profile
+    from ..hardware.loader import load_profile
     for v in (min(values), max(values)) if is_range else values:
         try:
             load_profile(base, **{field: v})
@@ -249,8 +249,8 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
     and the first-point check hold the two together)."""
     from ..sim.memory import plan_memory, tensor_bytes
     from ..sim.timing import row_fixed_time, unit_efficiencies
-    sizes = tensor_bytes(graph, batch, p.activation_bits)
-    wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
+    sizes = tensor_bytes(graph, batch, p.formats.activation_bits)
+    wbytes = [layer.weight_bytes(p.formats.weight_bits, p.formats.bias_bits, p.schedule.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]
     try:
         plan = plan_memory(graph, p, sizes, wbytes, stored)
@@ -259,11 +259,11 @@ def _plan_group(graph: Graph, p: HardwareProfile, batch: int) -> _Group:
     tr = plan.traffic
     effs = [unit_efficiencies(p, layer, batch, t.tiles) for layer, t in zip(graph.layers, tr)]
     overhead = [row_fixed_time(p, layer, sizes[layer.output], t.tiles) for layer, t in zip(graph.layers, tr)]
-    vops = [layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch for layer in graph.layers]
+    vops = [layer.vector_ops(p.schedule.fold_batchnorm, p.schedule.fuse_activation) * batch for layer in graph.layers]
     macs = sum(layer.macs * batch for layer in graph.layers)
     totals = {
         "macs": macs, "flops": 2 * macs, "vector_ops": sum(vops), "params": graph.params,
-        "params_inference": sum(layer.params_inference(p.fold_batchnorm) for layer in graph.layers
+        "params_inference": sum(layer.params_inference(p.schedule.fold_batchnorm) for layer in graph.layers
                                 if not layer.shares_weights),
         "model_size_bytes": sum(stored), "dram_read_bytes": sum(t.read_bytes for t in tr),
         "dram_write_bytes": sum(t.write_bytes for t in tr), "spill_bytes": sum(t.spill_bytes for t in tr),
@@ -319,7 +319,7 @@ def _profiles_of(base: HardwareProfile, axes: Sequence[Axis], rows: np.ndarray) 
 def _simulate_points(graph: Graph, base: HardwareProfile, axes: Sequence[Axis], index: np.ndarray, batch: int
                      ) -> dict[str, np.ndarray]:
     """The fallback: one ``simulate`` per point."""
-    from ..hardware.profile import load_profile
+    from ..hardware.loader import load_profile
     from ..sim.simulator import simulate
     cols: dict[str, list] = {k: [] for k in ("fits",) + TOTAL_COLUMNS}
     for over in _profiles_of(base, axes, index):
@@ -344,7 +344,7 @@ def _timing_arrays(base: HardwareProfile, axes: Sequence[Axis], index: np.ndarra
         k = next((i for i, a in enumerate(axes) if a.field == f), None)
         dtype = bool if f == "overlap" else np.float64
         if k is None:
-            out[f] = np.full(n, getattr(base, f), dtype=dtype)
+            out[f] = np.full(n, base.field(f), dtype=dtype)
         else:
             out[f] = np.array(axes[k].values, dtype=dtype)[index[:, k]]
     return out
@@ -393,14 +393,14 @@ def _plan_groups(graph: Graph, base: HardwareProfile, changes: list[dict[str, An
     for i, change in enumerate(changes):
         family = _family(change)
         if family not in families:
-            families[family] = _unbounded(graph, base.model_copy(update=dict(family)), batch)
+            families[family] = _unbounded(graph, base.with_fields(**dict(family)), batch)
         group, threshold = families[family]
-        if change.get("sram_bytes", base.sram_bytes) >= threshold:
+        if change.get("sram_bytes", base.memory.sram_bytes) >= threshold:
             out[i] = group
         else:
             todo.append(i)
-    todo.sort(key=lambda i: (_family(changes[i]), changes[i].get("sram_bytes", base.sram_bytes)))
-    jobs = [(_family(changes[i]), base.model_copy(update=changes[i])) for i in todo]
+    todo.sort(key=lambda i: (_family(changes[i]), changes[i].get("sram_bytes", base.memory.sram_bytes)))
+    jobs = [(_family(changes[i]), base.with_fields(**changes[i])) for i in todo]
     for i, g in zip(todo, _parallel(graph, jobs, batch)):
         out[i] = g
     return out
@@ -419,7 +419,7 @@ def _walk(graph: Graph, jobs: Sequence[tuple[tuple, HardwareProfile]], batch: in
     last: tuple | None = None
     for family, p in jobs:
         g = out[-1] if out else None
-        if not (g is not None and family == last and g.sram_range[0] <= p.sram_bytes < g.sram_range[1]):
+        if not (g is not None and family == last and g.sram_range[0] <= p.memory.sram_bytes < g.sram_range[1]):
             g = _plan_group(graph, p, batch)
         out.append(g)
         last = family
@@ -430,10 +430,10 @@ def _unbounded(graph: Graph, p: HardwareProfile, batch: int) -> tuple[_Group, in
     """The plan with unbounded SRAM, and the least SRAM from which on it is every point's plan."""
     from ..sim.memory import tensor_bytes
     from ..sim.memory.liveness import live_peak
-    group = _plan_group(graph, p.model_copy(update={"sram_bytes": UNBOUNDED_SRAM}), batch)
+    group = _plan_group(graph, p.with_fields(sram_bytes=UNBOUNDED_SRAM), batch)
     threshold = group.totals["peak_sram_bytes"]
-    if p.weights == "resident":
-        live = live_peak(graph, tensor_bytes(graph, batch, p.activation_bits))
+    if p.memory.weights == "resident":
+        live = live_peak(graph, tensor_bytes(graph, batch, p.formats.activation_bits))
         threshold = max(threshold, group.totals["model_size_bytes"] + live)
     return group, threshold
 

@@ -40,10 +40,10 @@ def _bytes(elements: int, bits: int) -> int:
 
 def array_sram_bytes(layer: Layer, batch: int, p: HardwareProfile, weight_bytes: int) -> int:
     """Bytes a systolic array reads from and writes to SRAM for one matrix row."""
-    ins, ws, outs = operand_elements(gemm_dims(layer, batch), p.array_rows, p.array_cols, p.dataflow)
-    weight_bits = p.weight_bits if layer.kind in (OpKind.CONV, OpKind.LINEAR) else p.activation_bits
-    extra = max(0, weight_bytes - _bytes(layer.weight_elems, p.weight_bits))  # biases, BN values: once
-    return _bytes(ins, p.activation_bits) + _bytes(ws, weight_bits) + _bytes(outs, p.activation_bits) + extra
+    ins, ws, outs = operand_elements(gemm_dims(layer, batch), p.matrix.array.rows, p.matrix.array.cols, p.matrix.array.dataflow)
+    weight_bits = p.formats.weight_bits if layer.kind in (OpKind.CONV, OpKind.LINEAR) else p.formats.activation_bits
+    extra = max(0, weight_bytes - _bytes(layer.weight_elems, p.formats.weight_bits))  # biases, BN values: once
+    return _bytes(ins, p.formats.activation_bits) + _bytes(ws, weight_bits) + _bytes(outs, p.formats.activation_bits) + extra
 
 
 def row_energy(p: HardwareProfile, layer: Layer, batch: int, *, macs: int, dram_bytes: int, in_bytes: int,
@@ -54,8 +54,8 @@ def row_energy(p: HardwareProfile, layer: Layer, batch: int, *, macs: int, dram_
     else:
         unit_bytes = in_bytes + weight_bytes + out_bytes
     sram = unit_bytes + dram_bytes
-    mac_j = macs * p.energy_per_mac
-    sram_j = sram * p.energy_per_sram_byte
-    dram_j = dram_bytes * p.energy_per_dram_byte
+    mac_j = macs * p.energy.per_mac
+    sram_j = sram * p.energy.per_sram_byte
+    dram_j = dram_bytes * p.energy.per_dram_byte
     return RowEnergy(sram_access_bytes=sram, mac_j=mac_j, sram_j=sram_j, dram_j=dram_j,
                      total_j=mac_j + sram_j + dram_j)

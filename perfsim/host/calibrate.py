@@ -31,7 +31,9 @@ from torch import nn
 from ..errors import InputError
 from ..files import write_atomic
 from .measure import Spread, describe_host, host_settings, time_calls
-from ..hardware.profile import MATRIX_LABELS, STRIDED, Calibration, GroupedConv, HardwareProfile, KindFit, Measured
+from ..hardware.calibration import Calibration, KindFit, Measured
+from ..hardware.description import HardwareProfile
+from ..hardware.efficiency import GroupedConvModel, MATRIX_LABELS, STRIDED
 
 FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
 
@@ -246,13 +248,13 @@ def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spr
     pairs: dict[str, list[tuple[float, tuple[Any, Any]]]] = {}  # log of the time ratio, the two rows
     for (b1, l1, s1), (b2, l2, s2) in zip(results[::2], results[1::2]):
         label = b1.label
-        o = kernel_overhead_of(profile.kernel_overhead, label)
+        o = kernel_overhead_of(profile.kernels.overhead, label)
         if s1.median_s <= o or s2.median_s <= o:
             continue
         pairs.setdefault(label, []).append((math.log((s1.median_s - o) / (s2.median_s - o)), (l1, l2)))
     blocks, measured = {}, {}
     for label, obs in pairs.items():
-        eff = profile.efficiency.get(label, 1.0)
+        eff = profile.kernels.efficiency.get(label, 1.0)
 
         def work(layer: Any, block: int) -> float:
             return layer.macs / (entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
@@ -458,7 +460,7 @@ def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
 
 
 def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequence[int]) -> KindFit:
-    """``conv_group``'s model of its time (``profile.GroupedConv``): per kernel area (1, 9), a call overhead
+    """``conv_group``'s model of its time (``hardware.efficiency.GroupedConvModel``): per kernel area (1, 9), a call overhead
     shared by all its shapes and per cell of (channels read, written) a cost per group and per group and
     output position, by least squares in relative error over the shapes on the grid; a negative cost is
     dropped and the rest refitted, a cell without shapes takes its nearest cell's."""
@@ -498,7 +500,7 @@ def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequenc
         kernels[area] = {"overhead": float(coef[0]), "channels": list(channels),
                          "per_group": [[float(f"{c:.4g}") for c, _ in row] for row in table],
                          "per_position": [[float(f"{u:.4g}") for _, u in row] for row in table]}
-    model = GroupedConv(flops=peak, kernels=kernels)
+    model = GroupedConvModel(flops=peak, kernels=kernels)
     return KindFit(shapes=len(points), overhead_s=0.0, efficiency=model,
                    median_abs_error=round(float(median(errors)), 4) if errors else 0.0, unit="matrix")
 
@@ -566,7 +568,7 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
                     else fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak))
             for label, pts in by_label.items()}
     sram, bandwidth, how = sram_and_bandwidth(rates, caches, threads)
-    profile = HardwareProfile(
+    profile = HardwareProfile.from_fields(dict(
         name=name,
         description=(f"This machine as PyTorch eager float32 runs on it with {threads} thread(s), measured by "
                      f"perfsim calibrate{' --quick' if quick else ''} (see calibration)"),
@@ -574,11 +576,11 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         vector_flops=vector_peak, activation_bits=32, weight_bits=32, bias_bits=32,
         fold_batchnorm=False, fuse_activation=False, weights="resident", overlap=False,
         efficiency={label: f.efficiency for label, f in fits.items()},
-        kernel_overhead={label: f.overhead_s for label, f in fits.items()})
+        kernel_overhead={label: f.overhead_s for label, f in fits.items()}))
     blocks, block_measured = fit_row_blocks(profile, block_results)
     measurements.update(block_measured)
-    profile = profile.model_copy(update={"row_block": blocks})
-    profile = profile.model_copy(update={"tiled_efficiency": fit_tiled(profile, tiled_results)})
+    profile = profile.with_fields(row_block=blocks)
+    profile = profile.with_fields(tiled_efficiency=fit_tiled(profile, tiled_results))
     from .context import apply_fits, context_fits, measure_context_fresh
     progress("in context: the synthetic networks, in a fresh process")
     in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12)
@@ -592,7 +594,7 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         threads=threads, allocator=held, quick=quick,
         load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         measurements=measurements, fits=fits)
-    return profile.model_copy(update={"calibration": calibration})
+    return profile.with_fields(calibration=calibration)
 
 
 def _context_measurements(context: dict, first_touch: float, touched: int) -> dict[str, Measured]:
@@ -639,7 +641,7 @@ def _plain(v: Any) -> Any:
 
 def profile_yaml(profile: HardwareProfile) -> str:
     import yaml
-    data = _plain(profile.model_dump())
+    data = _plain(profile.resolved())
     head = ("# Written by `perfsim calibrate`: this machine as measured (docs/model.md, \"Calibrated profiles\").\n"
             "# Values are in base units: bytes, B/s, s, FLOP/s. calibration: holds every measurement.\n")
     return head + yaml.safe_dump(data, sort_keys=False, width=110, allow_unicode=True)
@@ -649,7 +651,7 @@ def write_profile(profile: HardwareProfile, out: str | os.PathLike, *, force: bo
     """Write atomically; an existing file is replaced only if calibrate wrote it (or ``force``)."""
     from pathlib import Path
 
-    from ..hardware.profile import load_profile
+    from ..hardware.loader import load_profile
     path = Path(out)
     if path.exists() and not force:
         if not path.is_file():

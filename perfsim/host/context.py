@@ -23,7 +23,8 @@ from typing import Any, Callable, NamedTuple
 
 from torch import nn
 
-from ..hardware.profile import MATRIX_LABELS, STRIDED, GroupedConv, HardwareProfile
+from ..hardware.description import HardwareProfile
+from ..hardware.efficiency import GroupedConvModel, MATRIX_LABELS, STRIDED
 
 
 def _cbr(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: type = nn.ReLU6) -> nn.Sequential:
@@ -131,22 +132,22 @@ def _label(op: Any, profile: HardwareProfile) -> str:
     if op.kind is not OpKind.CONV:
         return op.kind.value
     label = conv_label(op)
-    return label + STRIDED if strided(op) and label + STRIDED in profile.efficiency else label
+    return label + STRIDED if strided(op) and label + STRIDED in profile.kernels.efficiency else label
 
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tuple[float, float]:
     """The isolated fit's time of one op: (its kernel overhead, its work at the label's efficiency)."""
     from ..sim.timing import entry_value, kernel_overhead_of, row_block_share
-    eff = entry_value(profile.efficiency.get(label, 1.0), op, 1)
+    eff = entry_value(profile.kernels.efficiency.get(label, 1.0), op, 1)
     if label in MATRIX_LABELS:  # as timing.unit_efficiencies reads it
-        eff *= row_block_share(profile.row_block, op, label.removesuffix(STRIDED), 1)
+        eff *= row_block_share(profile.kernels.row_block, op, label.removesuffix(STRIDED), 1)
     if tiled:
-        eff *= profile.tiled_efficiency.get(label, 1.0)
+        eff *= profile.kernels.tiled_efficiency.get(label, 1.0)
     if label in MATRIX_LABELS:
-        work = 2 * op.macs / (profile.matrix_flops * eff)
+        work = 2 * op.macs / (profile.matrix.flops * eff)
     else:
-        work = op.vector_ops / (profile.vector_flops * eff)
-    return kernel_overhead_of(profile.kernel_overhead, label), work
+        work = op.vector_ops / (profile.vector.flops * eff)
+    return kernel_overhead_of(profile.kernels.overhead, label), work
 
 
 class Call(NamedTuple):
@@ -183,7 +184,7 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
             if op is None or op_name not in row_of or spread.median_s <= 0:
                 continue
             label, tiled = _label(op, profile), rows[row_of[op_name]].tiles > 1
-            out_bytes = -(-prod(op.out_shape) * profile.activation_bits // 8)
+            out_bytes = -(-prod(op.out_shape) * profile.formats.activation_bits // 8)
             area = op.kernel[0] * op.kernel[1] if op.kernel else 0
             out.setdefault((label, tiled), []).append(
                 Call(spread.median_s, *_predicted(op, label, profile, tiled), out_bytes, area))
@@ -261,7 +262,7 @@ def _in_place(label: str) -> bool:
     return label in {k.value for k in UNARY_ACTIVATION_KINDS}
 
 
-BY_AREA = frozenset({"conv_group"})  # labels whose efficiency is a model by kernel area (profile.GroupedConv)
+BY_AREA = frozenset({"conv_group"})  # labels whose efficiency is a model by kernel area (hardware.efficiency.GroupedConvModel)
 
 
 def _label_fit(label: str, calls: list[Call], minimum: int) -> ContextFit:
@@ -301,7 +302,7 @@ def _scaled(entry: Any, f: float) -> Any:
     most 1."""
     if isinstance(entry, dict):
         return {k: _scaled(v, f) for k, v in entry.items()}
-    if isinstance(entry, GroupedConv):
+    if isinstance(entry, GroupedConvModel):
         return entry.model_copy(update={"scale": entry.scale * f})
     return min(1.0, entry / f)
 
@@ -318,7 +319,7 @@ def with_strided(fits: dict[str, ContextFit], labels) -> dict[str, ContextFit]:
     return out
 
 
-def _by_area(entry: GroupedConv, fit: ContextFit) -> tuple[GroupedConv, float]:
+def _by_area(entry: GroupedConvModel, fit: ContextFit) -> tuple[GroupedConvModel, float]:
     """A grouped conv's model in context, each kernel area by its own fit (else the label's): its isolated
     time times the factor, plus the fitted overhead. The smallest of those overheads is returned as the
     label's ``kernel_overhead``; each area's kernel keeps the rest of its own."""
@@ -337,13 +338,13 @@ def apply_fits(profile: HardwareProfile, fits: dict[str, ContextFit], first_touc
     """Each label's efficiency divided by its factor (at most 1) and its overhead the fitted one, a strided
     label without a fit taking its label's (``with_strided``), a grouped conv's model by kernel area
     (``_by_area``); ``first_touch`` as fitted."""
-    eff = dict(profile.efficiency)
-    ovh = dict(profile.kernel_overhead)
+    eff = dict(profile.kernels.efficiency)
+    ovh = dict(profile.kernels.overhead)
     for label, fit in with_strided(fits, list(eff)).items():
-        if isinstance(eff.get(label), GroupedConv) and fit.areas:
+        if isinstance(eff.get(label), GroupedConvModel) and fit.areas:
             eff[label], ovh[label] = _by_area(eff[label], fit)
             continue
         if label in eff:
             eff[label] = _scaled(eff[label], fit.factor)
         ovh[label] = fit.overhead_s
-    return profile.model_copy(update={"efficiency": eff, "kernel_overhead": ovh, "first_touch": first_touch})
+    return profile.with_fields(efficiency=eff, kernel_overhead=ovh, first_touch=first_touch)

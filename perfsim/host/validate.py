@@ -110,7 +110,7 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
              before_timing: Callable[[int], None] | None = None) -> Validation:
     from .measure import describe_host, time_module
     from ..frontends.lowering import lower_traced
-    from ..hardware.profile import load_profile, parse_override
+    from ..hardware.loader import load_profile, parse_override
     from ..sim.simulator import simulate
     from ..frontends.sources import ModelSource, build_module
 

@@ -39,9 +39,9 @@ def _replay(base, live, replay, replay_1bit, conv: list[int]) -> dict[str, Any]:
     paper_flush = pm.TABLE3_FIRST_FLUSH_ROW
     return {
         "profile": replay.profile.name + "+memory_policy=paper",
-        "sram_bytes": base.sram_bytes,
-        "weight_bits": base.weight_bits,
-        "bias_bits": base.bias_bits,
+        "sram_bytes": base.memory.sram_bytes,
+        "weight_bits": base.formats.weight_bits,
+        "bias_bits": base.formats.bias_bits,
         "first_flush_row": flush,
         "first_flush_layer": live.rows[conv[flush - 1]].layer if flush else None,
         "first_flush_total_bytes": replay.rows[conv[flush - 1]].sram_used_bytes if flush else None,
@@ -84,7 +84,7 @@ def _compute_sentence(graph: Graph, conv: list[int], compute: dict, base) -> str
                f"{layer.out_shape[2]}x{layer.out_shape[3]}): costed at its input size"
                if _at_input_size(graph, conv, c) else "no ratio of the layer's sizes: unexplained")
         parts.append(f"row {c['row']} ({layer.op}, stride {layer.stride[0]}) is {ratio:.4g}x perfsim's, {why}")
-    return (f"Table 4's compute time is 2*MACs / {base.matrix_flops / 1e12:g} TFLOPS: {compute['matching_rows']} of "
+    return (f"Table 4's compute time is 2*MACs / {base.matrix.flops / 1e12:g} TFLOPS: {compute['matching_rows']} of "
             f"{n_rows} rows agree to 4 significant figures" + ("; " + "; ".join(parts) if parts else ""))
 
 
@@ -124,7 +124,7 @@ def _limit_sentence(r: dict, base) -> str:
     agree = [name for name, ok in fits.items() if ok]
     return (f"Table 3's running total is {before:,.0f} B at row {flush - 1} and {at:,.0f} B at row {flush}: "
             f"its flush at row {flush} fits a limit of " + (" or ".join(agree) if agree else "neither 10^6 B nor 2^20 B")
-            + f"; edge_1mb's sram_bytes is {base.sram_bytes:,} B")
+            + f"; edge_1mb's sram_bytes is {base.memory.sram_bytes:,} B")
 
 
 def _rules_sentence(graph: Graph, conv: list[int], live, r: dict) -> str:
@@ -151,8 +151,8 @@ def _differences(graph: Graph, base, live, conv: list[int], compute: dict, r: di
     return [
         _compute_sentence(graph, conv, compute, base),
         f"Table 3 counts each weight as {bits:g} bit ({count} of {n_rows - 2} rows move exactly 2 x {bits:g} bit per "
-        f"weight, in and out); the replay stores weights at {base.weight_bits} bits and folded-BN biases at "
-        f"{base.bias_bits} bits, so its running total passes {base.sram_bytes:,} B at row {flush}, "
+        f"weight, in and out); the replay stores weights at {base.formats.weight_bits} bits and folded-BN biases at "
+        f"{base.formats.bias_bits} bits, so its running total passes {base.memory.sram_bytes:,} B at row {flush}, "
         + (f"not row {paper_flush}" if flush != paper_flush else "as the paper's does"),
         f"with {bits:g}-bit weights and true shapes the running total peaks at "
         f"{r['peak_total_1bit_weights_bytes']:,} B and "
@@ -213,7 +213,7 @@ def _rows(graph: Graph, conv: list[int], live, replay) -> list[dict[str, Any]]:
 
 def analyse(*, use_cache: bool = True) -> dict[str, Any]:
     """The comparison of seed paper 001's Tables 3 and 4 with perfsim, as data."""
-    from ..hardware.profile import load_profile
+    from ..hardware.loader import load_profile
     from ..report.run import simulator
     from ..frontends.sources import load_graph
 

@@ -94,7 +94,7 @@ def write_compare(results: Sequence[SimResult], frame: pd.DataFrame, out: Path, 
         (folder / "compare.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         if plots or html:
             plot_compare_terms(frame, profile.name, folder / COMPARE_PLOTS[0])
-            plot_latency_vs_macs(frame, profile.matrix_flops, profile.name, folder / COMPARE_PLOTS[1])
+            plot_latency_vs_macs(frame, profile.matrix.flops, profile.name, folder / COMPARE_PLOTS[1])
         if html:
             from .html import compare_html
             (folder / "report.html").write_text(compare_html(results, frame, folder), encoding="utf-8")

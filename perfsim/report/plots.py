@@ -116,9 +116,9 @@ def _title(result: SimResult, what: str) -> str:
     p = result.profile
     batch = f", batch {result.batch}" if result.batch > 1 else ""
     return (f"{result.model} on {p.name}{batch}: {what}\n"
-            f"SRAM {format_bytes(p.sram_bytes)}, DRAM {p.dram_bandwidth / 1e9:g} GB/s, "
-            f"matrix {p.matrix_flops / 1e12:g} TFLOPS, vector {p.vector_flops / 1e9:g} GFLOPS, "
-            f"{'overlap' if p.overlap else 'serial'}, {p.memory_policy}")
+            f"SRAM {format_bytes(p.memory.sram_bytes)}, DRAM {p.memory.dram_bandwidth / 1e9:g} GB/s, "
+            f"matrix {p.matrix.flops / 1e12:g} TFLOPS, vector {p.vector.flops / 1e9:g} GFLOPS, "
+            f"{'overlap' if p.schedule.overlap else 'serial'}, {p.memory.policy}")
 
 
 def _finish(plt, fig, ax, result: SimResult, title: str, path: Path, ncol: int = 4) -> None:
@@ -141,7 +141,7 @@ def plot_time(result: SimResult, path: Path) -> None:
         vals = [getattr(r, term) * scale for r in rows]
         ax.bar(x, vals, bottom=bottom, width=0.8, label=label, color=_COLORS[bound], linewidth=0)
         bottom = [b + v for b, v in zip(bottom, vals)]
-    if result.profile.overlap:
+    if result.profile.schedule.overlap:
         ax.plot(list(x), [r.t_total_s * scale for r in rows], "k_", markersize=8,
                 label="layer time (overlap: max of data, compute)")
     ax.set_ylabel(f"time per layer ({unit})")
@@ -152,7 +152,7 @@ def plot_time(result: SimResult, path: Path) -> None:
 def plot_sram(result: SimResult, path: Path) -> None:
     rows = result.rows
     plt, fig, ax = _figure(result)
-    cap = result.profile.sram_bytes
+    cap = result.profile.memory.sram_bytes
     scale, unit = _bytes_scale(max(cap, max(r.sram_used_bytes for r in rows)))
     x = list(range(len(rows)))
     ax.bar(x, [r.sram_used_bytes * scale for r in rows], width=0.8, color="#4C72B0", label="peak SRAM in use")
@@ -211,14 +211,14 @@ def plot_roofline(result: SimResult, path: Path) -> None:
             continue
         traffic = r.dram_read_bytes + r.dram_write_bytes
         pts.append((work / traffic if traffic else None, work / r.t_total_s, r.bound))
-    ridge = p.matrix_flops / p.dram_bandwidth
-    finite = [i for i, _, _ in pts if i] + [ridge, p.vector_flops / p.dram_bandwidth]
+    ridge = p.matrix.flops / p.memory.dram_bandwidth
+    finite = [i for i, _, _ in pts if i] + [ridge, p.vector.flops / p.memory.dram_bandwidth]
     lo, hi = min(finite) / 10, max(finite) * 10
     xs = [lo * (hi / lo) ** (k / 200) for k in range(201)]
-    ax.plot(xs, [min(p.matrix_flops, x * p.dram_bandwidth) for x in xs], "k-", linewidth=1.5,
-            label=f"matrix roof {p.matrix_flops / 1e12:g} TFLOPS")
-    ax.plot(xs, [min(p.vector_flops, x * p.dram_bandwidth) for x in xs], "k--", linewidth=1.0,
-            label=f"vector roof {p.vector_flops / 1e9:g} GFLOPS")
+    ax.plot(xs, [min(p.matrix.flops, x * p.memory.dram_bandwidth) for x in xs], "k-", linewidth=1.5,
+            label=f"matrix roof {p.matrix.flops / 1e12:g} TFLOPS")
+    ax.plot(xs, [min(p.vector.flops, x * p.memory.dram_bandwidth) for x in xs], "k--", linewidth=1.0,
+            label=f"vector roof {p.vector.flops / 1e9:g} GFLOPS")
     ax.axvline(ridge, color="grey", linestyle=":", linewidth=0.8)
     edge = hi / 3
     for bound, marker in ((Bound.DATA, "o"), (Bound.MATRIX, "s"), (Bound.VECTOR, "^")):
@@ -318,7 +318,7 @@ def plot_utilization(result: SimResult, path: Path) -> None:
     ax.set_ylabel("matrix unit utilisation (% of peak)")
     ax.set_ylim(0, 105)
     p = result.profile
-    what = (f"{p.array_rows}x{p.array_cols} {p.dataflow} array, utilisation per layer" if p.systolic
+    what = (f"{p.matrix.array.rows}x{p.matrix.array.cols} {p.matrix.array.dataflow} array, utilisation per layer" if p.systolic
             else "matrix unit utilisation per layer")
     _finish(plt, fig, ax, result, what, path, ncol=len(labels) + 1)
 
@@ -366,7 +366,7 @@ def plot_jobs(result: SimResult, folder: Path) -> list[tuple[str, SimResult, Pat
     p = result.profile
     if p.systolic:
         jobs.append(("utilization", result, folder / OPTIONAL_PLOTS["utilization"]))
-    if p.energy_per_mac or p.energy_per_sram_byte or p.energy_per_dram_byte:
+    if p.energy.per_mac or p.energy.per_sram_byte or p.energy.per_dram_byte:
         jobs.append(("energy", result, folder / OPTIONAL_PLOTS["energy"]))
     return jobs
 
@@ -436,19 +436,19 @@ def format_totals(result: SimResult) -> str:
         f"latency          {format_seconds(s.latency_s)}"
         + (f"  ({format_seconds(s.latency_per_sample_s)} per sample)" if result.batch > 1 else "")
         + f"   data {format_seconds(s.t_data_s)}, matrix {format_seconds(s.t_matrix_s)}, "
-          f"vector {format_seconds(s.t_vector_s)}" + ("  (overlapped)" if p.overlap else ""),
+          f"vector {format_seconds(s.t_vector_s)}" + ("  (overlapped)" if p.schedule.overlap else ""),
         f"work             {format_count(s.macs)} MACs, {format_count(s.vector_ops)} vector ops, "
         f"{format_count(s.params)} params, model {format_bytes(s.model_size_bytes)} "
-        f"at {p.weight_bits}-bit weights",
+        f"at {p.formats.weight_bits}-bit weights",
         f"DRAM traffic     read {format_bytes(s.dram_read_bytes)}, written {format_bytes(s.dram_write_bytes)}"
         f"  (spills {format_bytes(s.spill_bytes)}, refetch {format_bytes(s.refetch_bytes)}"
         + (f", preloaded {format_bytes(s.preload_bytes)}" if s.preload_bytes else "") + ")",
-        f"SRAM             peak {format_bytes(s.peak_sram_bytes)} of {format_bytes(p.sram_bytes)}, "
+        f"SRAM             peak {format_bytes(s.peak_sram_bytes)} of {format_bytes(p.memory.sram_bytes)}, "
         f"{s.tiled_layers} of {s.layers} layers tiled",
         f"bound            {bc.data} data, {bc.matrix} matrix, {bc.vector} vector",
     ]
     if p.systolic:
-        lines.append(f"array            {p.array_rows}x{p.array_cols} {p.dataflow} at {p.array_clock / 1e9:g} GHz: "
+        lines.append(f"array            {p.matrix.array.rows}x{p.matrix.array.cols} {p.matrix.array.dataflow} at {p.matrix.array.clock / 1e9:g} GHz: "
                      f"{format_count(s.matrix_cycles)} cycles, utilisation {s.utilization:.1%} of peak while computing")
     if s.energy_j:
         parts = ", ".join(f"{name} {v * 1e6:.3g} µJ ({v / s.energy_j:.0%})" for name, v in

@@ -49,7 +49,7 @@ def run_model(model: str | None, *, profile: str = "edge_1mb", overrides: Sequen
     if topology is None:
         source = ModelSource.parse(model)
         source.check(options)  # bad model options fail before the profile is read (and before torch)
-    from ..hardware.profile import load_profile, parse_override
+    from ..hardware.loader import load_profile, parse_override
     pairs = [parse_override(o) for o in overrides]
     hw = load_profile(profile, **dict(pairs))
     if topology is None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..ir.graph import OpKind, Unit
 
 if TYPE_CHECKING:  # the profile module is only needed for the annotation
-    from ..hardware.profile import HardwareProfile
+    from ..hardware.description import HardwareProfile
 
 # Report columns, SPEC order; later columns follow ``bound``.
 COLUMNS = (

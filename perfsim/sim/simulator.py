@@ -21,7 +21,7 @@ from ..hardware.systolic import run_on_array
 from .timing import layer_times, row_fixed_time, unit_efficiencies
 
 if TYPE_CHECKING:
-    from ..hardware.profile import HardwareProfile
+    from ..hardware.description import HardwareProfile
 
 __all__ = ["simulate"]
 
@@ -31,8 +31,8 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
     if not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be a positive integer, got {batch!r}")
     p = profile
-    sizes = tensor_bytes(graph, batch, p.activation_bits)
-    wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
+    sizes = tensor_bytes(graph, batch, p.formats.activation_bits)
+    wbytes = [layer.weight_bytes(p.formats.weight_bits, p.formats.bias_bits, p.schedule.fold_batchnorm) for layer in graph.layers]
     stored = [0 if layer.shares_weights else b for layer, b in zip(graph.layers, wbytes)]  # the deployable model
     plan = plan_memory(graph, p, sizes, wbytes, stored)
     rows = tuple(_row(layer, tr, w, sizes, p, batch)
@@ -49,10 +49,10 @@ def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: s
 def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: HardwareProfile,
          batch: int) -> LayerResult:
     macs = layer.macs * batch
-    vops = layer.vector_ops(p.fold_batchnorm, p.fuse_activation) * batch
+    vops = layer.vector_ops(p.schedule.fold_batchnorm, p.schedule.fuse_activation) * batch
     matrix_eff, vector_eff = unit_efficiencies(p, layer, batch, tr.tiles)
     overhead = row_fixed_time(p, layer, sizes[layer.output], tr.tiles)
-    run = run_on_array(layer, batch, p.array_rows, p.array_cols, p.dataflow) \
+    run = run_on_array(layer, batch, p.matrix.array.rows, p.matrix.array.cols, p.matrix.array.dataflow) \
         if p.systolic and layer.unit is Unit.MATRIX else None
     dram_bytes = tr.read_bytes + tr.write_bytes
     t = layer_times(p, dram_bytes=dram_bytes, transfers=tr.transfers, macs=macs, vector_ops=vops,
@@ -72,7 +72,7 @@ def _row(layer: Layer, tr: Traffic, weight_bytes: int, sizes: Sequence[int], p: 
         t_vector_s=t.vector_s, t_total_s=t.total_s, bound=t.bound, refetch_bytes=tr.refetch_bytes,
         transfers=tr.transfers, plan=tr.plan, t_overhead_s=t.overhead_s,
         matrix_cycles=run.cycles if run is not None else 0,
-        utilization=2 * macs / (p.matrix_flops * t.matrix_s) if t.matrix_s else 0.0,
+        utilization=2 * macs / (p.matrix.flops * t.matrix_s) if t.matrix_s else 0.0,
         sram_access_bytes=e.sram_access_bytes, energy_mac_j=e.mac_j, energy_sram_j=e.sram_j,
         energy_dram_j=e.dram_j, energy_j=e.total_j, kind=layer.kind,
     )
@@ -98,7 +98,7 @@ def _summary(graph: Graph, p: HardwareProfile, batch: int, model: str, rows: Seq
         latency_s=latency, latency_per_sample_s=latency / batch,
         macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
         vector_ops=sum(r.vector_ops for r in rows), params=graph.params,
-        params_inference=sum(layer.params_inference(p.fold_batchnorm) for layer in graph.layers
+        params_inference=sum(layer.params_inference(p.schedule.fold_batchnorm) for layer in graph.layers
                              if not layer.shares_weights),
         model_size_bytes=sum(stored),
         dram_read_bytes=sum(r.dram_read_bytes for r in rows), dram_write_bytes=sum(r.dram_write_bytes for r in rows),
@@ -118,4 +118,4 @@ def _summary(graph: Graph, p: HardwareProfile, batch: int, model: str, rows: Seq
 def _utilization(rows: Sequence[LayerResult], p: HardwareProfile) -> float:
     """The matrix unit's achieved fraction of peak over the time it computes."""
     t = sum(r.t_matrix_s for r in rows)
-    return 2 * sum(r.macs for r in rows if r.unit is Unit.MATRIX) / (p.matrix_flops * t) if t else 0.0
+    return 2 * sum(r.macs for r in rows if r.unit is Unit.MATRIX) / (p.matrix.flops * t) if t else 0.0

@@ -17,7 +17,7 @@ by its main op's kind, ``batchnorm``); a missing label is 1.0. A strided conv re
 entry may be a table by the smallest dimension of the row's matrix product (``gemm_min_dim``), read
 between its points linearly in log2 of the dimension and held flat beyond its ends; a table of
 tables adds the product's M (the positions of a conv) as a second key; ``conv_group``'s may be a
-model of its time (``profile.GroupedConv``), its efficiency the row's work over that time.
+model of its time (``hardware.efficiency.GroupedConvModel``), its efficiency the row's work over that time.
 ``kernel_overhead`` is seconds per kernel by the same labels (``default`` for the others); a row runs
 its main op, its prologue, and its epilogue BN and activation unless folded or fused away.
 ``tiled_efficiency`` multiplies the efficiency of a row whose working set does not fit in SRAM, and
@@ -33,12 +33,12 @@ from math import log2
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from ..ir.graph import Layer, Op, Unit
-from ..hardware.profile import STRIDED
+from ..hardware.efficiency import STRIDED
 from .results import Bound
 from ..hardware.systolic import gemm_dims as products
 
 if TYPE_CHECKING:
-    from ..hardware.profile import HardwareProfile
+    from ..hardware.description import HardwareProfile
 
 Efficiency = Mapping[str, Any]  # label -> a fraction, or a table (of tables) of fractions
 
@@ -86,7 +86,7 @@ def table_value(table: Mapping[int, Any], x: int, m: int = 1) -> float:
 
 def entry_value(entry: Any, layer: Layer, batch: int) -> float:
     """An efficiency entry for a row: a number, a table read at the row's matrix dimensions, or a grouped
-    conv's model of its time (``profile.GroupedConv``) read at its groups and channels per group."""
+    conv's model of its time (``hardware.efficiency.GroupedConvModel``) read at its groups and channels per group."""
     if isinstance(entry, float):
         return entry
     m, n, k = gemm_dims(layer, batch)
@@ -97,7 +97,7 @@ def entry_value(entry: Any, layer: Layer, batch: int) -> float:
 
 def grouped_dims(layer: Layer, batch: int) -> tuple[int, int, int, int, int]:
     """A grouped conv row's (kernel area, groups, positions, channels read, channels written per group),
-    what ``profile.GroupedConv`` reads (from ``gemm_dims``: positions M, written N, K = read x area)."""
+    what ``hardware.efficiency.GroupedConvModel`` reads (from ``gemm_dims``: positions M, written N, K = read x area)."""
     m, n, k = gemm_dims(layer, batch)
     area = layer.kernel[0] * layer.kernel[1] if layer.kernel else 1
     return area, max(1, layer.macs * batch // (m * n * k)), m, max(1, k // area), n
@@ -176,13 +176,13 @@ def unit_efficiencies(p: HardwareProfile, layer: Layer, batch: int, tiles: int) 
     """(matrix, vector) efficiency of a row: ``efficiency`` (a matrix row's vector work at its kernels' kinds,
     ``matrix_row_vector_efficiency``) times ``row_block_share``, times ``tiled_efficiency`` for the unit
     that runs it when its working set does not fit (``tiles`` > 1)."""
-    m, v = row_efficiency(p.efficiency, layer, batch) if p.efficiency else (1.0, 1.0)
-    if p.row_block and layer.unit is Unit.MATRIX:
-        m *= row_block_share(p.row_block, layer, layer.op, batch)
-    if p.efficiency and layer.unit is Unit.MATRIX and layer.vector_kernels:
-        v = matrix_row_vector_efficiency(p.efficiency, layer, p.fold_batchnorm, p.fuse_activation)
-    if p.tiled_efficiency and tiles > 1:
-        f = tiled_factor(p.tiled_efficiency, layer, tiles)
+    m, v = row_efficiency(p.kernels.efficiency, layer, batch) if p.kernels.efficiency else (1.0, 1.0)
+    if p.kernels.row_block and layer.unit is Unit.MATRIX:
+        m *= row_block_share(p.kernels.row_block, layer, layer.op, batch)
+    if p.kernels.efficiency and layer.unit is Unit.MATRIX and layer.vector_kernels:
+        v = matrix_row_vector_efficiency(p.kernels.efficiency, layer, p.schedule.fold_batchnorm, p.schedule.fuse_activation)
+    if p.kernels.tiled_efficiency and tiles > 1:
+        f = tiled_factor(p.kernels.tiled_efficiency, layer, tiles)
         m, v = (m * f, v) if layer.unit is Unit.MATRIX else (m, v * f)
     return m, v
 
@@ -203,15 +203,15 @@ def row_overhead(overheads: Mapping[str, float], layer: Layer, fold_batchnorm: b
 def first_touch_time(p: HardwareProfile, layer: Layer, out_bytes: int, tiles: int) -> float:
     """``first_touch`` seconds per byte of each fresh output of a row that does not fit in SRAM (``tiles``
     > 1): its ``out_bytes`` once per kernel that allocates them (the main op's, an unfolded BN's)."""
-    if not p.first_touch or tiles <= 1:
+    if not p.kernels.first_touch or tiles <= 1:
         return 0.0
-    kernels = len(layer.kernels) + (0 if p.fold_batchnorm else len(layer.bn_kernels))
-    return p.first_touch * out_bytes * kernels
+    kernels = len(layer.kernels) + (0 if p.schedule.fold_batchnorm else len(layer.bn_kernels))
+    return p.kernels.first_touch * out_bytes * kernels
 
 
 def row_fixed_time(p: HardwareProfile, layer: Layer, out_bytes: int, tiles: int) -> float:
     """A row's ``t_overhead_s``: its kernels' overhead and its first touch."""
-    return (row_overhead(p.kernel_overhead, layer, p.fold_batchnorm, p.fuse_activation)
+    return (row_overhead(p.kernels.overhead, layer, p.schedule.fold_batchnorm, p.schedule.fuse_activation)
             + first_touch_time(p, layer, out_bytes, tiles))
 
 
@@ -220,13 +220,13 @@ def layer_times(profile: HardwareProfile, *, dram_bytes: int, transfers: int, ma
                 matrix_cycles: int | None = None) -> LayerTimes:
     """One row's time terms (``matrix_cycles``: the row's cycles on the profile's systolic array)."""
     p = profile
-    data = dram_bytes / p.dram_bandwidth + transfers * p.dram_latency
+    data = dram_bytes / p.memory.dram_bandwidth + transfers * p.memory.dram_latency
     if matrix_cycles is None:
-        matrix = 2 * macs / (p.matrix_flops * matrix_efficiency)
+        matrix = 2 * macs / (p.matrix.flops * matrix_efficiency)
     else:
-        matrix = matrix_cycles / (p.array_clock * matrix_efficiency)
-    vector = vector_ops / (p.vector_flops * vector_efficiency)
-    total = max(data, matrix + vector) if p.overlap else data + matrix + vector
+        matrix = matrix_cycles / (p.matrix.array.clock * matrix_efficiency)
+    vector = vector_ops / (p.vector.flops * vector_efficiency)
+    total = max(data, matrix + vector) if p.schedule.overlap else data + matrix + vector
     if overhead_s:
         total += overhead_s
     bound = Bound.DATA

@@ -23,7 +23,7 @@ from .liveness import live_peak, liveness_traffic
 from .paper import paper_accounting, paper_traffic
 
 if TYPE_CHECKING:
-    from ...hardware.profile import HardwareProfile
+    from ...hardware.description import HardwareProfile
 
 __all__ = ["MemoryPlan", "paper_accounting", "plan_memory", "tensor_bytes"]
 
@@ -47,7 +47,7 @@ def plan_memory(graph: Graph, profile: HardwareProfile, sizes: Sequence[int], we
     """Per-layer traffic. ``weight_bytes``: what each layer reads; ``stored_bytes``: the
     deployable model's weights (a module called twice is stored once)."""
     p = profile
-    sram = Capacity(p.sram_bytes)
+    sram = Capacity(p.memory.sram_bytes)
     try:
         return _plan(graph, p, sizes, weight_bytes, stored_bytes, sram)
     except DoesNotFitError as e:
@@ -58,26 +58,26 @@ def plan_memory(graph: Graph, profile: HardwareProfile, sizes: Sequence[int], we
 def _plan(graph: Graph, p: HardwareProfile, sizes: Sequence[int], weight_bytes: Sequence[int],
           stored_bytes: Sequence[int], sram: Capacity) -> MemoryPlan:
     """``plan_memory`` asking every question of the SRAM size through ``sram`` (and narrowing it)."""
-    if p.memory_policy == "paper":
+    if p.memory.policy == "paper":
         notes = ("memory_policy paper replays the seed paper's accounting, which streams weights: "
-                 "'weights: resident' is not applied",) if p.weights == "resident" else ()
+                 "'weights: resident' is not applied",) if p.memory.weights == "resident" else ()
         return MemoryPlan(tuple(paper_traffic(graph, sizes, weight_bytes, sram)), 0, notes, (sram.lo, sram.hi))
     notes = []
-    resident = p.weights == "resident"
+    resident = p.memory.weights == "resident"
     preload = 0
     if resident:
         total_w = sum(stored_bytes)
         peak_live = live_peak(graph, sizes)
         if not sram.fits(total_w + peak_live):
             notes.append(f"resident weights ({total_w} B) do not fit beside the peak of live activations "
-                         f"({peak_live} B) in {p.sram_bytes} B of SRAM: weights stream instead")
+                         f"({peak_live} B) in {p.memory.sram_bytes} B of SRAM: weights stream instead")
             resident = False
         else:
             preload = total_w
     streamed = [0] * len(weight_bytes) if resident else list(weight_bytes)
-    capacity = Capacity(p.sram_bytes - preload)
+    capacity = Capacity(p.memory.sram_bytes - preload)
     try:
-        traffic = liveness_traffic(graph, sizes, streamed, capacity, pinned=preload, sram_bytes=p.sram_bytes)
+        traffic = liveness_traffic(graph, sizes, streamed, capacity, pinned=preload, sram_bytes=p.memory.sram_bytes)
     finally:
         sram.narrow(*capacity.shifted(preload))
     if resident:
