@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from perfsim.frontends import zoo  # noqa: E402
 from perfsim.errors import InputError, UnsupportedOpError  # noqa: E402
 from perfsim.ir.graph import OpKind  # noqa: E402
-from perfsim.frontends.onnx_import import lower_onnx  # noqa: E402
+from perfsim.frontends.onnx import lower_onnx  # noqa: E402
 from perfsim.hardware.loader import load_profile  # noqa: E402
 
 
@@ -161,7 +161,7 @@ def test_exported_simulates_like_torch(exports, name, variant):
 def test_exported_lowers_without_torch(exports):
     """lower_onnx is torch-free: a fresh interpreter lowers the file and never imports torch."""
     e = exports("resnet18")
-    code = ("import sys\nfrom perfsim.frontends.onnx_import import lower_onnx\n"
+    code = ("import sys\nfrom perfsim.frontends.onnx import lower_onnx\n"
             f"g = lower_onnx({str(e.files['kept'])!r})\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\nprint(g.macs)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -321,7 +321,7 @@ def test_not_onnx_truncated_and_oversized_files(tmp_path, monkeypatch):
     assert "cut.onnx" in _one_line(e)
     with pytest.raises(InputError, match="not found"):
         lower_onnx(tmp_path / "absent.onnx")
-    monkeypatch.setattr("perfsim.frontends.onnx_import.MAX_FILE_BYTES", 100)  # the real limit, 2 GiB, is protobuf's
+    monkeypatch.setattr("perfsim.frontends.onnx.read.MAX_FILE_BYTES", 100)  # read.load_model's limit; really 2 GiB
     with pytest.raises(InputError, match="an ONNX model file is at most 2 GiB") as e:
         lower_onnx(tmp_path / "text.onnx")
     _one_line(e)

@@ -338,7 +338,7 @@ def test_models_lists_torchvision_and_timm_names(capsys):
 
 
 # --------------------------------------------------------------------------
-# ONNX (perfsim.frontends.onnx_import comes from another branch)
+# ONNX (perfsim.frontends.onnx)
 # --------------------------------------------------------------------------
 
 

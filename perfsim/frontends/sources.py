@@ -7,7 +7,7 @@ The MODEL argument names one of five kinds of source (docs/sources.md):
   left side ends in ``.py``, so a ``:`` in a folder name works);
 - ``torchvision:resnet50``, ``timm:efficientnet_b0``: a classification model of those
   libraries, built without pretrained weights;
-- ``model.onnx``: an ONNX file (``perfsim.frontends.onnx_import``).
+- ``model.onnx``: an ONNX file (``perfsim.frontends.onnx``).
 
 ``load_graph`` checks the options against the source and every size against its bound
 before anything is built, then takes the lowered graph from the cache or builds it. Torch,
@@ -277,7 +277,7 @@ def _call_user(fn: Callable[[], Any], label: str) -> Any:
 def _build(source: ModelSource, options: ModelOptions) -> Graph:
     with _user_code(str(source)):
         if source.kind is SourceKind.ONNX:
-            from .onnx_import import lower_onnx
+            from .onnx import lower_onnx
             return lower_onnx(source.path, options.input_shape, name=source.label)
         module, shape = _module_and_shape(source, options)
         return _lowering()(module, shape, name=source.label)
