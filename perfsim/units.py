@@ -122,3 +122,19 @@ def format_count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return f"{n:.0f}"
+
+
+def time_scale(max_s: float) -> tuple[float, str]:
+    """(factor, unit) that shows seconds up to ``max_s`` in s, ms, µs or ns (plot axes, tables)."""
+    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs"), (1e9, "ns")):
+        if max_s * scale >= 1:
+            return scale, unit
+    return 1e9, "ns"
+
+
+def bytes_scale(max_b: float) -> tuple[float, str]:
+    """(factor, unit) that shows bytes up to ``max_b`` in GiB, MiB, KiB or B."""
+    for scale, unit in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")):
+        if max_b * scale >= 1:
+            return scale, unit
+    return 1.0, "B"

@@ -428,7 +428,7 @@ def test_a_failing_run_leaves_an_existing_report_intact(capsys, tmp_path):
 
 
 def test_a_run_failing_while_writing_keeps_the_old_report(capsys, tmp_path, monkeypatch):
-    import perfsim.report.plots as report
+    import perfsim.report.plot_cache as report
     rc, _, err = cli_run(capsys, "run", "mobilenet", "--no-plots", "--out", "rep")
     assert rc == 0, err
     before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}

@@ -9,7 +9,7 @@ import pytest
 from graphs import Net
 from perfsim.errors import InputError
 from perfsim.hardware.loader import load_profile
-from perfsim.report.plots import REPORT_FILES, write_report
+from perfsim.report.run import REPORT_FILES, write_report
 from perfsim.report.folder import MANIFEST
 from perfsim.sim.simulator import simulate
 

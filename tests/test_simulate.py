@@ -192,7 +192,7 @@ def test_simulator_core_does_not_import_torch(skip_graph, tmp_path):
         "from perfsim.ir.graph import Graph\n"
         "from perfsim.hardware.loader import load_profile\n"
         "from perfsim.sim.simulator import simulate\n"
-        "from perfsim.report.plots import write_report\n"
+        "from perfsim.report.run import write_report\n"
         "import perfsim.sim.memory, perfsim.sim.results, perfsim.sim.tiling, perfsim.sim.timing\n"
         f"g = Graph.from_dict(json.load(open({str(path)!r})))\n"
         "r = simulate(g, load_profile('edge_1mb'))\n"
@@ -258,7 +258,8 @@ def test_summary_json_keys_in_order(skip_graph):
 
 def test_rows_are_typed_and_their_cells_plain(skip_graph):
     from perfsim.ir.graph import OpKind, Unit
-    from perfsim.sim.results import Bound, LayerResult, Plan
+    from perfsim.sim.records import Bound, Plan
+    from perfsim.sim.results import LayerResult
     r = simulate(skip_graph, profile())
     assert LayerResult._fields[: len(COLUMNS)] == COLUMNS
     stem, add = r.rows[0], r.rows[3]
@@ -272,7 +273,7 @@ def test_rows_are_typed_and_their_cells_plain(skip_graph):
 
 def test_memory_plan_gives_one_traffic_record_per_layer(skip_graph):
     from perfsim.sim.memory import plan_memory, tensor_bytes
-    from perfsim.sim.results import Plan, Traffic
+    from perfsim.sim.records import Plan, Traffic
     p = profile(sram_bytes=200)
     sizes = tensor_bytes(skip_graph, 1, p.formats.activation_bits)
     w = [layer.weight_bytes(p.formats.weight_bits, p.formats.bias_bits, p.schedule.fold_batchnorm) for layer in skip_graph.layers]
@@ -285,20 +286,35 @@ def test_memory_plan_gives_one_traffic_record_per_layer(skip_graph):
 
 
 def test_timing_is_a_pure_function_of_bytes_ops_and_profile():
-    from perfsim.sim.results import Bound
-    from perfsim.sim.timing import layer_times
-    p = profile(dram_latency="10ns")
-    t = layer_times(p, dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4)
+    import numpy as np
+
+    from perfsim.sim.records import Bound
+    from perfsim.sim.simulator import BOUNDS
+    from perfsim.sim.timing import Rates, RowWork, layer_times
+    r = Rates.of(profile(dram_latency="10ns"))
+
+    def work(dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4, matrix_efficiency=1.0, overhead_s=0.0):
+        return RowWork(dram_bytes=dram_bytes, transfers=transfers, macs=macs, matrix_work=2 * macs,
+                       vector_ops=vector_ops, matrix_efficiency=matrix_efficiency, vector_efficiency=1.0,
+                       overhead_s=overhead_s, sram_access_bytes=0)
+    t = layer_times(work(), r)
     assert t.data_s == pytest.approx(10_000 / 1e9 + 2 * 10e-9)
     assert t.matrix_s == pytest.approx(2e6 / 1e12) and t.vector_s == pytest.approx(1e4 / 1e10)
-    assert t.total_s == t.data_s + t.matrix_s + t.vector_s and t.bound is Bound.DATA
-    assert layer_times(p, dram_bytes=0, transfers=0, macs=10**6, vector_ops=0).bound is Bound.MATRIX
-    assert layer_times(p, dram_bytes=0, transfers=0, macs=0, vector_ops=0).bound is Bound.DATA  # ties: data first
+    assert t.total_s == t.data_s + t.matrix_s + t.vector_s and BOUNDS[t.bound] is Bound.DATA
+    assert BOUNDS[layer_times(work(dram_bytes=0, transfers=0, vector_ops=0), r).bound] is Bound.MATRIX
+    assert BOUNDS[layer_times(work(0, 0, 0, 0), r).bound] is Bound.DATA  # ties: data first
     # the hook for SPEC's reserved `efficiency`: a fraction of peak slows only the unit running the row's op
-    half = layer_times(p, dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4, matrix_efficiency=0.5)
+    half = layer_times(work(matrix_efficiency=0.5), r)
     assert half.matrix_s == 2 * t.matrix_s and half.vector_s == t.vector_s
-    slow = layer_times(p, dram_bytes=10_000, transfers=2, macs=10**6, vector_ops=10**4, overhead_s=1e-5)
-    assert slow.total_s == t.total_s + 1e-5 and slow[:3] == t[:3] and slow.bound is t.bound
+    slow = layer_times(work(overhead_s=1e-5), r)
+    assert slow.total_s == t.total_s + 1e-5 and slow[:3] == t[:3] and slow.bound == t.bound
+    # the same rule over arrays (a sweep's points): each element is the scalar's, bit for bit
+    points = r._replace(dram_bandwidth=np.array([1e9, 2e9, 1e6]), overlap=np.array([False, True, True]))
+    many = layer_times(work(), points)
+    for i in range(3):
+        one = layer_times(work(), r._replace(dram_bandwidth=float(points.dram_bandwidth[i]),
+                                              overlap=bool(points.overlap[i])))
+        assert [float(np.asarray(x)[i]) if np.ndim(x) else x for x in many] == list(one)
 
 
 def test_fold_and_fuse_switches_change_vector_time_and_weight_bytes():

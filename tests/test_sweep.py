@@ -6,7 +6,9 @@ import pytest
 
 from cli_checks import assert_input_error, cli_run
 from perfsim.hardware.loader import load_profile
-from perfsim.explore.sweep import TOTAL_COLUMNS, knee, parse_vary
+from perfsim.explore.vary import parse_vary
+from perfsim.report.sweep import knee
+from perfsim.sim.batch import TOTAL_COLUMNS
 
 BASE = load_profile("edge_1mb")
 

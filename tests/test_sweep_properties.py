@@ -1,9 +1,12 @@
-"""The vectorised sweep gives exactly ``simulate``'s totals at every point (perfsim.explore.sweep).
+"""The vectorised sweep gives exactly ``simulate``'s totals at every point (perfsim.sim.batch).
 
 Random profiles and random varied fields, on the hand-built graphs of tests/graphs.py (a dense
 block that spills and tiles in small SRAM, a residual net, random DAGs) and the zoo's mobilenet:
-every total of every point equals a loop of ``simulate`` over the same profiles, bit for bit, and a
-point that does not fit is ``fits`` false exactly where ``simulate`` raises DoesNotFitError.
+every total of every point (every number of summary.json: times, bounds, traffic, utilisation,
+cycles, energy) equals a loop of ``simulate`` over the same profiles, bit for bit, and a point that
+does not fit is ``fits`` false exactly where ``simulate`` raises DoesNotFitError. Bases include
+calibrated profiles (efficiency tables, a grouped-conv model, overheads) and systolic arrays with
+energy prices; the sweep has no fallback to ``simulate``: this test is what holds the two together.
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from graphs import dag_net, dag_plans, dense_block, skip_net, wide
 from perfsim.errors import DoesNotFitError
 from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
-from perfsim.explore.sweep import TOTAL_COLUMNS, Axis, evaluate, grid_index, sweep_frame
+from perfsim.explore.sweep import sweep_frame
+from perfsim.explore.vary import grid_index
+from perfsim.sim.batch import TOTAL_COLUMNS, Axis, evaluate_points
 
 FIELD_VALUES = {
     "sram_bytes": st.integers(64, 64 * 1024),
@@ -33,18 +38,36 @@ FIELD_VALUES = {
     "fuse_activation": st.booleans(),
     "weights": st.sampled_from(["stream", "resident"]),
     "memory_policy": st.sampled_from(["liveness", "paper"]),
+    "energy_per_mac": st.sampled_from([0.0, 2.3e-13, 1e-12]),
+    "energy_per_sram_byte": st.sampled_from([0.0, 1.25e-11]),
+    "energy_per_dram_byte": st.floats(0.0, 2e-10),
+}
+# a systolic base's array: varied only on such a base (a lone array field elsewhere is refused)
+ARRAY_VALUES = {
+    "array_rows": st.integers(1, 128),
+    "array_cols": st.integers(1, 128),
+    "array_clock": st.floats(1e8, 2e9),
+    "dataflow": st.sampled_from(["os", "ws", "is"]),
 }
 
 
 @st.composite
 def grids(draw):
-    fields = draw(st.lists(st.sampled_from(sorted(FIELD_VALUES)), min_size=1, max_size=3, unique=True))
+    systolic = draw(st.booleans())
+    choices = {**FIELD_VALUES, **(ARRAY_VALUES if systolic else {})}
+    fields = draw(st.lists(st.sampled_from(sorted(choices)), min_size=1, max_size=3, unique=True))
+    if "matrix_flops" in fields and len(fields) > 1 and set(fields) & set(ARRAY_VALUES):
+        fields.remove("matrix_flops")  # a peak replaces the array: the two are refused together
     axes = []
     for f in fields:
-        values = draw(st.lists(FIELD_VALUES[f], min_size=1, max_size=4, unique=True))
+        values = draw(st.lists(choices[f], min_size=1, max_size=4, unique=True))
         axes.append(Axis(field=f, values=tuple(values)))
-    base = {f: draw(v) for f, v in FIELD_VALUES.items() if draw(st.booleans())}
+    # (a matrix_flops in a systolic base would replace its array)
+    base = {f: draw(v) for f, v in FIELD_VALUES.items() if (f != "matrix_flops" or not systolic) and draw(st.booleans())}
     base.update({f: draw(v) for f, v in CALIBRATED.items() if draw(st.booleans())})
+    if systolic:
+        base.update({f: draw(v) for f, v in ARRAY_VALUES.items()})
+        return load_profile("systolic_32x32", **base), axes
     return load_profile("edge_1mb", **base), axes
 
 
@@ -80,7 +103,7 @@ def expected(graph, base, axes, batch):
 
 
 def check(graph, base, axes, batch=1):
-    got = evaluate(graph, base, axes, grid_index(axes), batch=batch)
+    got = evaluate_points(graph, base, axes, grid_index(axes), batch=batch)
     for i, want in enumerate(expected(graph, base, axes, batch)):
         assert bool(got["fits"][i]) == (want is not None), (i, axes)
         if want is None:
@@ -112,7 +135,7 @@ def test_sweep_equals_simulate_on_random_dags(plan, grid):
 def test_the_dense_block_spills_and_tiles_in_the_swept_range():
     """The property above covers the hard cases: spills, tiles and points that do not fit."""
     axes = [Axis("sram_bytes", tuple(range(256, 32 * 1024, 512)))]
-    got = evaluate(GRAPHS["dense"], load_profile("edge_1mb"), axes, grid_index(axes))
+    got = evaluate_points(GRAPHS["dense"], load_profile("edge_1mb"), axes, grid_index(axes))
     fits = got["fits"]
     assert np.any(~fits) and np.any(fits)
     assert any(s > 0 for s in got["spill_bytes"][fits]) and any(t > 0 for t in got["tiled_layers"][fits])
@@ -165,14 +188,11 @@ def test_frame_has_a_row_per_point_with_the_varied_fields(mobilenet):
     assert len(f) == 4 and list(f.sram_bytes) == [65536, 65536, 2**20, 2**20]
 
 
-def test_a_calibrated_base_is_vectorised_not_a_loop(monkeypatch):
-    import perfsim.explore.sweep as sweep
+def test_a_calibrated_base_is_the_same_rule():
     base = load_profile("edge_1mb", efficiency={"conv": 0.5, "conv_pw": {4: 0.2, 64: 0.9}},
                         kernel_overhead={"default": "3us", "conv": "20us"}, tiled_efficiency={"conv": 0.5})
     axes = [Axis("sram_bytes", (256, 1024, 4096, 65536)), Axis("dram_bandwidth", (1e8, 1e9))]
-    monkeypatch.setattr(sweep, "_simulate_points", lambda *a, **k: pytest.fail("fell back to simulate"))
-    got = evaluate(GRAPHS["dense"], base, axes, grid_index(axes))
-    monkeypatch.undo()
+    got = evaluate_points(GRAPHS["dense"], base, axes, grid_index(axes))
     want = expected(GRAPHS["dense"], base, axes, 1)
     for i, w in enumerate(want):
         if w is not None:

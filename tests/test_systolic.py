@@ -10,7 +10,8 @@ from perfsim.errors import InputError
 from perfsim.ir.graph import Unit
 from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
-from perfsim.hardware.systolic import Gemm, array_cycles, gemm_dims, operand_elements, spatial
+from perfsim.hardware.systolic import array_cycles, operand_elements, spatial
+from perfsim.ir.gemm import Gemm, gemm_dims
 
 ARRAY = dict(array_rows=32, array_cols=32, array_clock="1GHz", dataflow="ws")
 

@@ -18,7 +18,8 @@ from invariants import check_sweep, compulsory, prof
 from perfsim.errors import DoesNotFitError
 from perfsim.ir.graph import Unit
 from perfsim.sim.simulator import simulate
-from perfsim.hardware.systolic import Gemm, array_cycles
+from perfsim.hardware.systolic import array_cycles
+from perfsim.ir.gemm import Gemm
 
 EXAMPLES = int(os.environ.get("PERFSIM_PROPERTY_EXAMPLES", "60"))
 dataflows = st.sampled_from(["os", "ws", "is"])

@@ -46,8 +46,9 @@ def compare(models, zoo, profile_name, overrides, batch, out, html, no_plots, as
 
     Writes compare.csv, compare.json and the plots under reports/compare/... (or --out).
     """
-    from ..explore.compare import compare_frame, format_compare, simulate_models, zoo_models
-    from ..report.explore import write_compare
+    from ..explore.compare import compare_frame, simulate_models, zoo_models
+    from ..report.compare import write_compare
+    from ..report.text import format_compare
     names = list(dict.fromkeys(list(models) + (zoo_models() if zoo else [])))
     results = simulate_models(names, profile=profile_name, overrides=overrides, batch=batch,
                               use_cache=not no_cache)
@@ -123,11 +124,14 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     latency against the first varied field with each model's knee marked (the least value from
     which on nothing spills) and, for two or more fields, a latency heatmap of the first two.
     """
-    from ..report.explore import format_sweep, knees, write_sweep
+    from ..report.sweep import knees, write_sweep
+    from ..report.text import format_sweep
     from ..hardware.loader import load_profile, parse_override
     from ..report.run import simulator  # noqa: F401  (the simulator's import errors surface here, not in a worker)
     from ..frontends.sources import ModelSource, load_graph
-    from ..explore.sweep import check_grid, connect, meanwhile, parse_vary, sweep_frame
+    from ..explore.sweep import connect, sweep_frame
+    from ..explore.vary import check_grid, parse_vary
+    from ..sim.batch import meanwhile
     if batch < 1:
         raise InputError(f"--batch must be a positive integer, got {batch}")
     from ..report import painter as painting

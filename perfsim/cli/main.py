@@ -79,7 +79,8 @@ def run(model, topology, profile_name, overrides, out, batch, width, resolution,
     done = run_model(model, profile=profile_name, overrides=overrides, out=out, batch=batch, options=options,
                      plots=not no_plots, use_cache=not no_cache, html=html, topology=topology)
 
-    from ..report.plots import format_table, format_totals, summary_json
+    from ..report.run import summary_json
+    from ..report.text import format_table, format_totals
     if as_json:
         click.echo(summary_json(done.result), nl=False)
         return

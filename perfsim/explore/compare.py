@@ -59,18 +59,3 @@ def compare_frame(results: Sequence[SimResult]) -> pd.DataFrame:
     """One row per model: ``COMPARE_COLUMNS``."""
     import pandas as pd
     return pd.DataFrame([totals_row(r) for r in results], columns=list(COMPARE_COLUMNS))
-
-
-def format_compare(frame: pd.DataFrame, profile_name: str) -> str:
-    """The terminal table."""
-    from ..units import format_bytes, format_count, format_seconds
-    head = (f"{'model':14} {'latency':>11} {'data':>11} {'matrix':>11} {'vector':>11} {'DRAM read':>11} "
-            f"{'DRAM write':>11} {'spills':>11} {'peak SRAM':>11} {'MACs':>9} {'params':>8} {'size':>11}")
-    lines = [f"profile {profile_name}", head]
-    for r in frame.itertuples(index=False):
-        lines.append(f"{r.model:14} {format_seconds(r.latency_s):>11} {format_seconds(r.t_data_s):>11} "
-                     f"{format_seconds(r.t_matrix_s):>11} {format_seconds(r.t_vector_s):>11} "
-                     f"{format_bytes(r.dram_read_bytes):>11} {format_bytes(r.dram_write_bytes):>11} "
-                     f"{format_bytes(r.spill_bytes):>11} {format_bytes(r.peak_sram_bytes):>11} "
-                     f"{format_count(r.macs):>9} {format_count(r.params):>8} {format_bytes(r.model_size_bytes):>11}")
-    return "\n".join(lines)

@@ -34,7 +34,7 @@ from ..errors import InputError
 from ..files import TooLarge, read_bounded
 from ..ir.fuse import fuse
 from ..ir.graph import Graph, Layer, Op, OpKind, Unit
-from ..hardware.systolic import gemm_dims
+from ..ir.gemm import gemm_dims
 from ..units import shown
 
 HEADER = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",

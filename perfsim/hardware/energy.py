@@ -17,21 +17,14 @@ modelled. A profile without energy fields gives zeros.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ..ir.graph import Layer, OpKind
-from .systolic import gemm_dims, operand_elements
+from ..ir.gemm import gemm_dims
+from .systolic import operand_elements
 
 if TYPE_CHECKING:
-    from .profile import HardwareProfile
-
-
-class RowEnergy(NamedTuple):
-    sram_access_bytes: int
-    mac_j: float
-    sram_j: float
-    dram_j: float
-    total_j: float
+    from .description import HardwareProfile
 
 
 def _bytes(elements: int, bits: int) -> int:
@@ -40,22 +33,27 @@ def _bytes(elements: int, bits: int) -> int:
 
 def array_sram_bytes(layer: Layer, batch: int, p: HardwareProfile, weight_bytes: int) -> int:
     """Bytes a systolic array reads from and writes to SRAM for one matrix row."""
-    ins, ws, outs = operand_elements(gemm_dims(layer, batch), p.matrix.array.rows, p.matrix.array.cols, p.matrix.array.dataflow)
-    weight_bits = p.formats.weight_bits if layer.kind in (OpKind.CONV, OpKind.LINEAR) else p.formats.activation_bits
-    extra = max(0, weight_bytes - _bytes(layer.weight_elems, p.formats.weight_bits))  # biases, BN values: once
-    return _bytes(ins, p.formats.activation_bits) + _bytes(ws, weight_bits) + _bytes(outs, p.formats.activation_bits) + extra
+    a, f = p.matrix.array, p.formats
+    ins, ws, outs = operand_elements(gemm_dims(layer, batch), a.rows, a.cols, a.dataflow)
+    weight_bits = f.weight_bits if layer.kind in (OpKind.CONV, OpKind.LINEAR) else f.activation_bits
+    extra = max(0, weight_bytes - _bytes(layer.weight_elems, f.weight_bits))  # biases, BN values: once
+    return _bytes(ins, f.activation_bits) + _bytes(ws, weight_bits) + _bytes(outs, f.activation_bits) + extra
 
 
-def row_energy(p: HardwareProfile, layer: Layer, batch: int, *, macs: int, dram_bytes: int, in_bytes: int,
-               weight_bytes: int, out_bytes: int) -> RowEnergy:
-    """The row's SRAM bytes and its energy terms (module docstring)."""
+def sram_access_bytes(p: HardwareProfile, layer: Layer, batch: int, *, macs: int, dram_bytes: int, in_bytes: int,
+                      weight_bytes: int, out_bytes: int) -> int:
+    """Every byte the row moves through SRAM (module docstring)."""
     if p.systolic and macs:
         unit_bytes = array_sram_bytes(layer, batch, p, weight_bytes)
     else:
         unit_bytes = in_bytes + weight_bytes + out_bytes
-    sram = unit_bytes + dram_bytes
-    mac_j = macs * p.energy.per_mac
-    sram_j = sram * p.energy.per_sram_byte
-    dram_j = dram_bytes * p.energy.per_dram_byte
-    return RowEnergy(sram_access_bytes=sram, mac_j=mac_j, sram_j=sram_j, dram_j=dram_j,
-                     total_j=mac_j + sram_j + dram_j)
+    return unit_bytes + dram_bytes
+
+
+def energy_terms(macs: Any, sram_bytes: Any, dram_bytes: Any, per_mac: Any, per_sram_byte: Any,
+                 per_dram_byte: Any) -> tuple[Any, Any, Any, Any]:
+    """(MAC, SRAM, DRAM, total) joules of a row: numbers, or arrays over a sweep's points."""
+    mac_j = macs * per_mac
+    sram_j = sram_bytes * per_sram_byte
+    dram_j = dram_bytes * per_dram_byte
+    return mac_j, sram_j, dram_j, mac_j + sram_j + dram_j

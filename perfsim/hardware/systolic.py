@@ -1,7 +1,7 @@
 """A systolic matrix unit: cycles and utilisation of one matrix row (docs/systolic.md). Pure, torch-free.
 
 A row's matrix work is ``groups`` independent products of an (M x K) by a (K x N) matrix
-(``gemm_dims``). The dataflow decides which two of M, N, K lie across the array's rows and
+(``perfsim.ir.gemm``). The dataflow decides which two of M, N, K lie across the array's rows and
 columns (the spatial dims Sr, Sc) and which one streams through it in time (T), as in
 SCALE-Sim (Samajdar et al., ISPASS 2020):
 
@@ -23,49 +23,20 @@ exactly SCALE-Sim's split of a depthwise layer into per-channel layers.
 """
 from __future__ import annotations
 
-from math import ceil, prod
+from math import ceil
 from typing import Literal, NamedTuple
 
-from ..ir.graph import Layer, OpKind
+from ..ir.gemm import Gemm, gemm_dims
+from ..ir.graph import Layer
 
 Dataflow = Literal["os", "ws", "is"]
 DATAFLOWS: tuple[str, ...] = ("os", "ws", "is")
-
-
-class Gemm(NamedTuple):
-    """``groups`` independent products (M x K) @ (K x N)."""
-
-    groups: int
-    m: int
-    n: int
-    k: int
 
 
 class ArrayRun(NamedTuple):
     cycles: int
     folds: int
     utilization: float  # MACs / (cycles * rows * cols)
-
-
-def gemm_dims(layer: Layer, batch: int) -> Gemm:
-    """The row's matrix work as products (the same dimensions as ``timing.gemm_min_dim``).
-
-    conv: per group, M = output positions x batch, N = output channels of a group, K = inputs of
-    one output (Cin/groups x kh x kw); linear: M = rows x batch, N = out features, K = in features;
-    matmul: one product per leading index (heads, windows) x batch, M x N its output's last two dims.
-    """
-    out = layer.out_shape
-    elems = prod(out[1:]) if len(out) > 1 else 1
-    if not layer.macs or not elems:
-        return Gemm(1, 0, 0, 0)
-    k = max(1, layer.macs // elems)
-    if layer.kind is OpKind.CONV and len(out) >= 3:
-        g = max(1, layer.groups)
-        return Gemm(g, prod(out[2:]) * batch, max(1, out[1] // g), k)
-    if layer.kind is OpKind.MATMUL and len(out) >= 3:
-        return Gemm(prod(out[1:-2]) * batch, out[-2], out[-1], k)
-    n = out[-1]
-    return Gemm(1, max(1, elems // n) * batch, n, k)
 
 
 def spatial(gemm: Gemm, dataflow: str) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ from typing import Sequence
 from .graph import (ACTIVATION_KINDS, ALIAS_KINDS, MATRIX_KINDS, UNARY_ACTIVATION_KINDS, Graph, Layer, Op,
                     OpKind, Tensor, unit_of)
 
+
 _BN = frozenset({OpKind.BATCHNORM})
 
 

@@ -74,7 +74,7 @@ def markdown(d: dict[str, Any]) -> str:
 
 def plot(d: dict[str, Any], path: Path) -> None:
     """Per row: time (paper, replay, liveness) and memory (Table 3's total, the replay's, the limit)."""
-    from ..report.explore import new_figure
+    from ..report.style import new_figure
     rows = d["rows"]
     x = [row["row"] for row in rows]
     fig, (ax1, ax2) = new_figure(13.0, 5.0, ncols=2)

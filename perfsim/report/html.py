@@ -1,5 +1,7 @@
 """One self-contained HTML file per report (``--html``): tables, plots embedded as data URIs, and an
-inline SVG chart whose bars show their table row on hover. No external resource of any kind, so the
+inline SVG chart whose bars show their table row on hover. A leaf of the report folder: each page takes
+what it shows as arguments (the writers in ``run``, ``compare`` and ``sweep`` pass their totals text and
+plot names). No external resource of any kind, so the
 file can be mailed or opened offline; its script only reads the page.
 
 Test hook: opened with ``#selftest`` the page hovers its first bar itself and records the tooltip's
@@ -13,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..units import format_bytes, format_count, format_seconds
+from .style import TERMS
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..sim.batch import Axis
     from ..sim.results import SimResult
-    from ..explore.sweep import Axis
+
 
 MAX_TABLE_ROWS = 1000  # a sweep's table in the page; the CSV holds them all
 
@@ -63,8 +67,6 @@ _JS = """
 })();
 """
 
-_TERM_COLORS = (("t_data_s", "data movement", "#4C72B0"), ("t_matrix_s", "matrix unit", "#DD8452"),
-                ("t_vector_s", "vector unit", "#55A868"))
 
 
 def _e(x: Any) -> str:
@@ -116,7 +118,7 @@ def _bars(labels: Sequence[str], terms: Sequence[Sequence[float]], unit_label: s
         x = left + i * step
         y = height - bottom
         rects = []
-        for v, (_, _, color) in zip(t, _TERM_COLORS):
+        for v, (_, _, color) in zip(t, TERMS):
             h = v * scale
             y -= h
             rects.append(f"<rect x=\"{x + 0.5:.1f}\" y=\"{y:.2f}\" width=\"{max(1.0, step - 1.5):.1f}\" "
@@ -125,7 +127,7 @@ def _bars(labels: Sequence[str], terms: Sequence[Sequence[float]], unit_label: s
                "fill=\"transparent\"/>")
         parts.append(f"<g class=\"bar\" data-row=\"{i}\"><title>{_e(label)}</title>{hit}{''.join(rects)}</g>")
     parts.append("</svg>")
-    legend = "".join(f"<span><i style=\"background:{c}\"></i>{_e(name)}</span>" for _, name, c in _TERM_COLORS)
+    legend = "".join(f"<span><i style=\"background:{c}\"></i>{_e(name)}</span>" for _, name, c in TERMS)
     return (f"<div class=\"legend\">{legend} (hover a bar to see its row; click to scroll to it)</div>"
             f"<div class=\"chart\">{''.join(parts)}</div>\n")
 
@@ -139,26 +141,28 @@ def _profile_list(resolved: dict[str, Any]) -> str:
 # run
 # --------------------------------------------------------------------------
 
-_RUN_COLUMNS = ("#", "layer", "op", "out_shape", "macs", "weight_bytes", "sram_used_bytes", "dram_read_bytes",
-                "dram_write_bytes", "spill_bytes", "tiles", "t_data_s", "t_matrix_s", "t_vector_s", "t_total_s",
-                "bound")
+_RUN_COLUMNS = ("#", "layer", "op", "out_shape", "MACs", "weights", "SRAM used", "DRAM read", "DRAM write",
+                "spills", "tiles", "data", "matrix", "vector", "time", "bound")
 
 
-def run_html(result: SimResult, folder: Path | None = None) -> str:
-    """The page of one run: totals, the per-layer chart (hover = row), the layer table, the plots."""
-    from .plots import PLOTS, format_totals
+def run_html(result: SimResult, totals_text: str, folder: Path | None = None, plot_names: Sequence[str] = ()) -> str:
+    """The page of one run: ``totals_text`` (the terminal's totals), the per-layer chart (hover = row), the layer
+    table in the units a person reads (layers.csv keeps bytes and seconds), the plots ``plot_names`` in
+    ``folder``, and the profile."""
     s, p = result.totals, result.profile
-    rows = [(i, r.layer, r.op, r.out_shape, r.macs, r.weight_bytes, r.sram_used_bytes, r.dram_read_bytes,
-             r.dram_write_bytes, r.spill_bytes, r.tiles, f"{r.t_data_s:.4g}", f"{r.t_matrix_s:.4g}",
-             f"{r.t_vector_s:.4g}", f"{r.t_total_s:.4g}", r.bound.value) for i, r in enumerate(result.rows)]
-    body = [f"<h2>Totals</h2><pre>{_e(format_totals(result))}</pre>",
+    rows = [(i, r.layer, r.op, r.out_shape, format_count(r.macs), format_bytes(r.weight_bytes),
+             format_bytes(r.sram_used_bytes), format_bytes(r.dram_read_bytes), format_bytes(r.dram_write_bytes),
+             format_bytes(r.spill_bytes) if r.spill_bytes else "-", r.tiles, format_seconds(r.t_data_s),
+             format_seconds(r.t_matrix_s), format_seconds(r.t_vector_s), format_seconds(r.t_total_s), r.bound.value)
+            for i, r in enumerate(result.rows)]
+    body = [f"<h2>Totals</h2><pre>{_e(totals_text)}</pre>",
             "<h2>Time per layer</h2>",
             _bars([r.layer for r in result.rows], [(r.t_data_s, r.t_matrix_s, r.t_vector_s) for r in result.rows],
                   "time per layer"),
             f"<h2>Layers ({len(rows)})</h2>", _table(_RUN_COLUMNS, rows, text_cols=4)]
     if folder is not None:
         body.append("<h2>Plots</h2>")
-        body += [_image(folder, name, name) for name in PLOTS]
+        body += [_image(folder, name, name) for name in plot_names]
     body += ["<h2>Profile</h2>", _profile_list(p.resolved())]
     return _page(f"perfsim: {s.model} on {p.name}",
                  f"latency {format_seconds(s.latency_s)}, {format_count(s.macs)} MACs, "
@@ -171,8 +175,8 @@ def run_html(result: SimResult, folder: Path | None = None) -> str:
 # --------------------------------------------------------------------------
 
 
-def compare_html(results: Sequence[SimResult], frame: pd.DataFrame, folder: Path) -> str:
-    from .explore import COMPARE_PLOTS
+def compare_html(results: Sequence[SimResult], frame: pd.DataFrame, folder: Path, plot_names: Sequence[str]) -> str:
+    """The page of a comparison: the totals table, latency by term (hover = row), the plots, the profile."""
     p = results[0].profile
     headers = ("model", "latency", "data", "matrix", "vector", "DRAM read", "DRAM write", "spills", "peak SRAM",
                "MACs", "params", "model size")
@@ -183,7 +187,7 @@ def compare_html(results: Sequence[SimResult], frame: pd.DataFrame, folder: Path
     body = ["<h2>Totals</h2>", _table(headers, rows),
             "<h2>Latency by term</h2>",
             _bars(list(frame.model), list(zip(frame.t_data_s, frame.t_matrix_s, frame.t_vector_s)), "latency"),
-            "<h2>Plots</h2>"] + [_image(folder, name, name) for name in COMPARE_PLOTS]
+            "<h2>Plots</h2>"] + [_image(folder, name, name) for name in plot_names]
     body += ["<h2>Profile</h2>", _profile_list(p.resolved())]
     return _page(f"perfsim compare on {p.name}", f"{len(results)} models, batch {results[0].batch}",
                  "\n".join(body))
@@ -194,12 +198,12 @@ def compare_html(results: Sequence[SimResult], frame: pd.DataFrame, folder: Path
 # --------------------------------------------------------------------------
 
 
-def sweep_html(frame: pd.DataFrame, axes: Sequence[Axis], meta: dict[str, Any], knee_at: dict[str, Any],
+def sweep_html(frame: pd.DataFrame, axes: Sequence[Axis], meta: dict[str, Any], knee_text: dict[str, str],
                folder: Path, plot_names: Sequence[str]) -> str:
-    from .explore import _fmt
+    """The page of a sweep: each model's knee (``knee_text``: model -> the knee as a person reads it), the
+    plots, the points (the first ``MAX_TABLE_ROWS``) and the base profile."""
     fields = [a.field for a in axes]
-    knee_rows = "".join(f"<tr><td class=\"t\">{_e(m)}</td><td>{_e(_fmt(fields[0], v))}</td></tr>"
-                        for m, v in knee_at.items())
+    knee_rows = "".join(f"<tr><td class=\"t\">{_e(m)}</td><td>{_e(v)}</td></tr>" for m, v in knee_text.items())
     shown_rows = frame.head(MAX_TABLE_ROWS)
     columns = ["model", "point"] + fields + ["fits", "latency_s", "t_data_s", "t_matrix_s", "t_vector_s",
                                              "dram_read_bytes", "dram_write_bytes", "spill_bytes", "peak_sram_bytes",

@@ -1,75 +1,23 @@
-"""Reports: layers.csv, summary.json and plots, written atomically.
-
-Everything is written into a temporary sibling folder first and moved into
-place only when complete, so a failed run never leaves a half-written report;
-a folder is replaced only when its manifest proves perfsim wrote it
-(``perfsim.report.folder``).
-"""
+"""The run report's plots: time per layer stacked by term, SRAM occupancy against capacity, DRAM traffic,
+the roofline, and (with a systolic array, or energy prices) utilisation and energy per layer. Drawn on
+matplotlib's Agg canvas without pyplot; on a multi-core Linux machine in two forked workers."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 from pathlib import Path
 
 from ..children import as_child
 from ..ir.graph import Unit
-from .folder import MANIFEST, write_folder
-from ..sim.results import COLUMNS, Bound, SimResult
-from ..units import format_bytes, format_count, format_seconds
+from ..sim.records import Bound
+from ..sim.results import SimResult
+from ..units import bytes_scale, format_bytes, format_seconds, time_scale
+from .style import COLORS, TERMS
 
 PLOTS = ("time_per_layer.png", "sram_occupancy.png", "dram_traffic.png", "roofline.png")
+
 # written when the profile has a systolic array / energy figures (docs/systolic.md)
 OPTIONAL_PLOTS = {"utilization": "utilization.png", "energy": "energy.png"}
-
-_COLORS = {Bound.DATA: "#4C72B0", Bound.MATRIX: "#DD8452", Bound.VECTOR: "#55A868",
-           "read": "#4C72B0", "write": "#C44E52", "spill": "#8172B3"}
-_TERMS = (("t_data_s", "data movement", Bound.DATA), ("t_matrix_s", "matrix unit", Bound.MATRIX),
-          ("t_vector_s", "vector unit", Bound.VECTOR))  # a row's time terms: column, legend, colour
-
-
-def layers_csv(result: SimResult) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in result.rows:
-        w.writerow([repr(v) if isinstance(v, float) else v for v in r.as_tuple()])
-    return buf.getvalue()
-
-
-def summary_json(result: SimResult) -> str:
-    return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
-
-
-REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
-
-
-def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False,
-                 plot_cache: bool = True) -> Path:
-    """Write the report folder atomically, with its manifest; returns its path. ``html``: also
-    report.html, one self-contained page (perfsim.report.html).
-
-    Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced. ``plot_cache``: reuse
-    the PNGs of an identical result (``cached_plots``).
-    """
-    def fill(folder: Path) -> None:
-        csv, summary = layers_csv(result), summary_json(result)
-        (folder / "layers.csv").write_text(csv, encoding="utf-8")
-        (folder / "summary.json").write_text(summary, encoding="utf-8")
-        if plots:
-            cached_plots(result, folder, csv + summary, enabled=plot_cache)
-        if html:
-            from .html import run_html
-            (folder / "report.html").write_text(run_html(result, folder), encoding="utf-8")
-
-    return write_folder(Path(out_dir), fill)
-
-
-# --------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------
 
 
 def _figure(result: SimResult, axes_height: float = 3.6):
@@ -135,11 +83,11 @@ def plot_time(result: SimResult, path: Path) -> None:
     rows = result.rows
     plt, fig, ax = _figure(result)
     x = range(len(rows))
-    scale, unit = _time_scale(max((r.t_data_s + r.t_matrix_s + r.t_vector_s) for r in rows))
+    scale, unit = time_scale(max((r.t_data_s + r.t_matrix_s + r.t_vector_s) for r in rows))
     bottom = [0.0] * len(rows)
-    for term, label, bound in _TERMS:
+    for term, label, color in TERMS:
         vals = [getattr(r, term) * scale for r in rows]
-        ax.bar(x, vals, bottom=bottom, width=0.8, label=label, color=_COLORS[bound], linewidth=0)
+        ax.bar(x, vals, bottom=bottom, width=0.8, label=label, color=color, linewidth=0)
         bottom = [b + v for b, v in zip(bottom, vals)]
     if result.profile.schedule.overlap:
         ax.plot(list(x), [r.t_total_s * scale for r in rows], "k_", markersize=8,
@@ -153,7 +101,7 @@ def plot_sram(result: SimResult, path: Path) -> None:
     rows = result.rows
     plt, fig, ax = _figure(result)
     cap = result.profile.memory.sram_bytes
-    scale, unit = _bytes_scale(max(cap, max(r.sram_used_bytes for r in rows)))
+    scale, unit = bytes_scale(max(cap, max(r.sram_used_bytes for r in rows)))
     x = list(range(len(rows)))
     ax.bar(x, [r.sram_used_bytes * scale for r in rows], width=0.8, color="#4C72B0", label="peak SRAM in use")
     ax.axhline(cap * scale, color="k", linestyle="--", linewidth=1.2, label=f"capacity {format_bytes(cap)}")
@@ -176,14 +124,14 @@ def plot_sram(result: SimResult, path: Path) -> None:
 def plot_traffic(result: SimResult, path: Path) -> None:
     rows = result.rows
     plt, fig, ax = _figure(result)
-    scale, unit = _bytes_scale(max(1, max(r.dram_read_bytes + r.dram_write_bytes for r in rows)))
+    scale, unit = bytes_scale(max(1, max(r.dram_read_bytes + r.dram_write_bytes for r in rows)))
     x = list(range(len(rows)))
     reads = [r.dram_read_bytes * scale for r in rows]
     writes = [(r.dram_write_bytes - r.spill_bytes) * scale for r in rows]
     spills = [r.spill_bytes * scale for r in rows]
-    ax.bar(x, reads, width=0.8, color=_COLORS["read"], label="DRAM read")
-    ax.bar(x, writes, bottom=reads, width=0.8, color=_COLORS["write"], label="DRAM write (output)")
-    ax.bar(x, spills, bottom=[a + b for a, b in zip(reads, writes)], width=0.8, color=_COLORS["spill"],
+    ax.bar(x, reads, width=0.8, color=COLORS["read"], label="DRAM read")
+    ax.bar(x, writes, bottom=reads, width=0.8, color=COLORS["write"], label="DRAM write (output)")
+    ax.bar(x, spills, bottom=[a + b for a, b in zip(reads, writes)], width=0.8, color=COLORS["spill"],
            label="DRAM write (spill)")
     s = result.totals
     ax.set_ylabel(f"bytes ({unit})")
@@ -228,11 +176,11 @@ def plot_roofline(result: SimResult, path: Path) -> None:
             continue
         label = f"{bound.value}-bound rows ({len(moved) + len(onchip)}"
         label += f"; {len(onchip)} with no DRAM traffic, at the right edge)" if onchip else ")"
-        ax.scatter([i for i, _ in moved], [y for _, y in moved], marker=marker, s=30, color=_COLORS[bound],
+        ax.scatter([i for i, _ in moved], [y for _, y in moved], marker=marker, s=30, color=COLORS[bound],
                    alpha=0.8, label=label)
         if onchip:
             ax.scatter([edge] * len(onchip), onchip, marker=marker, s=30, facecolors="none",
-                       edgecolors=_COLORS[bound])
+                       edgecolors=COLORS[bound])
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_labels(ax)
@@ -252,55 +200,6 @@ def _plain_log_labels(ax) -> None:
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0e}"))
         axis.set_minor_formatter(NullFormatter())
-
-
-def _plot_key(report_text: str) -> str:
-    """The plots are a function of the report's cells and summary (``report_text``), perfsim's code and
-    matplotlib."""
-    import hashlib
-
-    from ..frontends.cache import installed_version, key
-    return key(kind="plots", report=hashlib.sha256(report_text.encode()).hexdigest(),
-               matplotlib=installed_version("matplotlib"))
-
-
-def cached_plots(result: SimResult, folder: Path, report_text: str, *, enabled: bool = True) -> None:
-    """The plots (``plot_jobs``): copied from the plot cache when an identical result was drawn before
-    (a warm re-run), else rendered and stored there (``$PERFSIM_CACHE_DIR/plots/``). A cache that cannot
-    be read or written is skipped: the plots are rendered."""
-    import shutil
-
-    from ..frontends.cache import cache_dir
-    names = [path.name for _, _, path in plot_jobs(result, folder)]
-    entry = cache_dir() / "plots" / _plot_key(report_text) if enabled else None
-    if entry is not None and all((entry / f).is_file() for f in names):
-        try:
-            for f in names:
-                shutil.copyfile(entry / f, folder / f)
-            return
-        except OSError:
-            pass
-    write_plots(result, folder)
-    if entry is not None:
-        if entry.exists():  # damaged (a file missing): replaced
-            shutil.rmtree(entry, ignore_errors=True)
-        _store_plots(folder, entry, names)
-
-
-def _store_plots(folder: Path, entry: Path, names: list[str]) -> None:
-    import shutil
-    import tempfile
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".plots.", dir=entry.parent))
-        for f in names:
-            shutil.copyfile(folder / f, tmp / f)
-        try:
-            os.rename(tmp, entry)  # atomic; another run may have stored the same plots first
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError:
-        pass
 
 
 def plot_utilization(result: SimResult, path: Path) -> None:
@@ -333,9 +232,9 @@ def plot_energy(result: SimResult, path: Path) -> None:
                         if top * f >= 1), (1e12, "pJ"))
     s = result.totals
     bottom = [0.0] * len(rows)
-    for term, label, color, total in (("energy_mac_j", "MACs", _COLORS[Bound.MATRIX], s.energy_mac_j),
+    for term, label, color, total in (("energy_mac_j", "MACs", COLORS[Bound.MATRIX], s.energy_mac_j),
                                       ("energy_sram_j", "SRAM accesses", "#8172B3", s.energy_sram_j),
-                                      ("energy_dram_j", "DRAM traffic", _COLORS[Bound.DATA], s.energy_dram_j)):
+                                      ("energy_dram_j", "DRAM traffic", COLORS[Bound.DATA], s.energy_dram_j)):
         vals = [getattr(r, term) * scale for r in rows]
         share = total / s.energy_j if s.energy_j else 0.0
         ax.bar(x, vals, bottom=bottom, width=0.8, color=color, linewidth=0, label=f"{label} ({share:.0%})")
@@ -389,70 +288,3 @@ def write_plots(result: SimResult, folder: Path, *, parallel: bool | None = None
             pass  # no fork here (or no resources): render serially
     for job in jobs:
         _render(job)
-
-
-def _time_scale(max_s: float) -> tuple[float, str]:
-    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs"), (1e9, "ns")):
-        if max_s * scale >= 1:
-            return scale, unit
-    return 1e9, "ns"
-
-
-def _bytes_scale(max_b: float) -> tuple[float, str]:
-    for scale, unit in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")):
-        if max_b * scale >= 1:
-            return scale, unit
-    return 1.0, "B"
-
-
-# --------------------------------------------------------------------------
-# Terminal output
-# --------------------------------------------------------------------------
-
-_TABLE = (("#", 3), ("layer", 26), ("op", 14), ("out_shape", 13), ("macs", 8), ("weights", 9),
-          ("sram", 9), ("dram r/w", 17), ("spill", 9), ("tiles", 5), ("time", 11), ("bound", 6))
-
-
-def format_table(result: SimResult) -> str:
-    lines = ["  ".join(h.rjust(w) if h in ("#", "macs", "tiles") else h.ljust(w) for h, w in _TABLE)]
-    for i, r in enumerate(result.rows):
-        name = r.layer if len(r.layer) <= 26 else "…" + r.layer[-25:]
-        cells = (str(i), name, r.op, r.out_shape, format_count(r.macs), format_bytes(r.weight_bytes),
-                 format_bytes(r.sram_used_bytes),
-                 f"{format_bytes(r.dram_read_bytes)}/{format_bytes(r.dram_write_bytes)}",
-                 format_bytes(r.spill_bytes) if r.spill_bytes else "-", str(r.tiles),
-                 format_seconds(r.t_total_s), r.bound.value)
-        lines.append("  ".join(c.rjust(w) if h in ("#", "macs", "tiles") else c.ljust(w)
-                               for c, (h, w) in zip(cells, _TABLE)))
-    return "\n".join(lines)
-
-
-def format_totals(result: SimResult) -> str:
-    s = result.totals
-    p = result.profile
-    bc = s.bound_counts
-    lines = [
-        f"model {s.model}  input {'x'.join(map(str, s.input_shape))}  profile {p.name}",
-        f"latency          {format_seconds(s.latency_s)}"
-        + (f"  ({format_seconds(s.latency_per_sample_s)} per sample)" if result.batch > 1 else "")
-        + f"   data {format_seconds(s.t_data_s)}, matrix {format_seconds(s.t_matrix_s)}, "
-          f"vector {format_seconds(s.t_vector_s)}" + ("  (overlapped)" if p.schedule.overlap else ""),
-        f"work             {format_count(s.macs)} MACs, {format_count(s.vector_ops)} vector ops, "
-        f"{format_count(s.params)} params, model {format_bytes(s.model_size_bytes)} "
-        f"at {p.formats.weight_bits}-bit weights",
-        f"DRAM traffic     read {format_bytes(s.dram_read_bytes)}, written {format_bytes(s.dram_write_bytes)}"
-        f"  (spills {format_bytes(s.spill_bytes)}, refetch {format_bytes(s.refetch_bytes)}"
-        + (f", preloaded {format_bytes(s.preload_bytes)}" if s.preload_bytes else "") + ")",
-        f"SRAM             peak {format_bytes(s.peak_sram_bytes)} of {format_bytes(p.memory.sram_bytes)}, "
-        f"{s.tiled_layers} of {s.layers} layers tiled",
-        f"bound            {bc.data} data, {bc.matrix} matrix, {bc.vector} vector",
-    ]
-    if p.systolic:
-        lines.append(f"array            {p.matrix.array.rows}x{p.matrix.array.cols} {p.matrix.array.dataflow} at {p.matrix.array.clock / 1e9:g} GHz: "
-                     f"{format_count(s.matrix_cycles)} cycles, utilisation {s.utilization:.1%} of peak while computing")
-    if s.energy_j:
-        parts = ", ".join(f"{name} {v * 1e6:.3g} µJ ({v / s.energy_j:.0%})" for name, v in
-                          (("MACs", s.energy_mac_j), ("SRAM", s.energy_sram_j), ("DRAM", s.energy_dram_j)))
-        lines.append(f"energy           {s.energy_j * 1e6:.4g} µJ per inference: {parts}")
-    lines += [f"note             {n}" for n in s.notes]
-    return "\n".join(lines)

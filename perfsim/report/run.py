@@ -1,6 +1,15 @@
-"""``perfsim run`` as a library call: a model and a profile in, a simulation and its report folder out."""
+"""``perfsim run`` as a library call: a model and a profile in, a simulation and its report folder out.
+
+The folder holds layers.csv (SPEC's columns, bytes and seconds), summary.json, the plots (``plots``,
+reused from ``plot_cache`` on an identical re-run), and with ``html`` report.html. Everything is written
+into a temporary sibling folder first and moved into place only when complete, so a failed run never
+leaves a half-written report; a folder is replaced only when its manifest proves perfsim wrote it
+(``perfsim.report.folder``)."""
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +17,11 @@ from typing import Any, Sequence
 
 from ..errors import InputError
 from ..frontends.sources import LoweredModel, ModelOptions, ModelSource, SourceKind, load_graph
+from ..sim.results import COLUMNS, SimResult
+from .folder import MANIFEST, write_folder
+from .plot_cache import cached_plots
+from .plots import PLOTS
+from .text import format_totals
 
 
 def simulator():
@@ -61,10 +75,47 @@ def run_model(model: str | None, *, profile: str = "edge_1mb", overrides: Sequen
                                input_shape=tuple(graph.input_shape[1:]), cache_hit=False)
     result = simulator()(lowered.graph, hw, batch=batch, model=lowered.graph.name)
 
-    from .plots import write_report
     target = Path(out) if out is not None else default_folder(lowered.graph.name, options, hw.name, pairs, batch)
     try:
         folder = write_report(result, target, plots=plots, html=html, plot_cache=use_cache)
     except OSError as e:
         raise InputError(f"cannot write the report to {target}/: {e.strerror or e}") from None
     return RunOutcome(result=result, folder=folder, model=lowered)
+
+
+def layers_csv(result: SimResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in result.rows:
+        w.writerow([repr(v) if isinstance(v, float) else v for v in r.as_tuple()])
+    return buf.getvalue()
+
+
+def summary_json(result: SimResult) -> str:
+    return json.dumps(result.summary, indent=2, sort_keys=False) + "\n"
+
+
+REPORT_FILES = frozenset(("layers.csv", "summary.json", MANIFEST) + PLOTS)
+
+
+def write_report(result: SimResult, out_dir: str | Path, *, plots: bool = True, html: bool = False,
+                 plot_cache: bool = True) -> Path:
+    """Write the report folder atomically, with its manifest; returns its path. ``html``: also
+    report.html, one self-contained page (perfsim.report.html).
+
+    Raises ``InputError`` (and writes nothing) if ``out_dir`` may not be replaced. ``plot_cache``: reuse
+    the PNGs of an identical result (``cached_plots``).
+    """
+    def fill(folder: Path) -> None:
+        csv, summary = layers_csv(result), summary_json(result)
+        (folder / "layers.csv").write_text(csv, encoding="utf-8")
+        (folder / "summary.json").write_text(summary, encoding="utf-8")
+        if plots:
+            cached_plots(result, folder, csv + summary, enabled=plot_cache)
+        if html:
+            from .html import run_html
+            page = run_html(result, format_totals(result), folder, PLOTS)
+            (folder / "report.html").write_text(page, encoding="utf-8")
+
+    return write_folder(Path(out_dir), fill)

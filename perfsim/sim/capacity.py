@@ -4,7 +4,7 @@ The memory plan asks only one kind of question of the SRAM size: does ``need`` b
 (``need <= capacity``)? ``Capacity`` answers it and keeps the tightest interval ``[lo, hi)``
 of capacities that give every answer given so far. A plan is a deterministic function of
 those answers, so every capacity in the interval yields the very same plan: a sweep over
-SRAM sizes plans once per interval instead of once per size (perfsim.explore.sweep).
+SRAM sizes plans once per interval instead of once per size (perfsim.sim.batch).
 
 ``Capacity`` has no arithmetic and no conversion to a number on purpose: a use of the
 capacity that is not a recorded question fails loudly instead of escaping the interval.

@@ -1,9 +1,7 @@
-"""What the simulator produces, as typed records. Torch-free, no numpy.
-
-Data flows one way: the memory plan gives one ``Traffic`` per layer, timing turns a
-row's bytes and ops into seconds, and the simulator assembles one ``LayerResult`` per
-layer and a ``Summary`` of the network into a ``SimResult``. The report and the CLI
-read these records; they never import the simulator.
+"""What the simulator returns: one ``LayerResult`` per layer and a ``Summary`` of the network, in a
+``SimResult``. Torch-free, no numpy. The report and the CLI read these records; they never import the
+simulator. (The records the stages hand each other, ``Traffic``, ``Plan`` and ``Bound``, are in
+``perfsim.sim.records``.)
 
 ``COLUMNS`` is the order of ``layers.csv`` (SPEC "Results and reports"); the order of
 ``Summary``'s fields is the order of ``summary.json``'s keys.
@@ -16,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..ir.graph import OpKind, Unit
+from .records import Bound, Plan
 
 if TYPE_CHECKING:  # the profile module is only needed for the annotation
     from ..hardware.description import HardwareProfile
@@ -32,50 +31,6 @@ COLUMNS = (
     "matrix_cycles", "utilization", "sram_access_bytes", "energy_mac_j", "energy_sram_j", "energy_dram_j",
     "energy_j",
 )
-
-
-class Label(str, Enum):
-    """A closed set of report values: compares equal to its text, prints as its text."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-
-class Bound(Label):
-    """Which term of a row's time dominates (SPEC "Timing"); ties go in this order."""
-
-    DATA = "data"
-    MATRIX = "matrix"
-    VECTOR = "vector"
-
-
-class Plan(Label):
-    """How a layer's tensors were held: resident, one of the tiling plans, or the paper replay."""
-
-    RESIDENT = "resident"  # its whole working set fit in SRAM
-    KEEP_IN_OUT = "keep_in_out"
-    OVERWRITE = "overwrite"
-    KEEP_IN = "keep_in"
-    STREAM = "stream"
-    PAPER = "paper"  # memory_policy paper: the running total still fits
-    PAPER_FLUSH = "paper-flush"  # memory_policy paper: the running total was flushed to DRAM here
-
-
-@dataclass(frozen=True, slots=True)
-class Traffic:
-    """The DRAM traffic and SRAM use of one layer, as the memory plan decided them."""
-
-    read_bytes: int
-    write_bytes: int  # spills included
-    spill_bytes: int  # written now to be read back later (or flushed, under the paper policy)
-    refetch_bytes: int  # read more than once by a streaming tiling plan
-    transfers: int  # DRAM reads and writes, one per tensor (or tile) moved
-    tiles: int
-    sram_bytes: int  # peak resident during the layer
-    plan: Plan
 
 
 class LayerResult(NamedTuple):

@@ -32,7 +32,7 @@ import numpy as np
 
 from .capacity import Capacity, as_capacity
 from ..ir.graph import UNARY_ACTIVATION_KINDS, Layer, OpKind, Unit
-from .results import Plan
+from .records import Plan
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,18 @@
     total    = data + matrix + vector + overhead, or max(data, matrix + vector) + overhead with ``overlap``
     bound    = the largest of data, matrix, vector (ties in that order)
 
+``layer_times`` is the one rule for these terms: ``simulate`` calls it with one row's numbers, a sweep
+(``perfsim.sim.batch``) with arrays over its points, and both add the rows up with ``Totals``. What a
+row's time depends on splits in two: ``RowWork`` (what the memory plan and the profile's other fields
+fix: bytes, work, efficiencies, overhead) and ``Rates`` (the fields a sweep varies without planning
+again: ``RATE_FIELDS``).
+
 SPEC "Efficiency and overhead": the profile's ``efficiency`` scales the peak of the unit that
 runs a row, by the row's label (``conv_dw``, ``linear``, ``batchnorm+relu``...; a vector row then
 by its main op's kind, ``batchnorm``); a missing label is 1.0. A strided conv reads ``conv_dw.strided``
 (and the like) first, in ``efficiency`` and ``kernel_overhead`` alike. A matrix row's own vector work
 (an unfolded BN, an unfused activation, a prologue) runs at its kinds' entries. For a matrix op the
-entry may be a table by the smallest dimension of the row's matrix product (``gemm_min_dim``), read
+entry may be a table by the smallest dimension of the row's matrix product (``perfsim.ir.gemm.matrix_dims``), read
 between its points linearly in log2 of the dimension and held flat beyond its ends; a table of
 tables adds the product's M (the positions of a conv) as a second key; ``conv_group``'s may be a
 model of its time (``hardware.efficiency.GroupedConvModel``), its efficiency the row's work over that time.
@@ -28,14 +34,14 @@ gives SPEC's times bit for bit.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
-from math import log2
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
+import numpy as np
+
+from ..hardware.efficiency import STRIDED, table_value
+from ..hardware.energy import energy_terms
+from ..ir.gemm import grouped_dims, matrix_dims
 from ..ir.graph import Layer, Op, Unit
-from ..hardware.efficiency import STRIDED
-from .results import Bound
-from ..hardware.systolic import gemm_dims as products
 
 if TYPE_CHECKING:
     from ..hardware.description import HardwareProfile
@@ -43,64 +49,15 @@ if TYPE_CHECKING:
 Efficiency = Mapping[str, Any]  # label -> a fraction, or a table (of tables) of fractions
 
 
-class LayerTimes(NamedTuple):
-    data_s: float
-    matrix_s: float
-    vector_s: float
-    total_s: float
-    bound: Bound
-    overhead_s: float = 0.0
-
-
-def gemm_dims(layer: Layer, batch: int) -> tuple[int, int, int]:
-    """(M, N, K) of one matrix product of the row (``perfsim.hardware.systolic.gemm_dims``, the one rule): a conv
-    per group, M the output positions of the batch, N the output channels of a group, K the inputs of one
-    output; a linear M rows (tokens x batch), N out and K in features; a batched matmul one head's product."""
-    g = products(layer, batch)
-    return max(1, g.m), max(1, g.n), max(1, g.k)
-
-
-def gemm_min_dim(layer: Layer, batch: int) -> int:
-    """The smallest of M, N, K (``gemm_dims``)."""
-    return min(gemm_dims(layer, batch))
-
-
-def table_value(table: Mapping[int, Any], x: int, m: int = 1) -> float:
-    """A table's value at ``x``: linear in log2(x) between its points, flat beyond its ends. A table of
-    tables (by the smallest dimension, then by M) is read at ``m`` inside, then between its rows."""
-    keys = list(table)
-
-    def at(key: int) -> float:
-        v = table[key]
-        return table_value(v, m) if isinstance(v, Mapping) else v
-
-    if x <= keys[0]:
-        return at(keys[0])
-    if x >= keys[-1]:
-        return at(keys[-1])
-    i = bisect_left(keys, x)
-    lo, hi = keys[i - 1], keys[i]
-    w = (log2(x) - log2(lo)) / (log2(hi) - log2(lo))
-    return at(lo) + w * (at(hi) - at(lo))
-
-
 def entry_value(entry: Any, layer: Layer, batch: int) -> float:
     """An efficiency entry for a row: a number, a table read at the row's matrix dimensions, or a grouped
     conv's model of its time (``hardware.efficiency.GroupedConvModel``) read at its groups and channels per group."""
     if isinstance(entry, float):
         return entry
-    m, n, k = gemm_dims(layer, batch)
+    m, n, k = matrix_dims(layer, batch)
     if isinstance(entry, Mapping):
         return table_value(entry, min(m, n, k), m)
     return entry.fraction(layer.macs * batch, *grouped_dims(layer, batch))
-
-
-def grouped_dims(layer: Layer, batch: int) -> tuple[int, int, int, int, int]:
-    """A grouped conv row's (kernel area, groups, positions, channels read, channels written per group),
-    what ``hardware.efficiency.GroupedConvModel`` reads (from ``gemm_dims``: positions M, written N, K = read x area)."""
-    m, n, k = gemm_dims(layer, batch)
-    area = layer.kernel[0] * layer.kernel[1] if layer.kernel else 1
-    return area, max(1, layer.macs * batch // (m * n * k)), m, max(1, k // area), n
 
 
 def strided(layer: Layer | Op) -> bool:
@@ -161,7 +118,7 @@ def row_block_share(table: Mapping[str, int], layer: Layer | Op, label: str, bat
     """``row_block_factor`` of a row (or op) whose plain label is ``label``, at ``batch``: a strided conv
     reads ``label.strided`` only, since its efficiency was measured on maps of any side (no fallback,
     unlike ``label_key``)."""
-    return row_block_factor(table.get(label + STRIDED if strided(layer) else label), gemm_dims(layer, batch)[0])
+    return row_block_factor(table.get(label + STRIDED if strided(layer) else label), matrix_dims(layer, batch)[0])
 
 
 def row_block_factor(block: int | None, rows: int) -> float:
@@ -215,24 +172,129 @@ def row_fixed_time(p: HardwareProfile, layer: Layer, out_bytes: int, tiles: int)
             + first_touch_time(p, layer, out_bytes, tiles))
 
 
-def layer_times(profile: HardwareProfile, *, dram_bytes: int, transfers: int, macs: int, vector_ops: int,
-                matrix_efficiency: float = 1.0, vector_efficiency: float = 1.0, overhead_s: float = 0.0,
-                matrix_cycles: int | None = None) -> LayerTimes:
-    """One row's time terms (``matrix_cycles``: the row's cycles on the profile's systolic array)."""
-    p = profile
-    data = dram_bytes / p.memory.dram_bandwidth + transfers * p.memory.dram_latency
-    if matrix_cycles is None:
-        matrix = 2 * macs / (p.matrix.flops * matrix_efficiency)
-    else:
-        matrix = matrix_cycles / (p.matrix.array.clock * matrix_efficiency)
-    vector = vector_ops / (p.vector.flops * vector_efficiency)
-    total = max(data, matrix + vector) if p.schedule.overlap else data + matrix + vector
-    if overhead_s:
-        total += overhead_s
-    bound = Bound.DATA
-    if matrix > data:
-        bound = Bound.MATRIX
-    if vector > max(data, matrix):
-        bound = Bound.VECTOR
+
+
+# --------------------------------------------------------------------------
+# The time terms: one rule for a row's numbers and for arrays over a sweep's points
+# --------------------------------------------------------------------------
+
+# The fields that change a row's time but not the memory plan, nor anything else a row's work is made of:
+# a sweep varies them over arrays without planning again (``rate_fields``). matrix_flops is one of them
+# unless the matrix unit is a systolic array (whose time is its cycles at its clock).
+RATE_FIELDS = ("dram_bandwidth", "dram_latency", "matrix_flops", "vector_flops", "overlap", "energy_per_mac",
+               "energy_per_sram_byte", "energy_per_dram_byte")
+
+
+def rate_fields(profile: HardwareProfile) -> tuple[str, ...]:
+    return tuple(f for f in RATE_FIELDS if not (f == "matrix_flops" and profile.systolic))
+
+
+class RowWork(NamedTuple):
+    """What a row's time is made of before any rate (a number per row, or an array over points)."""
+
+    dram_bytes: Any  # read + written
+    transfers: Any
+    macs: Any  # at the batch
+    matrix_work: Any  # 2 x MACs (FLOPs), or the row's cycles on a systolic array
+    vector_ops: Any
+    matrix_efficiency: Any
+    vector_efficiency: Any
+    overhead_s: Any  # kernel overhead and first touch
+    sram_access_bytes: Any  # bytes through SRAM (perfsim.hardware.energy), for its energy
+
+
+class Rates(NamedTuple):
+    """The rate fields (``RATE_FIELDS``) every row shares: numbers, or arrays over a sweep's points."""
+
+    dram_bandwidth: Any  # B/s
+    dram_latency: Any  # s per transfer
+    matrix_rate: Any  # per second of ``RowWork.matrix_work``: matrix_flops, or a systolic array's clock
+    matrix_flops: Any  # the matrix unit's peak (for utilisation)
+    vector_flops: Any
+    overlap: Any
+    energy_per_mac: Any
+    energy_per_sram_byte: Any
+    energy_per_dram_byte: Any
+
+    @classmethod
+    def of(cls, profile: HardwareProfile, varied: Mapping[str, Any] | None = None) -> "Rates":
+        """The profile's rates, those in ``varied`` (rate fields to arrays) taking their place."""
+        v = varied or {}
+        fields = {f: v[f] if f in v else profile.field(f) for f in RATE_FIELDS}
+        rate = profile.matrix.array.clock if profile.systolic else fields["matrix_flops"]
+        return cls(dram_bandwidth=fields["dram_bandwidth"], dram_latency=fields["dram_latency"], matrix_rate=rate,
+                   matrix_flops=fields["matrix_flops"], vector_flops=fields["vector_flops"],
+                   overlap=fields["overlap"], energy_per_mac=fields["energy_per_mac"],
+                   energy_per_sram_byte=fields["energy_per_sram_byte"],
+                   energy_per_dram_byte=fields["energy_per_dram_byte"])
+
+
+class LayerTimes(NamedTuple):
+    data_s: Any
+    matrix_s: Any
+    vector_s: Any
+    total_s: Any
+    bound: Any  # an index into BOUNDS (data, matrix, vector), or an array of them
+    overhead_s: Any
+    utilization: Any  # achieved MAC rate during matrix_s / the matrix unit's peak (0 off it)
+    energy_mac_j: Any
+    energy_sram_j: Any
+    energy_dram_j: Any
+    energy_j: Any
+
+
+def _where(cond: Any, a: Any, b: Any) -> Any:
+    return np.where(cond, a, b) if isinstance(cond, np.ndarray) else (a if cond else b)
+
+
+def _maximum(a: Any, b: Any) -> Any:
+    return np.maximum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else max(a, b)
+
+
+def _share(num: Any, den: Any) -> Any:
+    """``num / den``, 0 where ``den`` is 0."""
+    if isinstance(den, np.ndarray):
+        return np.where(den != 0, num / np.where(den != 0, den, 1.0), 0.0)
+    return num / den if den else 0.0
+
+
+def layer_times(w: RowWork, r: Rates) -> LayerTimes:
+    """A row's time terms, bound, utilisation and energy (module docstring) from its work and the rates:
+    numbers, or arrays over points (elementwise, the same expressions)."""
+    data = w.dram_bytes / r.dram_bandwidth + w.transfers * r.dram_latency
+    matrix = w.matrix_work / (r.matrix_rate * w.matrix_efficiency)
+    vector = w.vector_ops / (r.vector_flops * w.vector_efficiency)
+    total = _where(r.overlap, _maximum(data, matrix + vector), data + matrix + vector) + w.overhead_s
+    is_vector = vector > _maximum(data, matrix)
+    bound = _where(is_vector, 2, _where(matrix > data, 1, 0))
+    mac_j, sram_j, dram_j, energy_j = energy_terms(w.macs, w.sram_access_bytes, w.dram_bytes, r.energy_per_mac,
+                                                   r.energy_per_sram_byte, r.energy_per_dram_byte)
     return LayerTimes(data_s=data, matrix_s=matrix, vector_s=vector, total_s=total, bound=bound,
-                      overhead_s=overhead_s)
+                      overhead_s=w.overhead_s, utilization=_share(2 * w.macs, r.matrix_flops * matrix),
+                      energy_mac_j=mac_j, energy_sram_j=sram_j, energy_dram_j=dram_j, energy_j=energy_j)
+
+
+class Totals:
+    """The network's time-dependent totals, rows added in order (``add``), as ``summary.json`` names them."""
+
+    SUMS = ("t_data_s", "t_matrix_s", "t_vector_s", "t_overhead_s", "energy_mac_j", "energy_sram_j",
+            "energy_dram_j", "energy_j")
+
+    def __init__(self) -> None:
+        self.latency_s: Any = 0
+        self.sums: dict[str, Any] = dict.fromkeys(self.SUMS, 0)
+        self.bounds: list[Any] = [0, 0, 0]  # rows bound by data, matrix, vector
+
+    def add(self, t: LayerTimes) -> None:
+        self.latency_s = self.latency_s + t.total_s
+        for k in self.SUMS:
+            self.sums[k] = self.sums[k] + getattr(t, k.removeprefix("t_"))
+        for code in range(3):
+            self.bounds[code] = self.bounds[code] + (t.bound == code)
+
+    def finish(self, batch: int, matrix_macs: int, matrix_flops: Any) -> dict[str, Any]:
+        """``latency_s``, ``latency_per_sample_s``, the time and energy sums, the bound counts (``bound_data``,
+        ``bound_matrix``, ``bound_vector``) and the matrix unit's ``utilization`` over its compute time."""
+        return {"latency_s": self.latency_s, "latency_per_sample_s": self.latency_s / batch, **self.sums,
+                "bound_data": self.bounds[0], "bound_matrix": self.bounds[1], "bound_vector": self.bounds[2],
+                "utilization": _share(2 * matrix_macs, matrix_flops * self.sums["t_matrix_s"])}

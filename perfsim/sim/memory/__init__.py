@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..capacity import Capacity
 from ...errors import DoesNotFitError
 from ...ir.graph import Graph
-from ..results import Traffic
+from ..records import Traffic
 from .liveness import live_peak, liveness_traffic
 from .paper import paper_accounting, paper_traffic
 

@@ -17,7 +17,7 @@ from typing import Collection, Sequence
 from ..capacity import Capacity, as_capacity
 from ...errors import DoesNotFitError
 from ...ir.graph import Graph, Layer, OpKind
-from ..results import Plan, Traffic
+from ..records import Plan, Traffic
 from ..tiling import TileChoice, TileGeometry, choose_plan, geometry, min_sram
 
 _INF = float("inf")

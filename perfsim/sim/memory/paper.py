@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..capacity import Capacity, as_capacity
 from ...ir.graph import Graph
-from ..results import Plan, Traffic
+from ..records import Plan, Traffic
 
 
 def paper_accounting(in_sizes: Sequence[int], out_sizes: Sequence[int], weight_sizes: Sequence[int],

@@ -1,5 +1,7 @@
-"""The report folders of ``perfsim compare`` and ``perfsim sweep``: CSV, JSON, plots (and, on request,
-one self-contained HTML file), written atomically through ``perfsim.report.folder``."""
+"""``perfsim sweep``'s folder: sweep.csv, sweep.json, latency against the first varied field with each
+model's knee marked (the least value from which on nothing spills) and, for two fields, a heatmap; with
+``html`` report.html. Plots may be drawn in a forked painter (``perfsim.report.painter``) while the tables
+are written."""
 from __future__ import annotations
 
 import json
@@ -7,106 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .folder import write_folder
-from ..units import format_bytes, format_count, format_seconds
+from .style import LINE_COLORS, new_figure
+from .text import field_text
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..sim.results import SimResult
+    from ..sim.batch import Axis
     from .painter import Painter
-    from ..explore.sweep import Axis
-
-_TERMS = (("t_data_s", "data movement", "#4C72B0"), ("t_matrix_s", "matrix unit", "#DD8452"),
-          ("t_vector_s", "vector unit", "#55A868"))
-_LINE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
-
-
-def new_figure(width: float, height: float, ncols: int = 1):
-    """A figure on the Agg canvas without pyplot (no backend machinery, nothing global to close)."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=100)
-    axes = [fig.add_subplot(1, ncols, k + 1) for k in range(ncols)]
-    return fig, axes
-
-
-def _save(fig, path: Path) -> None:
-    fig.savefig(path, format="png")
-
-
-# --------------------------------------------------------------------------
-# compare
-# --------------------------------------------------------------------------
-
-
-def plot_compare_terms(frame: pd.DataFrame, profile_name: str, path: Path) -> None:
-    """Latency of each model stacked by term (data, matrix, vector)."""
-    fig, (ax,) = new_figure(max(7.0, 1.0 + 0.9 * len(frame)), 5.2)
-    top = float((frame.t_data_s + frame.t_matrix_s + frame.t_vector_s).max()) or 1e-30
-    scale, unit = _time_scale(top)
-    x = list(range(len(frame)))
-    bottom = [0.0] * len(frame)
-    for column, label, color in _TERMS:
-        vals = [v * scale for v in frame[column]]
-        ax.bar(x, vals, bottom=bottom, width=0.7, label=label, color=color, linewidth=0)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_xticks(x)
-    ax.set_xticklabels(frame.model, rotation=30, ha="right", fontsize=9)
-    ax.set_ylabel(f"latency ({unit})")
-    ax.set_title(f"latency by term on {profile_name}", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.subplots_adjust(bottom=0.25, left=0.12, right=0.97)
-    _save(fig, path)
-
-
-def plot_latency_vs_macs(frame: pd.DataFrame, matrix_flops: float, profile_name: str, path: Path) -> None:
-    """A point per model; the line is the latency MACs alone predict (2*MACs / matrix_flops): distance
-    above it is time MAC counts do not see (data movement, vector work)."""
-    fig, (ax,) = new_figure(7.5, 5.2)
-    macs = [float(m) for m in frame.macs]
-    lat = [float(v) for v in frame.latency_s]
-    ax.scatter(macs, lat, s=36, color="#4C72B0", zorder=3)
-    for m, t, name in zip(macs, lat, frame.model):
-        ax.annotate(name, (m, t), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    lo, hi = min(macs) / 2, max(macs) * 2
-    ax.plot([lo, hi], [2 * lo / matrix_flops, 2 * hi / matrix_flops], "k--", linewidth=1,
-            label="MACs alone: 2*MACs / matrix_flops")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("MACs")
-    ax.set_ylabel("latency (s)")
-    ax.set_title(f"latency against MACs on {profile_name}", fontsize=10)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
-    ax.grid(alpha=0.25)
-    _save(fig, path)
-
-
-COMPARE_PLOTS = ("latency_by_term.png", "latency_vs_macs.png")
-
-
-def write_compare(results: Sequence[SimResult], frame: pd.DataFrame, out: Path, *, plots: bool, html: bool) -> Path:
-    profile = results[0].profile
-
-    def fill(folder: Path) -> None:
-        frame.to_csv(folder / "compare.csv", index=False, float_format="%.17g")
-        doc = {"profile": profile.resolved(), "batch": results[0].batch,
-               "models": [r.summary for r in results]}
-        (folder / "compare.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        if plots or html:
-            plot_compare_terms(frame, profile.name, folder / COMPARE_PLOTS[0])
-            plot_latency_vs_macs(frame, profile.matrix.flops, profile.name, folder / COMPARE_PLOTS[1])
-        if html:
-            from .html import compare_html
-            (folder / "report.html").write_text(compare_html(results, frame, folder), encoding="utf-8")
-            if not plots:
-                for name in COMPARE_PLOTS:
-                    (folder / name).unlink()
-    return write_folder(out, fill)
-
-
-# --------------------------------------------------------------------------
-# sweep
-# --------------------------------------------------------------------------
 
 
 def _slice(frame: pd.DataFrame, axes: Sequence[Axis], keep: Sequence[str]) -> pd.DataFrame:
@@ -122,7 +32,6 @@ def _slice(frame: pd.DataFrame, axes: Sequence[Axis], keep: Sequence[str]) -> pd
 
 def knees(frame: pd.DataFrame, axes: Sequence[Axis]) -> dict[str, Any]:
     """Per model: the knee along the first axis (others at their first value)."""
-    from ..explore.sweep import knee
     out = {}
     field = axes[0].field
     for model, part in _slice(frame, axes, [field]).groupby("model", sort=False):
@@ -130,18 +39,16 @@ def knees(frame: pd.DataFrame, axes: Sequence[Axis]) -> dict[str, Any]:
     return out
 
 
-def _fmt(field: str, v: Any) -> str:
-    if v is None:
-        return "none"
-    if field == "sram_bytes":
-        return format_bytes(v)
-    if field == "dram_bandwidth":
-        return f"{v / 1e9:g} GB/s"
-    if field.endswith("_flops"):
-        return f"{v / 1e9:g} GFLOPS"
-    if field == "dram_latency":
-        return format_seconds(v)
-    return str(v)
+def knee(values: Sequence[float], spills: Sequence[Any], fits: Sequence[bool]) -> Any:
+    """The smallest swept value from which on nothing spills (``spill_bytes`` 0 at it and at every larger
+    value swept); None if spills never vanish."""
+    pairs = sorted(zip(values, spills, fits), key=lambda t: t[0])
+    found = None
+    for v, s, ok in reversed(pairs):
+        if not ok or s is None or s != 0:
+            break
+        found = v
+    return found
 
 
 def plot_sweep_line(frame: pd.DataFrame, axes: Sequence[Axis], knee_at: dict[str, Any], path: Path) -> None:
@@ -160,7 +67,7 @@ def sweep_line_data(frame: pd.DataFrame, axes: Sequence[Axis], knee_at: dict[str
         xs = rows[field].tolist() if numeric else [axes[0].values.index(v) for v in rows[field]]
         at = knee_at.get(model) if numeric else None
         y = None if at is None else float(rows[rows[field] == at].latency_s.iloc[0])
-        knee = None if at is None else (at, y, f"knee {_fmt(field, at)}")
+        knee = None if at is None else (at, y, f"knee {field_text(field, at)}")
         lines.append((str(model), xs, rows.latency_s.astype(float).tolist(), knee))
     vals = [v for v in axes[0].values if isinstance(v, (int, float))]
     return {
@@ -175,7 +82,7 @@ def sweep_line_data(frame: pd.DataFrame, axes: Sequence[Axis], knee_at: dict[str
 def draw_sweep_line(d: dict[str, Any], path: Path) -> None:
     fig, (ax,) = new_figure(9.0, 5.4)
     for k, (model, xs, ys, knee) in enumerate(d["lines"]):
-        color = _LINE_COLORS[k % len(_LINE_COLORS)]
+        color = LINE_COLORS[k % len(LINE_COLORS)]
         ax.plot(xs, ys, "-", marker="." if len(xs) < 80 else None, color=color, label=model)
         if knee is not None:
             at, y, label = knee
@@ -192,7 +99,7 @@ def draw_sweep_line(d: dict[str, Any], path: Path) -> None:
     ax.set_title(d["title"], fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.25)
-    _save(fig, path)
+    fig.savefig(path, format="png")
 
 
 def plot_sweep_heatmap(frame: pd.DataFrame, axes: Sequence[Axis], path: Path) -> None:
@@ -214,8 +121,8 @@ def sweep_heatmap_data(frame: pd.DataFrame, axes: Sequence[Axis]) -> dict[str, A
         for x, y, t in zip(rows[fx], rows[fy], rows.latency_s.astype(float)):
             grid[yi[y], xi[x]] = t
         panels.append((str(model), grid))
-    ticks = [(i, _fmt(fx, axes[0].values[i])) for i in _ticks(len(axes[0].values))]
-    yticks = [(i, _fmt(fy, axes[1].values[i])) for i in _ticks(len(axes[1].values))]
+    ticks = [(i, field_text(fx, axes[0].values[i])) for i in _ticks(len(axes[0].values))]
+    yticks = [(i, field_text(fy, axes[1].values[i])) for i in _ticks(len(axes[1].values))]
     return {"fx": fx, "fy": fy, "panels": panels, "xticks": ticks, "yticks": yticks}
 
 
@@ -232,7 +139,7 @@ def draw_sweep_heatmap(d: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{model}: latency (s)", fontsize=10)
         fig.colorbar(im, ax=ax)
     fig.subplots_adjust(bottom=0.22, left=0.1, right=0.97, wspace=0.35)
-    _save(fig, path)
+    fig.savefig(path, format="png")
 
 
 def _lognorm(grid):
@@ -277,7 +184,8 @@ def write_sweep(frame: pd.DataFrame, axes: Sequence[Axis], meta: dict[str, Any],
             painter.finish()
         if html:
             from .html import sweep_html
-            (folder / "report.html").write_text(sweep_html(frame, axes, meta, knee_at, folder, names),
+            knee_text = {m: field_text(axes[0].field, v) for m, v in knee_at.items()}
+            (folder / "report.html").write_text(sweep_html(frame, axes, meta, knee_text, folder, names),
                                                 encoding="utf-8")
             if not plots:
                 for name in names:
@@ -288,31 +196,3 @@ def write_sweep(frame: pd.DataFrame, axes: Sequence[Axis], meta: dict[str, Any],
 def _plain(v: Any) -> Any:
     """numpy scalars in JSON."""
     return v.item() if hasattr(v, "item") else str(v)
-
-
-def _time_scale(max_s: float) -> tuple[float, str]:
-    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs"), (1e9, "ns")):
-        if max_s * scale >= 1:
-            return scale, unit
-    return 1e9, "ns"
-
-
-def format_sweep(frame: pd.DataFrame, axes: Sequence[Axis], knee_at: dict[str, Any]) -> str:
-    """Per model: points, the fastest point, the knee."""
-    lines = []
-    field = axes[0].field
-    for model, part in frame.groupby("model", sort=False):
-        ok = part[part.fits]
-        line = f"{model:14} {len(part):>7} points"
-        if len(ok):
-            best = ok.loc[ok.latency_s.astype(float).idxmin()]
-            where = ", ".join(f"{a.field}={_fmt(a.field, best[a.field])}" for a in axes)
-            line += f"  fastest {format_seconds(best.latency_s)} at {where}"
-        line += f"  knee ({field}, no spills from here on): {_fmt(field, knee_at.get(model))}"
-        if len(ok) < len(part):
-            line += f"  ({len(part) - len(ok)} points do not fit)"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-__all__ = ["write_compare", "write_sweep", "format_sweep", "knees", "format_count"]
