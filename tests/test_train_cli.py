@@ -110,7 +110,7 @@ def test_condensed_network_scores_the_same_after_conversion(capsys, tmp_path):
 
 
 def test_conversion_preserves_outputs_of_a_trained_condensenet():
-    from perfsim.accuracy.train import NetOptions, build_network, converted
+    from perfsim.accuracy.config import NetOptions, build_network, converted
 
     model = build_network(NetOptions("condensenet", 10), seed=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

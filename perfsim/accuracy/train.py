@@ -28,8 +28,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import write_atomic
+from .checkpoints import (CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, TrainState, checkpoint_of, load_checkpoint,
+                          restore)
+from .config import RunConfig, build_network, setup_torch
+from .evaluation import TOP5_MIN_CLASSES, measure
+from .recipes import lr_for
 
-__all__ = ["TrainProgress", "TrainResult", "train", "evaluate", "lr_at"]
+__all__ = ["TrainProgress", "TrainResult", "train", "evaluate", "lr_at", "fit", "make_optimizer", "make_loss",
+           "check_data", "write_metrics", "plot_curves"]
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -329,61 +335,10 @@ def evaluate(model, data, *, batch_size: int = 256, mean: Sequence[float] | None
 
 # ==========================================================================================
 # Training runs (``perfsim train`` / ``perfsim eval``): a recipe, checkpoints, exact resume
+# (the run's configuration: config.py; checkpoints: checkpoints.py; scoring: evaluation.py)
 # ==========================================================================================
-CHECKPOINT_FORMAT = "perfsim-checkpoint/1"
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.csv"
-CURVES_NAME = "curves.png"
-CONFIG_NAME = "config.json"
-RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, CURVES_NAME, CONFIG_NAME)
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
                   "epoch_s", "elapsed_s")
-# Training forms of the zoo networks whose registry entry is the converted test-time network.
-TRAINING_FORMS = {"condensenet": "condensenet:condensenet86",
-                  "condensenext": "condensenext:condensenext"}
-TOP5_MIN_CLASSES = 20  # top-5 is reported only with at least this many classes (CIFAR-100, ImageNet)
-
-
-@dataclass(frozen=True)
-class NetOptions:
-    """What identifies a trained network: a checkpoint of other options is refused."""
-
-    model: str
-    num_classes: int
-    width: float = 1.0
-
-    def as_dict(self) -> dict:
-        return {"model": self.model, "num_classes": self.num_classes, "width": self.width}
-
-    def describe(self) -> str:
-        return f"{self.model} (width {self.width:g}, {self.num_classes} classes)"
-
-
-def build_network(net: NetOptions, seed: int):
-    """The training form of a zoo network, its weights drawn from ``seed``."""
-    import importlib
-
-    import torch
-
-    from ..frontends import zoo
-
-    spec = zoo.get(net.model)
-    kwargs = spec.factory_kwargs(num_classes=net.num_classes,
-                                 width=net.width if net.width != 1.0 else None)
-    if net.model in TRAINING_FORMS:
-        mod, fn = TRAINING_FORMS[net.model].split(":")
-        factory = getattr(importlib.import_module("perfsim.models." + mod), fn)
-    else:
-        factory = spec.load_factory()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory(**kwargs)
-
-
-def converted(model):
-    """The test-time network: CondenseNet-style models are condensed, others returned as is."""
-    condense = getattr(model, "condense", None)
-    return condense() if callable(condense) else model
 
 
 def make_optimizer(recipe, params):
@@ -423,109 +378,7 @@ def make_loss(recipe, train_labels: np.ndarray, num_classes: int):
     return focal
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint written by :func:`fit` (tensors and plain data only: ``weights_only``)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"cannot read checkpoint {path}: not a perfsim checkpoint "
-                         f"({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"cannot read checkpoint {path}: not a {CHECKPOINT_FORMAT} file")
-    return ckpt
-
-
-def check_checkpoint_net(ckpt: dict, net: NetOptions, path: str | Path) -> None:
-    saved = NetOptions(**ckpt["net"])
-    if saved != net:
-        raise InputError(f"checkpoint {path} is of {saved.describe()}, not {net.describe()}")
-
-
-def measure(model, loader, *, loss_fn=None, device: str = "cpu", top5: bool = False) -> dict:
-    """Top-1 (and top-5) accuracy (0..1) and mean loss of ``model`` over ``loader``'s batches,
-    in eval mode under no_grad (the model's mode is restored)."""
-    import torch
-    import torch.nn.functional as F
-
-    loss_fn = loss_fn or F.cross_entropy
-    was_training = model.training
-    model.eval()
-    loss_sum, hit1, hit5, seen = 0.0, 0, 0, 0
-    try:
-        with torch.no_grad():
-            for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                logits = model(x)
-                loss_sum += float(loss_fn(logits, y)) * int(y.shape[0])
-                ranked = logits.topk(min(5, logits.shape[1]), 1).indices
-                hit1 += int((ranked[:, 0] == y).sum())
-                hit5 += int((ranked == y[:, None]).any(1).sum())
-                seen += int(y.shape[0])
-    finally:
-        model.train(was_training)
-    if seen == 0:
-        raise InputError("evaluation data is empty")
-    return {"top1": hit1 / seen, "top5": hit5 / seen if top5 else None,
-            "loss": loss_sum / seen, "images": seen}
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a training run is made of (the recipe is a :class:`perfsim.accuracy.recipes.Recipe`)."""
-
-    net: NetOptions
-    dataset: str
-    recipe: Any
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 2
-    stop_after: int | None = None  # stop (checkpointed) once this many epochs are done
-
-    def choices(self) -> dict:
-        return {"net": self.net.as_dict(), "dataset": self.dataset, "seed": self.seed,
-                "device": self.device, "threads": self.threads, "recipe": self.recipe.choices()}
-
-
-@dataclass
-class _State:
-    model: Any
-    optimizer: Any
-    loader: Any
-    eval_loader: Any
-    loss_fn: Any
-    mean: list
-    std: list
-    epoch: int = 0  # epochs done
-    step: int = 0  # iterations done
-    elapsed_s: float = 0.0
-    rows: list = field(default_factory=list)
-
-
-def check_device(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda, but this torch sees no CUDA device "
-                             "(torch.cuda.is_available() is False)")
-
-
-def setup_torch(config: RunConfig) -> None:
-    """Threads, seed and deterministic kernels (CPU runs are bit-for-bit repeatable)."""
-    import torch
-
-    check_device(config.device)
-    torch.set_num_threads(max(1, int(config.threads)))
-    torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _prepare(config: RunConfig, train_split, test_split) -> _State:
+def _prepare(config: RunConfig, train_split, test_split) -> TrainState:
     from .data import BatchLoader, channel_stats
 
     recipe = config.recipe
@@ -537,67 +390,13 @@ def _prepare(config: RunConfig, train_split, test_split) -> _State:
     eval_loader = BatchLoader(xte, yte, batch_size=max(recipe.batch_size, 256), shuffle=False,
                               augment=False, crop_size=loader.crop_size, mean=mean, std=std)
     model = build_network(config.net, config.seed).to(config.device)
-    return _State(model=model, optimizer=make_optimizer(recipe, model.parameters()), loader=loader,
-                  eval_loader=eval_loader,
-                  loss_fn=make_loss(recipe, ytr, config.net.num_classes),
-                  mean=[float(v) for v in mean], std=[float(v) for v in std])
+    return TrainState(model=model, optimizer=make_optimizer(recipe, model.parameters()), loader=loader,
+                      eval_loader=eval_loader, loss_fn=make_loss(recipe, ytr, config.net.num_classes),
+                      mean=[float(v) for v in mean], std=[float(v) for v in std])
 
 
-def _checkpoint(config: RunConfig, st: _State) -> dict:
-    import torch
-
-    ckpt = {"format": CHECKPOINT_FORMAT, "config": config.choices(), "net": config.net.as_dict(),
-            "epoch": st.epoch, "step": st.step, "elapsed_s": st.elapsed_s,
-            "model": st.model.state_dict(), "optimizer": st.optimizer.state_dict(),
-            "scheduler": {"schedule": config.recipe.schedule, "step": st.step},
-            "rng": {"torch": torch.get_rng_state(), "loader": st.loader._generator.get_state()},
-            "normalisation": {"mean": st.mean, "std": st.std, "crop": st.loader.crop_size},
-            "rows": st.rows}
-    if config.device == "cuda":
-        ckpt["rng"]["cuda"] = torch.cuda.get_rng_state()
-    return ckpt
-
-
-def check_resume(config: RunConfig, ckpt: dict, path) -> None:
-    """Refuse to resume a checkpoint of another network, data set, seed or recipe."""
-    check_checkpoint_net(ckpt, config.net, path)
-    saved = ckpt["config"]
-    mine = config.choices()
-    for key in ("dataset", "seed", "recipe"):
-        if saved[key] != mine[key]:
-            raise InputError(f"checkpoint {path} was trained with another {key} "
-                             f"({_differs(saved[key], mine[key])}); resume takes the same one")
-
-
-def _restore(config: RunConfig, st: _State, ckpt: dict, path) -> None:
-    import torch
-
-    check_resume(config, ckpt, path)
-    try:
-        st.model.load_state_dict(ckpt["model"])
-        st.optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        st.loader._generator.set_state(ckpt["rng"]["loader"])
-        if "cuda" in ckpt["rng"] and config.device == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise InputError(f"checkpoint {path} does not fit this network: "
-                         f"{str(exc).splitlines()[0]}") from None
-    st.epoch, st.step, st.elapsed_s = int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["elapsed_s"])
-    st.rows = [dict(r) for r in ckpt["rows"]]
-
-
-def _differs(saved: Any, mine: Any) -> str:
-    if isinstance(saved, dict) and isinstance(mine, dict):
-        keys = [k for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k)]
-        return ", ".join(f"{k}: {saved.get(k)!r} there, {mine.get(k)!r} here" for k in keys[:3])
-    return f"{saved!r} there, {mine!r} here"
-
-
-def _train_epoch(config: RunConfig, st: _State) -> dict:
+def _train_epoch(config: RunConfig, st: TrainState) -> dict:
     """One epoch of the recipe; returns the epoch's lr (first iteration), mean loss and top-1."""
-    from .recipes import lr_for
-
     recipe, model = config.recipe, st.model
     steps_per_epoch = len(st.loader)
     total = recipe.epochs * steps_per_epoch
@@ -631,13 +430,13 @@ def _train_epoch(config: RunConfig, st: _State) -> dict:
     return {"lr": first_lr, "train_loss": loss_sum / seen, "train_top1": correct / seen}
 
 
-def _eta(st: _State, epochs: int, start_epoch: int, run_s: float) -> str:
+def _eta(st: TrainState, epochs: int, start_epoch: int, run_s: float) -> str:
     done = st.epoch - start_epoch
     left = (epochs - st.epoch) * run_s / max(done, 1)
     return time.strftime("%H:%M:%S", time.gmtime(left))
 
 
-def _log_epoch(config: RunConfig, st: _State, row: dict, eta: str, log: Callable[[str], None]) -> None:
+def _log_epoch(config: RunConfig, st: TrainState, row: dict, eta: str, log: Callable[[str], None]) -> None:
     top5 = f" top5 {row['val_top5']:.2%}" if row["val_top5"] != "" else ""
     log(f"epoch {row['epoch']}/{config.recipe.epochs}  lr {row['lr']:.3g}  "
         f"train loss {row['train_loss']:.4f} top1 {row['train_top1']:.2%}  "
@@ -653,10 +452,17 @@ def fit(config: RunConfig, train_split, test_split, out: Path, *, resume: str | 
     Returns the metric rows (one per epoch, resumed ones included)."""
     import torch
 
-    setup_torch(config)
+    setup_torch(config.device, config.threads)
+    torch.manual_seed(config.seed)
     st = _prepare(config, train_split, test_split)
     if resume is not None:
-        _restore(config, st, load_checkpoint(resume), resume)
+        restore(config, st, load_checkpoint(resume), resume)
+    return _run_epochs(config, st, out, log)
+
+
+def _run_epochs(config: RunConfig, st: TrainState, out: Path, log: Callable[[str], None]) -> list[dict]:
+    import torch
+
     out.mkdir(parents=True, exist_ok=True)
     top5 = config.net.num_classes >= TOP5_MIN_CLASSES
     start_epoch, start = st.epoch, time.perf_counter()
@@ -671,7 +477,7 @@ def fit(config: RunConfig, train_split, test_split, out: Path, *, resume: str | 
                    val_top5=val["top5"] if top5 else "", epoch_s=time.perf_counter() - t0,
                    elapsed_s=st.elapsed_s)
         st.rows.append(row)
-        write_atomic(out / CHECKPOINT_NAME, lambda tmp: torch.save(_checkpoint(config, st), tmp))
+        write_atomic(out / CHECKPOINT_NAME, lambda tmp: torch.save(checkpoint_of(config, st), tmp))
         write_atomic(out / METRICS_NAME, lambda tmp: write_metrics(st.rows, tmp))
         _log_epoch(config, st, row, _eta(st, last, start_epoch, time.perf_counter() - start), log)
     write_atomic(out / CURVES_NAME, lambda tmp: plot_curves(st.rows, tmp, title=config.net.describe()))
@@ -708,56 +514,6 @@ def plot_curves(rows: list[dict], path: str | Path, *, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
-
-
-def _max_logit_diff(a, b, loader, device: str) -> float:
-    import torch
-
-    worst = 0.0
-    with torch.no_grad():
-        for x, _ in loader:
-            x = x.to(device)
-            worst = max(worst, float((a(x) - b(x)).abs().max()))
-    return worst
-
-
-def evaluate_checkpoint(ckpt: dict, net: NetOptions, dataset: str, data, *, device: str = "cpu",
-                        threads: int = 2, batch_size: int = 256, side: int) -> dict:
-    """Accuracy of a checkpoint's network on the test split of ``dataset`` (normalised and
-    cropped as in training). A network with ``condense()`` is scored after conversion; the
-    result also holds the training form's score and the largest logit difference between the
-    converted network and the training form it was converted from."""
-    from .data import NUM_CLASSES, BatchLoader, load_splits
-
-    if NUM_CLASSES.get(dataset) != net.num_classes:
-        raise InputError(f"the checkpoint's network has {net.num_classes} classes; data set "
-                         f"{dataset!r} has {NUM_CLASSES.get(dataset, '?')}")
-    setup_torch(RunConfig(net=net, dataset=dataset, recipe=None, device=device, threads=threads))
-    _, (x, y) = load_splits(dataset, data, side)
-    norm = ckpt["normalisation"]
-    loader = BatchLoader(x, y, batch_size=batch_size, shuffle=False, augment=False,
-                         crop_size=norm["crop"], mean=norm["mean"], std=norm["std"])
-    model = build_network(net, 0)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise InputError(f"checkpoint does not fit {net.describe()}: {str(exc).splitlines()[0]}") from None
-    model.to(device).eval()
-    top5 = net.num_classes >= TOP5_MIN_CLASSES
-    # condense() leaves ``model`` the training form of exactly the function it converts (its
-    # classifier's input selection applied, as CondenseNet's conversion does): score both.
-    final = converted(model)
-    model.eval()
-    before = measure(model, loader, device=device, top5=top5)
-    result = {"model": net.model, "width": net.width, "num_classes": net.num_classes,
-              "dataset": dataset, "input_side": norm["crop"], "epoch": int(ckpt["epoch"]),
-              "converted": final is not model}
-    scored = measure(final, loader, device=device, top5=top5) if final is not model else before
-    result.update(top1=scored["top1"], top5=scored["top5"], loss=scored["loss"], images=scored["images"])
-    if final is not model:
-        result["conversion"] = {"training_form_top1": before["top1"],
-                                "max_abs_logit_diff": _max_logit_diff(model, final, loader, device)}
-    return result
 
 
 def check_data(config: RunConfig, train_split) -> None:
