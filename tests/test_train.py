@@ -1,9 +1,12 @@
-"""perfsim.accuracy: CIFAR pickles and loaders (data), the training loop
+"""perfsim.accuracy: CIFAR pickles (read without running code) and loaders (data), the training loop
 (train.fit, with the recipe's schedule) and scoring (evaluation.measure), on tiny fake data."""
 from __future__ import annotations
 
+import builtins
 import copy
+import os
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -158,9 +161,87 @@ def test_malformed_batches(tmp_path, payload, match):
     assert str(folder) in str(info.value)
 
 
+def py2_batch(rows, labels):
+    """A batch as CIFAR's own files are: written by Python 2's cPickle at protocol 2 (str is bytes,
+    numpy's module is numpy.core.multiarray). Built opcode by opcode, as Python 3 cannot write it."""
+    def string(b):  # Python 2 str: SHORT_BINSTRING / BINSTRING
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+    def small_int(i):
+        return b"K" + bytes([i])
+
+    n = rows.shape[0]
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + small_int(0) + small_int(1) + b"\x87R"
+             + b"(" + small_int(3) + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff" + small_int(0) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + small_int(0) + b"\x85" + string(b"b")
+             + b"\x87R(" + small_int(1) + b"M" + struct.pack("<H", n) + b"M" + struct.pack("<H", rows.shape[1])
+             + b"\x86" + dtype + b"\x89" + string(rows.tobytes()) + b"tb")
+    return (b"\x80\x02}(" + string(b"batch_label") + string(b"testing batch 1 of 1") + string(b"labels")
+            + b"]" + b"(" + b"".join(small_int(v) for v in labels) + b"e" + string(b"data") + array
+            + string(b"filenames") + b"](" + string(b"x.png") * n + b"eu.")
+
+
+def test_a_python2_batch_as_cifar_ships_it(tmp_path):
+    folder, _ = write_cifar10(tmp_path)
+    rows = np.random.default_rng(9).integers(0, 256, size=(3, 3072), dtype=np.uint8)
+    (folder / "test_batch").write_bytes(py2_batch(rows, [4, 0, 9]))
+    x, y = load_cifar10(folder, "test")
+    np.testing.assert_array_equal(x, rows.reshape(3, 3, 32, 32))
+    assert y.tolist() == [4, 0, 9] and y.dtype == np.int64
+
+
+class RunsCode:
+    """Unpickled by plain pickle.load, this calls ``fn(*args)``: a crafted CIFAR batch."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def crafted(marker, how):
+    """A payload that leaves ``marker`` behind if it runs, and the global it names."""
+    if how == "os.system":
+        return RunsCode(os.system, f"touch '{marker}'"), f"{os.system.__module__}.system"
+    return RunsCode(builtins.open, str(marker), "w"), f"{builtins.open.__module__}.open"
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.open"])
+@pytest.mark.parametrize("where", ["labels", "top"])
+def test_a_crafted_batch_runs_no_code(tmp_path, how, where):
+    folder, _ = write_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+    payload, name = crafted(marker, how)
+    _dump(folder / "test_batch", payload if where == "top" else
+          {b"data": np.zeros((1, 3072), np.uint8), b"labels": [payload]})
+    with pytest.raises(InputError) as info:
+        load_cifar10(folder, "test")
+    message = str(info.value)
+    assert str(folder / "test_batch") in message and name in message and "refused" in message
+    assert "\n" not in message
+    assert not marker.exists()
+    with open(folder / "test_batch", "rb") as fh:  # the same file does run code through pickle.load
+        pickle.load(fh, encoding="bytes")
+    assert marker.exists()
+
+
+def test_a_batch_pickled_by_python3_is_read_at_any_protocol(tmp_path):
+    folder, written = write_cifar10(tmp_path)
+    for protocol in (2, 4, pickle.HIGHEST_PROTOCOL):
+        imgs, labels = written["test_batch"]
+        with open(folder / "test_batch", "wb") as fh:
+            pickle.dump({"data": imgs.reshape(len(labels), -1), "labels": labels.tolist(),
+                         "filenames": [b"", b"a.png"] * 3}, fh, protocol=protocol)
+        x, y = load_cifar10(folder, "test")
+        np.testing.assert_array_equal(x, imgs)
+        np.testing.assert_array_equal(y, labels)
+
+
 def test_import_is_torch_free():
     code = ("import sys, perfsim.accuracy.data, perfsim.accuracy.train, perfsim.accuracy.checkpoints, "
-            "perfsim.accuracy.config, perfsim.accuracy.evaluation; assert 'torch' not in sys.modules")
+            "perfsim.accuracy.config, perfsim.accuracy.evaluation, perfsim.accuracy.safe_pickle; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
