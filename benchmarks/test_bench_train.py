@@ -13,7 +13,8 @@ pytest.importorskip("sklearn")
 def test_digits_epoch_mobilenet_025(benchmark, tmp_path):
     from perfsim.accuracy.data import load_splits
     from perfsim.accuracy.recipes import apply_overrides, recipe_for
-    from perfsim.accuracy.train import NetOptions, RunConfig, fit
+    from perfsim.accuracy.config import NetOptions, RunConfig
+    from perfsim.accuracy.train import fit
 
     splits = load_splits("digits", None, 28)
     recipe = apply_overrides(recipe_for("mobilenet", "digits"), {"epochs": 1, "batch_size": 32})

@@ -59,7 +59,7 @@ Choices, and the sentence each rests on:
 8. **Classifier**: CondenseNet's condensed linear layer (keep the 400 of 800 inputs with the
    largest L1 weight-column norm) is part of the skeleton's conversion and is kept.
 9. Not part of the network: class-balanced focal loss, SGD + Nesterov 0.9, cosine learning rate,
-   200 epochs (training recipe; ``perfsim.accuracy.train``).
+   200 epochs (training recipe; ``perfsim.accuracy.recipes``).
 
 Counts of the condensed network (batch 1, 3x32x32; asserted by tests/test_condensenext.py),
 beside the paper's Table I:

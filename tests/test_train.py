@@ -1,9 +1,12 @@
-"""perfsim.accuracy.data (CIFAR pickles, loaders) and perfsim.accuracy.train (SGD loop, evaluate), on tiny fake data."""
+"""perfsim.accuracy: CIFAR pickles (read without running code) and loaders (data), the training loop
+(train.fit, with the recipe's schedule) and scoring (evaluation.measure), on tiny fake data."""
 from __future__ import annotations
 
+import builtins
 import copy
-import math
+import os
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -17,7 +20,12 @@ from perfsim.errors import InputError
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from perfsim.accuracy.train import TrainProgress, evaluate, lr_at, train  # noqa: E402
+import perfsim.accuracy.train as train_module  # noqa: E402
+from perfsim.accuracy.checkpoints import load_checkpoint  # noqa: E402
+from perfsim.accuracy.config import NetOptions, RunConfig  # noqa: E402
+from perfsim.accuracy.evaluation import measure  # noqa: E402
+from perfsim.accuracy.recipes import Recipe, apply_overrides, lr_for, recipe_for  # noqa: E402
+from perfsim.accuracy.train import fit  # noqa: E402
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -153,8 +161,87 @@ def test_malformed_batches(tmp_path, payload, match):
     assert str(folder) in str(info.value)
 
 
+def py2_batch(rows, labels):
+    """A batch as CIFAR's own files are: written by Python 2's cPickle at protocol 2 (str is bytes,
+    numpy's module is numpy.core.multiarray). Built opcode by opcode, as Python 3 cannot write it."""
+    def string(b):  # Python 2 str: SHORT_BINSTRING / BINSTRING
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+    def small_int(i):
+        return b"K" + bytes([i])
+
+    n = rows.shape[0]
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + small_int(0) + small_int(1) + b"\x87R"
+             + b"(" + small_int(3) + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff" + small_int(0) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + small_int(0) + b"\x85" + string(b"b")
+             + b"\x87R(" + small_int(1) + b"M" + struct.pack("<H", n) + b"M" + struct.pack("<H", rows.shape[1])
+             + b"\x86" + dtype + b"\x89" + string(rows.tobytes()) + b"tb")
+    return (b"\x80\x02}(" + string(b"batch_label") + string(b"testing batch 1 of 1") + string(b"labels")
+            + b"]" + b"(" + b"".join(small_int(v) for v in labels) + b"e" + string(b"data") + array
+            + string(b"filenames") + b"](" + string(b"x.png") * n + b"eu.")
+
+
+def test_a_python2_batch_as_cifar_ships_it(tmp_path):
+    folder, _ = write_cifar10(tmp_path)
+    rows = np.random.default_rng(9).integers(0, 256, size=(3, 3072), dtype=np.uint8)
+    (folder / "test_batch").write_bytes(py2_batch(rows, [4, 0, 9]))
+    x, y = load_cifar10(folder, "test")
+    np.testing.assert_array_equal(x, rows.reshape(3, 3, 32, 32))
+    assert y.tolist() == [4, 0, 9] and y.dtype == np.int64
+
+
+class RunsCode:
+    """Unpickled by plain pickle.load, this calls ``fn(*args)``: a crafted CIFAR batch."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def crafted(marker, how):
+    """A payload that leaves ``marker`` behind if it runs, and the global it names."""
+    if how == "os.system":
+        return RunsCode(os.system, f"touch '{marker}'"), f"{os.system.__module__}.system"
+    return RunsCode(builtins.open, str(marker), "w"), f"{builtins.open.__module__}.open"
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.open"])
+@pytest.mark.parametrize("where", ["labels", "top"])
+def test_a_crafted_batch_runs_no_code(tmp_path, how, where):
+    folder, _ = write_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+    payload, name = crafted(marker, how)
+    _dump(folder / "test_batch", payload if where == "top" else
+          {b"data": np.zeros((1, 3072), np.uint8), b"labels": [payload]})
+    with pytest.raises(InputError) as info:
+        load_cifar10(folder, "test")
+    message = str(info.value)
+    assert str(folder / "test_batch") in message and name in message and "refused" in message
+    assert "\n" not in message
+    assert not marker.exists()
+    with open(folder / "test_batch", "rb") as fh:  # the same file does run code through pickle.load
+        pickle.load(fh, encoding="bytes")
+    assert marker.exists()
+
+
+def test_a_batch_pickled_by_python3_is_read_at_any_protocol(tmp_path):
+    folder, written = write_cifar10(tmp_path)
+    for protocol in (2, 4, pickle.HIGHEST_PROTOCOL):
+        imgs, labels = written["test_batch"]
+        with open(folder / "test_batch", "wb") as fh:
+            pickle.dump({"data": imgs.reshape(len(labels), -1), "labels": labels.tolist(),
+                         "filenames": [b"", b"a.png"] * 3}, fh, protocol=protocol)
+        x, y = load_cifar10(folder, "test")
+        np.testing.assert_array_equal(x, imgs)
+        np.testing.assert_array_equal(y, labels)
+
+
 def test_import_is_torch_free():
-    code = "import sys, perfsim.accuracy.data, perfsim.accuracy.train; assert 'torch' not in sys.modules"
+    code = ("import sys, perfsim.accuracy.data, perfsim.accuracy.train, perfsim.accuracy.checkpoints, "
+            "perfsim.accuracy.config, perfsim.accuracy.evaluation, perfsim.accuracy.safe_pickle; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -244,7 +331,9 @@ def test_cifar_dataset_with_torch_dataloader():
     np.testing.assert_array_equal(x, keep)  # augmentation never writes into the source array
 
 
-# ---------------------------------------------------------------- training
+
+
+# ---------------------------------------------------------------- the training loop: train.fit
 
 def colour_task(n, seed, classes=3):
     """Separable: class k has channel k brighter than the others (with noise)."""
@@ -267,6 +356,82 @@ class TinyNet(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
+TINY_RECIPE = dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                   schedule="cosine", epochs=5, batch_size=32, padding=2)
+
+
+def tiny_config(seed=0, classes=3, **recipe):
+    return RunConfig(net=NetOptions("tiny", classes), dataset="colours",
+                     recipe=Recipe(**{**TINY_RECIPE, **recipe}), seed=seed, threads=1)
+
+
+@pytest.fixture
+def network(monkeypatch):
+    """``network(module)``: fit trains ``module`` instead of building a zoo network."""
+    def use(module):
+        monkeypatch.setattr(train_module, "build_network", lambda net, seed: module)
+        return module
+    return use
+
+
+def run(config, train_split, test_split, out, **kw):
+    return fit(config, train_split, test_split, out, log=lambda s: None, **kw)
+
+
+def without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in ("epoch_s", "elapsed_s")} for r in rows]
+
+
+def test_fit_learns_a_tiny_task(tmp_path, network):
+    torch.manual_seed(0)
+    model = network(TinyNet())
+    train_split, test_split = colour_task(192, seed=0), colour_task(96, seed=1)
+    config = tiny_config()
+    rows = run(config, train_split, test_split, tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
+    assert rows[-1]["val_top1"] >= 0.9 and rows[-1]["val_loss"] < rows[0]["val_loss"]
+    # each epoch's lr is the recipe's schedule at its first iteration (6 iterations per epoch)
+    assert [r["lr"] for r in rows] == [lr_for(config.recipe, 6 * e, 6) for e in range(5)]
+    assert model.training
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "curves.png", "metrics.csv"]
+
+
+def test_the_scheduled_lr_reaches_the_optimizer(tmp_path, network):
+    """A step schedule that is 0 from the first epoch leaves every weight as it was."""
+    torch.manual_seed(0)
+    model = network(TinyNet())
+    before = copy.deepcopy(model.state_dict())
+    data = colour_task(32, seed=8)
+    rows = run(tiny_config(schedule="step", milestones=(0,), factors=(0.0,), epochs=1, batch_size=8),
+               data, data, tmp_path / "zero")
+    assert rows[0]["lr"] == 0.0
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    run(tiny_config(schedule="constant", epochs=1, batch_size=8), data, data, tmp_path / "constant")
+    assert not torch.equal(model.fc.weight, before["fc.weight"])
+
+
+def test_fit_is_bit_exact_for_a_seed_and_leaves_the_callers_rng(tmp_path):
+    """A zoo network (its weights, shuffling and augmentation drawn from the seed), run three times."""
+    data = colour_task(48, seed=3)  # labels 0..2 of a 10-class network
+    recipe = apply_overrides(recipe_for("mobilenet", "digits"),
+                             {"epochs": 2, "batch_size": 16, "padding": 2, "flip": True})
+    results = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        config = RunConfig(net=NetOptions("mobilenet", 10, 0.25), dataset="colours", recipe=recipe,
+                           seed=seed, threads=1)
+        torch.manual_seed(1234)
+        caller = torch.get_rng_state()
+        rows = run(config, data, data, tmp_path / name)
+        assert torch.equal(torch.get_rng_state(), caller)  # the caller's RNG is left as it was
+        results.append((without_timing(rows), load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]))
+    (rows_a, wa), (rows_b, wb), (rows_c, wc) = results
+    assert rows_a == rows_b and wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert rows_a != rows_c and not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
 class ProgressNet(TinyNet):
     def __init__(self):
         super().__init__()
@@ -276,156 +441,102 @@ class ProgressNet(TinyNet):
         self.seen.append(progress)
 
 
-def test_training_reduces_loss_and_evaluate_is_sane():
+def test_update_progress_gets_step_over_total_steps(tmp_path, network):
+    """CondenseNet's convention: before every iteration, the fraction of training done (0 at the
+    first, (T-1)/T at the last), carried on across a stop and a resume."""
+    model = network(ProgressNet())
+    data = colour_task(80, seed=2)
+    config = tiny_config(epochs=3, batch_size=16)  # 5 iterations per epoch, 15 in all
+    run(RunConfig(**{**config.__dict__, "stop_after": 1}), data, data, tmp_path / "run")
+    assert model.seen == [s / 15 for s in range(5)]
+    run(config, data, data, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+    assert model.seen == [s / 15 for s in range(15)]
+
+
+class WithLasso(nn.Module):
+    def __init__(self, lasso):
+        super().__init__()
+        self.fc = nn.Linear(3 * 16 * 16, 3)
+        self.lasso = lasso
+        self.calls = 0
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+    def group_lasso(self):
+        self.calls += 1
+        return self.lasso(self)
+
+
+def test_group_lasso_is_added_to_the_loss(tmp_path, network):
+    """``recipe.group_lasso * model.group_lasso()`` joins every iteration's loss (CondenseNet's regulariser)."""
+    data = colour_task(32, seed=5)
+    config = tiny_config(schedule="constant", epochs=1, batch_size=8, padding=0, flip=False)
     torch.manual_seed(0)
-    x, y = colour_task(192, seed=0)
-    xt, yt = colour_task(96, seed=1)
-    model = TinyNet()
-    top1_0, loss_0 = evaluate(model, (xt, yt))
-    assert 0.0 <= top1_0 <= 1.0 and 0.0 < loss_0 < 5.0
-    res = train(model, (x, y), epochs=5, batch_size=32, lr=0.05, momentum=0.9, nesterov=True,
-                weight_decay=5e-4, padding=2, show_progress=False, eval_data=(xt, yt))
-    assert res.steps == 30 and len(res.step_losses) == 30 and len(res.epoch_losses) == 5
-    assert res.epoch_losses[-1] < 0.5 * res.epoch_losses[0]
-    assert all(math.isfinite(v) for v in res.step_losses)
-    top1, loss = evaluate(model, (xt, yt), mean=res.mean, std=res.std)
-    assert top1 >= 0.9 and loss < loss_0
-    assert res.eval_history[-1] == (4, top1, pytest.approx(loss))
-    # the cosine schedule was applied per iteration
-    assert res.lrs[0] == pytest.approx(0.05)
-    assert all(a > b for a, b in zip(res.lrs, res.lrs[1:]))
-    assert res.lrs[-1] == pytest.approx(lr_at(29, 30, 0.05))
-    assert model.training  # evaluate restored the mode
+    init = WithLasso(lambda m: torch.tensor(10.0)).state_dict()
+
+    def trained(weight, lasso, name):
+        model = network(WithLasso(lasso))
+        model.load_state_dict(init)
+        rows = run(tiny_config(**{**config.recipe.model_dump(), "group_lasso": weight}), data, data, tmp_path / name)
+        return model, rows[0]["train_loss"]
+
+    plain, plain_loss = trained(0.0, lambda m: torch.tensor(10.0), "plain")
+    assert plain.calls == 0  # weight 0: not even called
+    shifted, shifted_loss = trained(0.5, lambda m: torch.tensor(10.0), "constant")
+    assert shifted.calls == 4  # once per iteration
+    assert shifted_loss == pytest.approx(plain_loss + 0.5 * 10.0, abs=1e-5)
+    assert torch.equal(shifted.fc.weight, plain.fc.weight)  # a constant adds no gradient
+    l1, _ = trained(0.01, lambda m: m.fc.weight.abs().sum(), "l1")
+    assert float(l1.fc.weight.detach().abs().sum()) < float(plain.fc.weight.detach().abs().sum())  # its gradient acts
 
 
-def test_update_progress_hook_and_callback():
-    torch.manual_seed(0)
-    x, y = colour_task(80, seed=2)
-    model = ProgressNet()
-    reports: list[TrainProgress] = []
-    res = train(model, (x, y), epochs=3, batch_size=16, lr=0.02, show_progress=False,
-                progress_callback=reports.append)
-    total = res.steps
-    assert total == 15 and len(model.seen) == total and len(reports) == total
-    assert model.seen[0] == 0.0
-    assert all(b > a for a, b in zip(model.seen, model.seen[1:]))
-    assert all(0.0 <= p < 1.0 for p in model.seen)
-    assert model.seen[-1] == pytest.approx((total - 1) / total) and model.seen[-1] > 0.9
-    assert [r.step for r in reports] == list(range(total))
-    assert reports[-1].progress == 1.0 and reports[-1].epoch == 2
+class NanAtStep(TinyNet):
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.calls = step, 0
+
+    def forward(self, x):
+        self.calls += self.training
+        out = super().forward(x)
+        return out * float("nan") if self.calls == self.step else out
 
 
-def test_training_is_deterministic_with_a_seed():
-    torch.manual_seed(0)
-    x, y = colour_task(64, seed=3)
-    init = TinyNet()
-    runs = []
-    for seed in (7, 7, 8):
-        model = copy.deepcopy(init)
-        train(model, (x, y), epochs=2, batch_size=16, lr=0.05, seed=seed, show_progress=False)
-        runs.append(model.state_dict())
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
-    assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+def test_divergence_is_one_input_error_naming_the_step(tmp_path, network):
+    network(NanAtStep(3))
+    data = colour_task(16, seed=6)  # 2 iterations per epoch: step 3 opens epoch 2
+    with pytest.raises(InputError, match=r"training diverged: loss is nan at step 3 \(lr [0-9.e-]+\); lower"):
+        run(tiny_config(epochs=3, batch_size=8), data, data, tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1  # the last whole epoch stays
 
 
-def test_fastnet_trains_a_few_steps_at_small_input():
-    from perfsim.models.fastnet import fastnet
+class FixedLogits(nn.Module):
+    """Sample i (its image holds i) gets row i of ``LOGITS``; records the mode it ran in."""
 
-    torch.manual_seed(0)
-    x, y = colour_task(8, seed=4)
-    model = fastnet(num_classes=10)
-    before = copy.deepcopy(model.state_dict())
-    res = train(model, (x, y), epochs=1, batch_size=4, lr=0.01, show_progress=False)
-    assert res.steps == 2 and all(math.isfinite(v) for v in res.step_losses)
-    changed = [k for k in before if not torch.equal(before[k], model.state_dict()[k])]
-    assert any(k.endswith("conv.weight") for k in changed)
-    top1, loss = evaluate(model, (x, y), mean=res.mean, std=res.std)
-    assert 0.0 <= top1 <= 1.0 and math.isfinite(loss)
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits)
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return self.logits[x[:, 0, 0, 0].long()]
 
 
-def test_schedules_and_bad_arguments():
-    assert lr_at(0, 100, 0.1) == pytest.approx(0.1)
-    assert lr_at(50, 100, 0.1) == pytest.approx(0.05)
-    assert lr_at(99, 100, 0.1) < 1e-3
-    assert [lr_at(s, 100, 0.1, "step") for s in (0, 49, 50, 75)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.001])
-    assert lr_at(7, 100, 0.1, "constant") == 0.1
-    assert lr_at(0, 100, 0.1, warmup_steps=10) == pytest.approx(0.01)
-    x, y = colour_task(8, seed=5)
-    with pytest.raises(InputError, match="schedule"):
-        train(TinyNet(), (x, y), epochs=1, schedule="linear", show_progress=False)
-    with pytest.raises(InputError, match="epochs"):
-        train(TinyNet(), (x, y), epochs=0, show_progress=False)
-    with pytest.raises(InputError, match="diverged"):
-        train(TinyNet(), (x, y), epochs=3, batch_size=4, lr=1e30, show_progress=False)
+LOGITS = [[5.0, 4, 3, 2, 1, 0, -1], [0.0, 1, 2, 3, 4, 5, 6], [1.0, 0, 0, 0, 0, 0, 9], [0.0, 0, 0, 0, 0, 0, 0]]
 
 
-def test_progress_display_with_and_without_tqdm(monkeypatch, capsys):
-    x, y = colour_task(32, seed=6)
-    train(TinyNet(), (x, y), epochs=1, batch_size=8, lr=0.01, show_progress=True)
-    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if tqdm were not installed
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    train(TinyNet(), (x, y), epochs=1, batch_size=8, lr=0.01, show_progress=True)
-    err = capsys.readouterr().err
-    assert "train: step 4/4" in err
-
-
-def test_train_accepts_a_batch_iterable():
-    torch.manual_seed(0)
-    x, y = colour_task(48, seed=7)
-    mean, std = channel_stats(x)
-    loader = BatchLoader(x, y, batch_size=16, mean=mean, std=std, padding=0)
-    res = train(TinyNet(), loader, epochs=2, lr=0.05, show_progress=False)
-    assert res.steps == 6 and res.mean is None
-    # tensors work like arrays (not as an iterable of two batches)
-    top1, _ = evaluate(TinyNet(), (torch.from_numpy(x), torch.from_numpy(y)))
-    assert 0.0 <= top1 <= 1.0
-    with pytest.raises(InputError, match="iterable"):
-        train(TinyNet(), 42, epochs=1, show_progress=False)
-
-
-def test_scheduled_lr_reaches_the_optimizer():
-    """A schedule that is 0 from the first step must leave every weight as it was."""
-    torch.manual_seed(0)
-    x, y = colour_task(32, seed=8)
-    model = TinyNet()
-    before = copy.deepcopy(model.state_dict())
-    res = train(model, (x, y), epochs=1, batch_size=8, lr=0.1, schedule="step",
-                milestones=(0.0,), gamma=0.0, show_progress=False)
-    assert res.lrs == [0.0] * 4
-    for name, p in model.named_parameters():
-        assert torch.equal(p, before[name]), name
-    train(model, (x, y), epochs=1, batch_size=8, lr=0.1, schedule="constant", show_progress=False)
-    assert not torch.equal(model.fc.weight, before["fc.weight"])
-
-
-def test_group_lasso_is_added_to_the_loss():
-    """CondenseNet's regulariser: train(group_lasso=w) adds w * model.group_lasso() to every step's loss."""
-    import numpy as np
-    from torch import nn
-
-    from perfsim.accuracy.train import train
-
-    class WithLasso(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(3 * 4 * 4, 2)
-            self.calls = 0
-
-        def forward(self, x):
-            return self.fc(x.flatten(1))
-
-        def group_lasso(self):
-            self.calls += 1
-            return self.fc.weight.abs().sum()
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((16, 3, 4, 4)).astype(np.float32)
-    y = rng.integers(0, 2, 16)
-    plain = train(WithLasso(), (x, y), epochs=1, batch_size=8, show_progress=False, flip=False, padding=0)
-    m = WithLasso()
-    reg = train(m, (x, y), epochs=1, batch_size=8, show_progress=False, flip=False, padding=0, group_lasso=1.0)
-    assert m.calls == 2
-    assert reg.step_losses[0] > plain.step_losses[0]
-    with pytest.raises(InputError):
-        train(nn.Linear(2, 2), (x, y), epochs=1, show_progress=False, group_lasso=1.0)
+@pytest.mark.parametrize("training", [True, False])
+def test_measure_scores_top1_top5_and_loss_and_restores_the_mode(training):
+    target = torch.tensor([0, 2, 5, 3])  # ranks 1, 5, 2 and 1 (a tie: the first index wins)
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2)
+    batches = [(x[:3], target[:3]), (x[3:], target[3:])]
+    model = FixedLogits(LOGITS).train(training)
+    got = measure(model, batches, top5=True)
+    logp = np.array(LOGITS) - np.log(np.exp(np.array(LOGITS)).sum(1, keepdims=True))
+    assert got["top1"] == 2 / 4 and got["top5"] == 4 / 4 and got["images"] == 4
+    assert got["loss"] == pytest.approx(-logp[np.arange(4), target.numpy()].mean(), rel=1e-6)
+    assert model.modes == [False, False] and model.training is training
+    assert measure(model, batches)["top5"] is None
+    with pytest.raises(InputError, match="empty"):
+        measure(model, [])

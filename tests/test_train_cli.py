@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 
 import numpy as np
 import pytest
 
 from cli_checks import assert_input_error, cli_run
-from test_train import write_cifar10, write_cifar100
+from test_train import crafted, write_cifar10, write_cifar100
 
 torch = pytest.importorskip("torch")
 
@@ -110,7 +111,7 @@ def test_condensed_network_scores_the_same_after_conversion(capsys, tmp_path):
 
 
 def test_conversion_preserves_outputs_of_a_trained_condensenet():
-    from perfsim.accuracy.train import NetOptions, build_network, converted
+    from perfsim.accuracy.config import NetOptions, build_network, converted
 
     model = build_network(NetOptions("condensenet", 10), seed=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -179,6 +180,24 @@ def test_missing_batch_file_is_named(capsys, cifar, tmp_path):
     rc, out, err = _train(capsys, cifar, tmp_path / "o", "--epochs", "1")
     assert_input_error(rc, out, err, "data_batch_3")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.open", "truncated", "garbage"])
+def test_a_crafted_or_broken_batch_is_one_line_and_runs_nothing(capsys, cifar, tmp_path, how):
+    marker, batch = tmp_path / "ran", cifar / "data_batch_2"
+    needles = ["data_batch_2", "not a valid pickle"]
+    if how == "truncated":
+        batch.write_bytes(batch.read_bytes()[:300])
+    elif how == "garbage":
+        batch.write_bytes(bytes(range(256)) * 4)
+    else:
+        payload, name = crafted(marker, how)
+        needles[1:] = ["refused", name]
+        with open(batch, "wb") as fh:
+            pickle.dump({b"data": np.zeros((8, 3072), np.uint8), b"labels": [payload] * 8}, fh, protocol=2)
+    rc, out, err = _train(capsys, cifar, tmp_path / "o", "--epochs", "1")
+    assert_input_error(rc, out, err, *needles)
+    assert not marker.exists() and not (tmp_path / "o").exists()
 
 
 def test_unknown_dataset_exits_2(capsys, cifar):

@@ -27,6 +27,19 @@ def test_cosine_and_linear_decay_per_iteration():
     assert lr_for(RECIPES["mobilenet"], 12345, 7) == 1e-3
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant", "step"])
+def test_lr_for_closed_forms_at_every_step(schedule):
+    """4 epochs of 5 iterations (T = 20), and past the end; the step schedule halves from epoch 1
+    and drops to 1 % from epoch 3 (0-based)."""
+    r = apply_overrides(RECIPES["condensenet"], {"schedule": schedule, "epochs": 4, "lr": 0.2,
+                                                 "milestones": "1,3", "factors": "0.5,0.01"})
+    for step in range(23):
+        t = min(step, 20)
+        expect = {"cosine": 0.5 * 0.2 * (1 + math.cos(math.pi * t / 20)), "linear": 0.2 * (1 - t / 20),
+                  "constant": 0.2, "step": 0.2 * (1.0 if step < 5 else 0.5 if step < 15 else 0.01)}[schedule]
+        assert lr_for(r, step, 5) == pytest.approx(expect, rel=1e-12, abs=1e-15), step
+
+
 def test_paper_recipes():
     assert RECIPES["mobilenet"].optimizer == "rmsprop" and RECIPES["mobilenet"].crop == 28
     assert RECIPES["condensenext"].loss == "class_balanced_focal" and RECIPES["condensenext"].nesterov
@@ -40,7 +53,7 @@ def test_overrides_are_validated():
     r = apply_overrides(RECIPES["fastnet"], {"milestones": "5,9", "factors": "0.5,0.1", "crop": "none"})
     assert r.milestones == (5, 9) and r.factors == (0.5, 0.1) and r.crop is None
     for bad in ({"lr": "-1"}, {"optimizer": "sgdx"}, {"milestones": "9,5", "factors": "1,1"},
-                {"sources": "x"}, {"epochs": "many"}):
+                {"sources": "x"}, {"epochs": "many"}, {"schedule": "warmup"}):
         with pytest.raises(InputError):
             apply_overrides(RECIPES["fastnet"], bad)
     with pytest.raises(InputError, match="no training recipe"):

@@ -11,7 +11,8 @@ archives, unpacked:
 
 The path may be that folder or its parent. Loading returns numpy arrays: images ``(N, 3, 32, 32)``
 uint8 and labels ``(N,)`` int64. Anything wrong with the folder or the files raises
-:class:`perfsim.errors.InputError` naming the path.
+:class:`perfsim.errors.InputError` naming the path. The pickles are read by a restricted unpickler
+(:mod:`perfsim.accuracy.safe_pickle`): a crafted file cannot run code.
 
 The loaders (:class:`CifarDataset`, per sample, for ``torch.utils.data.DataLoader``; and
 :class:`BatchLoader`, vectorised whole-batch augmentation, much faster on a CPU) normalise per
@@ -22,13 +23,13 @@ module does not import torch; the loaders import it when used.
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from .safe_pickle import load_batch_pickle
 
 __all__ = [
     "CIFAR_FOLDERS",
@@ -97,12 +98,7 @@ def find_cifar_dir(path: str | Path, dataset: str | None = None) -> tuple[Path, 
 def _read_batch(file: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     if not file.is_file():
         raise InputError(f"missing CIFAR batch file: {file}")
-    try:
-        with open(file, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
-    except Exception as exc:  # truncated, not a pickle, wrong protocol ...
-        raise InputError(f"cannot read CIFAR batch {file}: not a valid pickle "
-                         f"({type(exc).__name__}: {exc})") from None
+    batch = load_batch_pickle(file)
     if not isinstance(batch, dict):
         raise InputError(f"malformed CIFAR batch {file}: expected a dict, "
                          f"got {type(batch).__name__}")

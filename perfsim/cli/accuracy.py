@@ -41,7 +41,7 @@ def _default_out(model: str, width: float, dataset: str) -> Path:
 def _check_out(out: Path, resume: str | None) -> None:
     """A fresh run never overwrites a file: the folder must not hold a run's files, unless the
     run resumes from the checkpoint in that very folder."""
-    from ..accuracy.train import CHECKPOINT_NAME, RUN_FILES
+    from ..accuracy.checkpoints import CHECKPOINT_NAME, RUN_FILES
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
@@ -73,7 +73,7 @@ def _print_config(config, out: Path | None, data) -> None:
 def _config(model, dataset, data, width, seed, device, threads, overrides, stop_after):
     from ..accuracy.data import NUM_CLASSES, resolve_dataset
     from ..accuracy.recipes import apply_overrides, recipe_for
-    from ..accuracy.train import NetOptions, RunConfig
+    from ..accuracy.config import NetOptions, RunConfig, check_device
     from ..frontends.zoo import get
 
     from ..frontends.sources import ModelOptions
@@ -86,8 +86,6 @@ def _config(model, dataset, data, width, seed, device, threads, overrides, stop_
     get(model).factory_kwargs(num_classes=net.num_classes, width=width if width != 1.0 else None)
     if threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
-    from ..accuracy.train import check_device
-
     check_device(device)
     return RunConfig(net=net, dataset=name, recipe=recipe, seed=seed, device=device,
                      threads=threads, stop_after=stop_after)
@@ -139,7 +137,8 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
         return
     _check_out(out_dir, resume)
     from ..accuracy.data import load_splits
-    from ..accuracy.train import CONFIG_NAME, check_data, check_resume, fit, load_checkpoint
+    from ..accuracy.checkpoints import CONFIG_NAME, check_resume, load_checkpoint
+    from ..accuracy.train import check_data, fit
     from ..files import write_atomic
 
     if resume is not None:  # a wrong checkpoint is refused before anything is printed or loaded
@@ -184,23 +183,20 @@ def _write_eval(result: dict, path: Path) -> None:
 def evaluate_cmd(model, checkpoint, data, dataset, width, device, threads, batch_size, out):
     """Top-1 (and top-5 with 20+ classes) of a trained MODEL on the test split, as JSON.
     CondenseNet-style networks are evaluated after conversion to the test-time network."""
-    from ..accuracy.train import NetOptions, check_checkpoint_net, load_checkpoint
-
+    from ..accuracy.checkpoints import check_checkpoint_net, load_checkpoint
+    from ..accuracy.config import NetOptions, check_device
+    from ..accuracy.evaluation import evaluate_checkpoint
     from ..frontends.sources import ModelOptions
     from ..frontends.zoo import get
 
     get(model)
     ModelOptions(width=width).check()
-    from ..accuracy.train import check_device
-
     check_device(device)
     ckpt = load_checkpoint(checkpoint)
     saved = NetOptions(**ckpt["net"])
     check_checkpoint_net(ckpt, NetOptions(model, saved.num_classes,
                                           saved.width if width is None else float(width)), checkpoint)
     name = dataset or ckpt["config"]["dataset"]
-    from ..accuracy.train import evaluate_checkpoint
-
     result = evaluate_checkpoint(ckpt, saved, name, data, device=device, threads=threads,
                                  batch_size=batch_size, side=_input_side(model))
     result.update(format=EVAL_FORMAT, checkpoint=str(checkpoint))
