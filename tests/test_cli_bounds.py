@@ -162,11 +162,12 @@ def test_the_bounds_are_the_librarys():
     from perfsim.accuracy.recipes import Recipe
     from perfsim.frontends.sources import MAX_CLASSES
     from perfsim.papers.clcnet_design import MAX_CHANNELS, MAX_KERNEL_AREA
+    from perfsim.sim import MAX_BATCH
 
     def le(field):
         return next(m.le for m in Recipe.model_fields[field].metadata if getattr(m, "le", None) is not None)
 
-    assert BATCH.max == le("batch_size")
+    assert BATCH.max == MAX_BATCH == le("batch_size")
     assert EPOCHS.max == le("epochs") and LR.max == le("lr")
     assert (CLASSES.max, CHANNELS.max, KERNEL_AREA.max) == (MAX_CLASSES, MAX_CHANNELS, MAX_KERNEL_AREA)
     from perfsim.host.calibrate import calibrate
@@ -181,3 +182,35 @@ def test_the_seed_bound_is_torchs():
     with pytest.raises((ValueError, RuntimeError, OverflowError)):
         torch.Generator().manual_seed(SEED.max + 1)
     torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 10**400, 2**16 + 1, 1.0, True, "2"])
+def test_the_library_refuses_a_batch_past_the_bound(batch, isolated):
+    from perfsim.explore.compare import simulate_models
+    from perfsim.explore.sweep import parse_vary, sweep_frame
+    from perfsim.frontends.sources import load_graph
+    from perfsim.hardware.profile import load_profile
+    from perfsim.report.run import run_model
+    from perfsim.sim.simulator import simulate
+
+    graph = load_graph("mobilenet").graph
+    hw = load_profile("edge_1mb")
+    for call in (lambda: simulate(graph, hw, batch=batch),
+                 lambda: run_model("mobilenet", batch=batch, plots=False),
+                 lambda: simulate_models(["mobilenet"], batch=batch),
+                 lambda: sweep_frame(graph, hw, [parse_vary("sram_bytes=1MiB,2MiB", hw)], batch=batch)):
+        with pytest.raises(InputError, match="batch must be an integer from 1 to 65,536"):
+            call()
+    assert list(isolated.iterdir()) == []
+
+
+def test_the_library_runs_the_largest_batch(isolated):
+    from perfsim.frontends.sources import load_graph
+    from perfsim.hardware.profile import load_profile
+    from perfsim.sim import MAX_BATCH
+    from perfsim.sim.simulator import simulate
+
+    graph = load_graph("mobilenet_v1").graph
+    one = simulate(graph, load_profile("edge_1mb", sram_bytes=2**40), batch=1).summary
+    most = simulate(graph, load_profile("edge_1mb", sram_bytes=2**40), batch=MAX_BATCH).summary
+    assert most["macs"] == one["macs"] * MAX_BATCH and math.isfinite(most["latency_s"])

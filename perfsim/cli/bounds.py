@@ -15,6 +15,7 @@ import re
 
 import click
 
+from ..sim import MAX_BATCH
 from ..units import shown
 
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -64,7 +65,7 @@ class BoundedFloat(click.FloatRange):
 
 
 # Integers. Where a library function holds the same bound, it is named (tests/test_cli_bounds.py).
-BATCH = BoundedInt(1, 2**16)  # --batch, --batch-size: the recipes' batch_size bound
+BATCH = BoundedInt(1, MAX_BATCH)  # --batch, --batch-size: perfsim.sim.MAX_BATCH = the recipes' batch_size bound
 CLASSES = BoundedInt(1, 1_000_000)  # --classes: perfsim.frontends.sources.MAX_CLASSES
 THREADS = BoundedInt(1, 4096)  # --threads: perfsim.host.calibrate's bound
 ROUNDS = BoundedInt(1, 1000)  # validate --repeats: timed rounds of the whole network

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from ..errors import DoesNotFitError, InputError
+from ..sim import check_batch
 from ..units import parse_quantity, shown
 
 if TYPE_CHECKING:
@@ -568,6 +569,7 @@ def sweep_frame(graph: Graph, base: HardwareProfile, axes: Sequence[Axis], *, ba
     With a dask.distributed ``client`` the points go to its workers in chunks that keep plan groups
     whole; each chunk runs ``evaluate`` as in process, so the numbers are the same.
     """
+    check_batch(batch)
     check_grid(axes)
     index = grid_index(axes)
     if client is None:

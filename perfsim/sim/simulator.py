@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import InputError
+from . import check_batch
 from ..hardware.energy import row_energy
 from ..ir.graph import Graph, Layer, Unit
 from .memory import plan_memory, tensor_bytes
@@ -28,8 +28,7 @@ __all__ = ["simulate"]
 
 def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: str | None = None) -> SimResult:
     """Simulate ``graph`` on ``profile`` for a batch of ``batch`` inputs."""
-    if not isinstance(batch, int) or batch < 1:
-        raise InputError(f"batch must be a positive integer, got {batch!r}")
+    check_batch(batch)
     p = profile
     sizes = tensor_bytes(graph, batch, p.activation_bits)
     wbytes = [layer.weight_bytes(p.weight_bits, p.bias_bits, p.fold_batchnorm) for layer in graph.layers]
