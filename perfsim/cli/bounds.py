@@ -1,7 +1,7 @@
 """The bound of every number the command line takes, in one place (README, "Option bounds").
 
 Each integer or float option and argument of every command has one of the types below: click shows
-the bound in ``--help`` (``[default: 1; 1<=x<=65536]``) and refuses a value outside it, or one that is
+the bound in ``--help`` (``[default: 1; 1<=x<=65,536]``) and refuses a value outside it, or one that is
 not a number, as a usage error before the command runs: one line naming the option and the bound,
 exit status 2 (``perfsim.cli.main``). A huge value is named by its digit count, never echoed;
 ``nan`` and infinities are refused. tests/test_cli_bounds.py enumerates the commands' parameters,
@@ -26,6 +26,9 @@ class BoundedInt(click.IntRange):
     """An integer from ``min`` to ``max`` (both included)."""
 
     name = "integer"
+
+    def _describe_range(self) -> str:  # in --help and in the refusal: 1<=x<=1,000,000
+        return f"{self.min:,}<=x<={self.max:,}"
 
     def convert(self, value, param, ctx):
         if isinstance(value, int) and not isinstance(value, bool):  # a default, or already converted
