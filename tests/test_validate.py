@@ -91,7 +91,8 @@ def test_validate_refuses_what_it_cannot_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.onnx").write_bytes(b"not really")
     assert_input_error(*cli_run(capsys, *["validate", "mobilenet", "--profile", "no_such_profile"]), "unknown profile")
-    assert_input_error(*cli_run(capsys, *["validate", "mobilenet", "--profile", "edge_1mb", "--repeats", "0"]), "positive")
+    assert_input_error(*cli_run(capsys, *["validate", "mobilenet", "--profile", "edge_1mb", "--repeats", "0"]),
+                       "--repeats", "1<=x<=1,000")
     assert_input_error(*cli_run(capsys, *["validate", "nope_model", "--profile", "edge_1mb"]), "unknown model")
     assert_input_error(*cli_run(capsys, *["validate", "mobilenet"]), "perfsim calibrate")  # no host profile yet
     assert_input_error(*cli_run(capsys, *["validate", str(tmp_path / "m.onnx"), "--profile", "edge_1mb"]), "")

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from .bounds import BATCH, EPOCHS, LR, MULTIPLIER, SEED, THREADS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EVAL_FORMAT = "perfsim-eval/1"
@@ -84,8 +85,6 @@ def _config(model, dataset, data, width, seed, device, threads, overrides, stop_
     recipe = apply_overrides(recipe_for(model, name), overrides)
     net = NetOptions(model=model, num_classes=NUM_CLASSES[name], width=float(width))
     get(model).factory_kwargs(num_classes=net.num_classes, width=width if width != 1.0 else None)
-    if threads < 1:
-        raise InputError(f"--threads must be >= 1, got {threads}")
     check_device(device)
     return RunConfig(net=net, dataset=name, recipe=recipe, seed=seed, device=device,
                      threads=threads, stop_after=stop_after)
@@ -104,22 +103,22 @@ def _input_side(model: str) -> int:
                    "Not needed for --dataset digits. Nothing is downloaded.")
 @click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "digits"]), default=None,
               help="Data set [default: found from --data].")
-@click.option("--epochs", type=int, default=None, help="Epochs [default: the paper's].")
-@click.option("--batch-size", type=int, default=None, help="Batch size [default: the paper's].")
-@click.option("--lr", type=float, default=None, help="Initial learning rate [default: the paper's].")
+@click.option("--epochs", type=EPOCHS, default=None, help="Epochs [default: the paper's].")
+@click.option("--batch-size", type=BATCH, default=None, help="Batch size [default: the paper's].")
+@click.option("--lr", type=LR, default=None, help="Initial learning rate [default: the paper's].")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Override any recipe field (repeatable), e.g. --set schedule=cosine, "
                    "--set milestones=80,120 --set factors=0.1,0.01. See --print-config.")
-@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier alpha.")
+@click.option("--width", type=MULTIPLIER, default=1.0, show_default=True, help="Width multiplier alpha.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=int, default=DEFAULT_THREADS, show_default=True,
+@click.option("--threads", type=THREADS, default=DEFAULT_THREADS, show_default=True,
               help="CPU threads for torch (results are repeatable for a given count).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the weights, the shuffling/augmentation and dropout.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder [default: runs/<model>[_w<alpha>]/<dataset>/].")
 @click.option("--resume", type=click.Path(), default=None, help="Checkpoint to continue exactly from.")
-@click.option("--stop-after", type=int, default=None,
+@click.option("--stop-after", type=EPOCHS, default=None,
               help="Stop (checkpointed) once this many epochs are done; --resume continues.")
 @click.option("--print-config", is_flag=True, help="Print the configuration and exit.")
 def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, threads, seed, out, resume,
@@ -173,11 +172,11 @@ def _write_eval(result: dict, path: Path) -> None:
 @click.option("--data", type=click.Path(), default=None, help="CIFAR folder (not needed for digits).")
 @click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "digits"]), default=None,
               help="[default: the checkpoint's]")
-@click.option("--width", type=float, default=None, help="Width multiplier [default: the checkpoint's; "
+@click.option("--width", type=MULTIPLIER, default=None, help="Width multiplier [default: the checkpoint's; "
               "a different one is refused].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=int, default=DEFAULT_THREADS, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--threads", type=THREADS, default=DEFAULT_THREADS, show_default=True, help="CPU threads for torch.")
+@click.option("--batch-size", type=BATCH, default=256, show_default=True, help="Test images per forward.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help=f"JSON file [default: {EVAL_NAME} beside the checkpoint].")
 def evaluate_cmd(model, checkpoint, data, dataset, width, device, threads, batch_size, out):

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from .bounds import BATCH
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -32,7 +33,7 @@ def _written(folder) -> str:
 @click.option("--profile", "profile_name", default="edge_1mb", show_default=True,
               help="Hardware profile: a name (see `perfsim profiles`) or a YAML path.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a profile field (repeatable).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per inference.")
+@click.option("--batch", type=BATCH, default=1, show_default=True, help="Inputs per inference.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Report folder [default: reports/compare/<models>/<profile>/].")
 @click.option("--html", is_flag=True, help="Also write report.html: one self-contained page.")
@@ -109,7 +110,7 @@ def _import_for_report(plots: bool) -> None:
               help="A profile field and its values: START..END:xFACTOR (geometric), START..END:+STEP (linear), "
                    "START..END:nCOUNT (COUNT log-spaced), or a list a,b,c; units as in profiles "
                    "(sram_bytes=16KiB..16MiB:x2, dram_bandwidth=0.5GB/s..8GB/s:x2, overlap=false,true). Repeat for a grid.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per inference.")
+@click.option("--batch", type=BATCH, default=1, show_default=True, help="Inputs per inference.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Report folder [default: reports/sweep/<models>/<profile>/].")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -132,8 +133,6 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     from ..explore.sweep import connect, sweep_frame
     from ..explore.vary import check_grid, parse_vary
     from ..sim.batch import meanwhile
-    if batch < 1:
-        raise InputError(f"--batch must be a positive integer, got {batch}")
     from ..report import painter as painting
     sources = [ModelSource.parse(m) for m in models]
     # plots are drawn in a forked painter that imports matplotlib while the sweep runs

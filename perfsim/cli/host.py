@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..errors import InputError
+from .bounds import CLASSES, MULTIPLIER, ROUNDS, THREADS, WARMUP
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,7 +46,7 @@ def _warn_if_busy(threads: int | None) -> None:
 @click.option("--out", default="hardware_profiles/host.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="Profile to write (then `--profile host` finds it from this folder).")
 @click.option("--name", default="host", show_default=True, help="The profile's name.")
-@click.option("--threads", type=int, default=None, help="Threads to measure with [default: all CPUs].")
+@click.option("--threads", type=THREADS, default=None, help="Threads to measure with [default: all CPUs].")
 @click.option("--quick", is_flag=True, help="Fewer shapes and repeats: under a minute.")
 @click.option("--force", is_flag=True, help="Replace --out even if perfsim calibrate did not write it.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
@@ -59,8 +59,6 @@ def calibrate(out, name, threads, quick, force, quiet, allocator):
     a hardware profile that predicts PyTorch eager float32 on this CPU. Never runs the zoo."""
     from ..host.calibrate import calibrate as measure
     from ..host.calibrate import write_profile
-    if threads is not None and not 1 <= threads <= 4096:
-        raise InputError(f"--threads must be between 1 and 4096, got {threads}")
     _warn_if_busy(threads)
     show, done = _stderr_progress(not quiet)
     profile = measure(quick=quick, threads=threads, name=name, allocator=allocator, progress=show)
@@ -92,12 +90,12 @@ def calibrate(out, name, threads, quick, force, quiet, allocator):
 @click.option("--profile", "profile_name", default="host", show_default=True,
               help="Hardware profile, usually one `perfsim calibrate` wrote.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a profile field.")
-@click.option("--threads", type=int, default=None, help="Threads [default: the calibration's].")
-@click.option("--repeats", type=int, default=15, show_default=True, help="Timed rounds.")
-@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed rounds first.")
-@click.option("--width", type=float, default=None, help="Width multiplier alpha in (0, 1].")
-@click.option("--resolution", type=float, default=1.0, show_default=True, help="Resolution multiplier.")
-@click.option("--classes", "num_classes", type=int, default=None, help="Number of classes.")
+@click.option("--threads", type=THREADS, default=None, help="Threads [default: the calibration's].")
+@click.option("--repeats", type=ROUNDS, default=15, show_default=True, help="Timed rounds.")
+@click.option("--warmup", type=WARMUP, default=3, show_default=True, help="Untimed rounds first.")
+@click.option("--width", type=MULTIPLIER, default=None, help="Width multiplier alpha.")
+@click.option("--resolution", type=MULTIPLIER, default=1.0, show_default=True, help="Resolution multiplier.")
+@click.option("--classes", "num_classes", type=CLASSES, default=None, help="Number of classes.")
 @click.option("--input-shape", default=None, metavar="CxHxW", help="Input shape (for file.py:factory).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for validation.csv/json and scatter.png [default: reports/<model>/validate-<profile>/].")

@@ -13,6 +13,7 @@ import sys
 import click
 
 from ..errors import InputError
+from .bounds import BATCH, CHANNELS, CLASSES, KERNEL_AREA, MULTIPLIER
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -47,11 +48,11 @@ def cli() -> None:
               help="Override a profile field, e.g. --set sram_bytes=256KiB (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Report folder [default: reports/<model>/<profile>/].")
-@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per inference.")
-@click.option("--width", type=float, default=None, help="Width multiplier alpha in (0, 1].")
-@click.option("--resolution", type=float, default=1.0, show_default=True,
-              help="Resolution multiplier rho in (0, 1]: scales the input's side.")
-@click.option("--classes", "num_classes", type=int, default=None, help="Number of classes of the classifier.")
+@click.option("--batch", type=BATCH, default=1, show_default=True, help="Inputs per inference.")
+@click.option("--width", type=MULTIPLIER, default=None, help="Width multiplier alpha.")
+@click.option("--resolution", type=MULTIPLIER, default=1.0, show_default=True,
+              help="Resolution multiplier rho: scales the input's side.")
+@click.option("--classes", "num_classes", type=CLASSES, default=None, help="Number of classes of the classifier.")
 @click.option("--input-shape", default=None, metavar="CxHxW",
               help="Input shape; required for a model given as file.py:factory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
@@ -143,22 +144,19 @@ def profiles(as_json):
 
 
 @cli.command("clc-groups", context_settings=CONTEXT)
-@click.argument("m", type=int, metavar="M")
-@click.argument("mid", type=int, metavar="L")
-@click.argument("n", type=int, metavar="N")
-@click.option("--kernel-area", type=int, default=9, show_default=True, help="A: spatial area of the IGC kernel.")
+@click.argument("m", type=CHANNELS, metavar="M")
+@click.argument("mid", type=CHANNELS, metavar="L")
+@click.argument("n", type=CHANNELS, metavar="N")
+@click.option("--kernel-area", type=KERNEL_AREA, default=9, show_default=True, help="A: spatial area of the IGC kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def clc_groups_cmd(m, mid, n, kernel_area, as_json):
     """clcNet's group minimiser (paper Eq. 2): the (g1, g2) minimising
     C = A*L*M/g1 + N*L/g2 under the full-channel-receptive-field rule g1*g2 <= L.
 
-    M input channels, L channels between IGC and GC, N output channels.
+    M input channels, L channels between IGC and GC, N output channels: each from 1 to 2^40.
     """
     from ..papers.clcnet_design import clc_groups
 
-    for label, v in (("M", m), ("L", mid), ("N", n), ("--kernel-area", kernel_area)):
-        if v <= 0:
-            raise InputError(f"{label} must be positive, got {v}")
     res = clc_groups(m, mid, n, kernel_area=kernel_area)
     if as_json:
         click.echo(json.dumps({"M": m, "L": mid, "N": n, "kernel_area": kernel_area, "g1": res.g1, "g2": res.g2,

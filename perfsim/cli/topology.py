@@ -10,6 +10,7 @@ import click
 
 from ..errors import InputError
 from ..files import write_atomic
+from .bounds import CLASSES, MULTIPLIER
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -18,9 +19,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.argument("model")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="CSV file to write [default: print on stdout].")
-@click.option("--width", type=float, default=None, help="Width multiplier alpha in (0, 1].")
-@click.option("--resolution", type=float, default=1.0, show_default=True, help="Resolution multiplier rho in (0, 1].")
-@click.option("--classes", "num_classes", type=int, default=None, help="Number of classes of the classifier.")
+@click.option("--width", type=MULTIPLIER, default=None, help="Width multiplier alpha.")
+@click.option("--resolution", type=MULTIPLIER, default=1.0, show_default=True, help="Resolution multiplier rho.")
+@click.option("--classes", "num_classes", type=CLASSES, default=None, help="Number of classes of the classifier.")
 @click.option("--input-shape", default=None, metavar="CxHxW", help="Input shape; required for file.py:factory.")
 @click.option("--no-cache", is_flag=True, help="Lower the model again instead of using the graph cache.")
 def export_topology(model, out, width, resolution, num_classes, input_shape, no_cache):

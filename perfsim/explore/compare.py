@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import InputError
+from ..sim import check_batch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +38,7 @@ def simulate_models(models: Sequence[str], *, profile: str = "edge_1mb", overrid
         raise InputError("name at least one model (or --zoo)")
     if len(models) > MAX_MODELS:
         raise InputError(f"at most {MAX_MODELS} models at once, got {len(models)}")
-    if batch < 1:
-        raise InputError(f"--batch must be a positive integer, got {batch}")
+    check_batch(batch)
     sources = [ModelSource.parse(m) for m in models]  # every name checked before anything is lowered
     hw = load_profile(profile, **dict(parse_override(o) for o in overrides))
     simulate = simulator()

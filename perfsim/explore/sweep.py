@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..sim import check_batch
 from ..sim.batch import FLOAT_TOTALS, TOTAL_COLUMNS, Axis, evaluate_points
 from ..sim.timing import rate_fields
 from ..units import shown
@@ -50,6 +51,7 @@ def sweep_frame(graph: Graph, base: HardwareProfile, axes: Sequence[Axis], *, ba
     With a dask.distributed ``client`` the points go to its workers in chunks that keep plan groups
     whole; each chunk runs ``evaluate_points`` as in process, so the numbers are the same.
     """
+    check_batch(batch)
     check_grid(axes)
     index = grid_index(axes)
     if client is None:

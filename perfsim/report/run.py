@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from ..errors import InputError
 from ..frontends.sources import LoweredModel, ModelOptions, ModelSource, SourceKind, load_graph
+from ..sim import check_batch
 from ..sim.results import COLUMNS, SimResult
 from .folder import MANIFEST, write_folder
 from .plot_cache import cached_plots
@@ -58,8 +59,7 @@ def run_model(model: str | None, *, profile: str = "edge_1mb", overrides: Sequen
               use_cache: bool = True, html: bool = False, topology: str | Path | None = None) -> RunOutcome:
     """Lower ``model`` (or take it from the cache), simulate it on ``profile`` with ``overrides``
     (``field=value`` strings) and write the report folder (``out`` or reports/<model>/<profile>/)."""
-    if batch < 1:
-        raise InputError(f"--batch must be a positive integer, got {batch}")
+    check_batch(batch)
     if topology is None:
         source = ModelSource.parse(model)
         source.check(options)  # bad model options fail before the profile is read (and before torch)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Sequence
 
+from . import check_batch
 from .._version import __version__
-from ..errors import InputError
 from ..hardware.energy import sram_access_bytes
 from ..hardware.systolic import run_on_array
 from ..ir.graph import Graph, Layer, Unit
@@ -51,8 +51,7 @@ class Planned:
 
 def simulate(graph: Graph, profile: HardwareProfile, *, batch: int = 1, model: str | None = None) -> SimResult:
     """Simulate ``graph`` on ``profile`` for a batch of ``batch`` inputs."""
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise InputError(f"batch must be a positive integer, got {batch!r}")
+    check_batch(batch)
     planned = plan_rows(graph, profile, batch)
     rates = Rates.of(profile)
     totals = Totals()
