@@ -1,6 +1,6 @@
 """Grouped convs over a grid, on this CPU: what a grouped-conv model must follow (docs/hardware.md).
 
-    python benchmarks/grouped_grid.py [--out benchmarks/validation/grouped_grid.csv]
+    python benchmarks/grouped_grid.py [--out benchmarks/host_validation/grouped_grid.csv]
 
 Kernel 1 or 3; 2-32 channels read and written per group; 4 or 32 groups at 7x7, 14x14, 28x28; one thread,
 PyTorch eager float32, the median of 11 samples of >= 2 ms each after a 20 ms warm-up. 300 shapes, ~15 s.
@@ -22,7 +22,7 @@ def _median_s(module, x, samples: int = 11) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "validation" / "grouped_grid.csv"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "host_validation" / "grouped_grid.csv"))
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)

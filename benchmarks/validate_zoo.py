@@ -4,7 +4,7 @@ profile `perfsim calibrate` wrote, before (peaks only: no efficiency, no overhea
     perfsim calibrate --threads 1                       # writes hardware_profiles/host.yaml
     python benchmarks/validate_zoo.py --profile hardware_profiles/host.yaml --threads 1
 
-Writes benchmarks/validation.md and benchmarks/validation.csv (one row per model and variant).
+Writes benchmarks/host_validation.md and benchmarks/host_validation.csv (one row per model and variant).
 Measure on a quiet machine: the script refuses to start when the load says the numbers would be
 the load's (``--force`` to measure anyway, marked in the table).
 """
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--models", nargs="*", default=ZOO + TORCHVISION)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "validation" / "latest"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "host_validation" / "latest"))
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
 

@@ -13,7 +13,7 @@ from perfsim.host.measure import Spread
 from perfsim.hardware.description import HardwareProfile
 from perfsim.hardware.efficiency import MATRIX_LABELS
 from perfsim.hardware.loader import load_profile
-from perfsim.sim.timing import gemm_min_dim
+from perfsim.ir.gemm import matrix_dims
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -52,7 +52,7 @@ def test_fractions_that_differ_by_size_become_a_table():
     for bench in cal.benches(False):
         if bench.label == "conv_group":
             _, layer = cal._lowered(bench)
-            eff = 0.02 * gemm_min_dim(layer, 1)  # narrow groups run far below peak
+            eff = 0.02 * min(matrix_dims(layer, 1))  # narrow groups run far below peak
             points.append((layer, _spread(overhead + 2 * layer.macs / (peak * min(eff, 1.0)))))
     fit = cal.fit_label("conv_group", points, peak)
     assert isinstance(fit.efficiency, dict)
@@ -231,7 +231,7 @@ def _grouped_points(truth, shapes):
     measures them: lowered by perfsim, the time the model gives."""
     from perfsim.host.measure import Spread
     from perfsim.frontends.lowering import lower
-    from perfsim.sim.timing import grouped_dims
+    from perfsim.ir.gemm import grouped_dims
     out = []
     for k, cin, cout, groups, side in shapes:
         g = lower(cal._conv(cin * groups, cout * groups, k, groups)(), (cin * groups, side, side))
@@ -265,7 +265,8 @@ def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
     """Times made by a profile with a block of 16 (beyond the overhead) give 16 back; times in proportion
     to the MACs give no block."""
     from perfsim.host.measure import Spread
-    from perfsim.sim.timing import entry_value, gemm_dims, row_block_factor
+    from perfsim.ir.gemm import matrix_dims as gemm_dims
+    from perfsim.sim.timing import entry_value, row_block_factor
     base = load_profile("edge_1mb", efficiency={"conv_pw": 0.5, "conv": {16: 0.4, 256: 0.8}},
                         kernel_overhead={"conv_pw": "10us", "conv": "20us"})
 

@@ -187,9 +187,10 @@ def test_the_seed_bound_is_torchs():
 @pytest.mark.parametrize("batch", [0, -1, 10**400, 2**16 + 1, 1.0, True, "2"])
 def test_the_library_refuses_a_batch_past_the_bound(batch, isolated):
     from perfsim.explore.compare import simulate_models
-    from perfsim.explore.sweep import parse_vary, sweep_frame
+    from perfsim.explore.sweep import sweep_frame
+    from perfsim.explore.vary import parse_vary
     from perfsim.frontends.sources import load_graph
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     from perfsim.report.run import run_model
     from perfsim.sim.simulator import simulate
 
@@ -206,7 +207,7 @@ def test_the_library_refuses_a_batch_past_the_bound(batch, isolated):
 
 def test_the_library_runs_the_largest_batch(isolated):
     from perfsim.frontends.sources import load_graph
-    from perfsim.hardware.profile import load_profile
+    from perfsim.hardware.loader import load_profile
     from perfsim.sim import MAX_BATCH
     from perfsim.sim.simulator import simulate
 

@@ -16,7 +16,9 @@ from perfsim.ir.fuse import fuse
 from perfsim.ir.graph import Op, OpKind
 from perfsim.hardware.loader import load_profile
 from perfsim.sim.simulator import simulate
-from perfsim.sim.timing import gemm_min_dim, row_efficiency, row_overhead, table_value
+from perfsim.hardware.efficiency import table_value
+from perfsim.ir.gemm import matrix_dims
+from perfsim.sim.timing import row_efficiency, row_overhead
 
 MATRIX = ("conv", "conv_pw", "conv_dw", "conv_group", "linear", "matmul")
 
@@ -34,7 +36,10 @@ def conv_layer(cin, cout, k, groups, hw):
                 kernel=(k, k), groups=groups)
 
 
-def test_gemm_min_dim_reads_the_matrix_product_of_each_kind():
+def test_the_smallest_matrix_dimension_reads_the_product_of_each_kind():
+    def gemm_min_dim(layer, batch):
+        return min(matrix_dims(layer, batch))
+
     assert gemm_min_dim(conv_layer(32, 32, 3, 32, 14), 1) == 1  # depthwise: one output channel per group
     assert gemm_min_dim(conv_layer(64, 64, 3, 32, 14), 1) == 2  # two channels per group
     assert gemm_min_dim(conv_layer(64, 128, 1, 1, 2), 1) == 4  # pointwise on 2x2: four positions

@@ -2,7 +2,7 @@
 
 perfsim's folders are floors of one pipeline, from the bottom (README, "Layout"):
 
-    leaves (errors, units, registry, files, children, _version)
+    leaves (errors, units, registry, files, children, arith, _version)
     -> ir -> hardware -> sim | frontends -> report -> explore | host | accuracy | papers -> cli
     -> the package root (the API: lower, load_profile, simulate)
 
@@ -26,7 +26,7 @@ MAX_LINES = 500
 
 # (floor, folders or leaf modules on it), from the bottom
 FLOORS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (0, ("_version", "errors", "units", "registry", "files", "children")),
+    (0, ("_version", "errors", "units", "registry", "files", "children", "arith")),
     (1, ("ir",)),
     (2, ("hardware",)),
     (3, ("sim", "frontends")),

@@ -244,7 +244,8 @@ def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spr
     """Per label, the block of output positions (``ROW_BLOCKS``) whose rounding best predicts the ratio of
     each pair's times beyond the label's overhead, the isolated fit's efficiency otherwise as it is (least
     squares in log); a label whose best block is 1 gets none."""
-    from ..sim.timing import entry_value, gemm_dims, kernel_overhead_of, row_block_factor
+    from ..ir.gemm import matrix_dims
+    from ..sim.timing import entry_value, kernel_overhead_of, row_block_factor
     pairs: dict[str, list[tuple[float, tuple[Any, Any]]]] = {}  # log of the time ratio, the two rows
     for (b1, l1, s1), (b2, l2, s2) in zip(results[::2], results[1::2]):
         label = b1.label
@@ -257,7 +258,7 @@ def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spr
         eff = profile.kernels.efficiency.get(label, 1.0)
 
         def work(layer: Any, block: int) -> float:
-            return layer.macs / (entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
+            return layer.macs / (entry_value(eff, layer, 1) * row_block_factor(block, matrix_dims(layer, 1)[0]))
 
         errors = {b: sum((r - math.log(work(l1, b) / work(l2, b))) ** 2 for r, (l1, l2) in obs) for b in ROW_BLOCKS}
         best = min(ROW_BLOCKS, key=lambda b: (round(errors[b], 6), b))
@@ -466,7 +467,7 @@ def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequenc
     dropped and the rest refitted, a cell without shapes takes its nearest cell's."""
     import numpy as np
 
-    from ..sim.timing import grouped_dims
+    from ..ir.gemm import grouped_dims
     kernels = {}
     errors = []
     shapes = [(grouped_dims(layer, 1), s.median_s) for layer, s in points]
@@ -507,8 +508,9 @@ def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequenc
 
 def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
     """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
-    ``peak``; a matrix label's fractions become a table by ``gemm_dims`` unless they agree within FLAT."""
-    from ..sim.timing import entry_value, gemm_dims
+    ``peak``; a matrix label's fractions become a table by ``matrix_dims`` unless they agree within FLAT."""
+    from ..ir.gemm import matrix_dims
+    from ..sim.timing import entry_value
     is_matrix = label in MATRIX_LABELS
     overhead, work, beyond = _beyond_overhead(label, points)
     if not beyond:  # every shape is overhead-bound: the largest says the most
@@ -516,7 +518,7 @@ def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> Kind
         beyond = [(ops, layer, max(s.median_s - overhead, 1e-9))]
     fractions: list[tuple[int, int, float]] = []
     for ops, layer, extra in beyond:
-        m, n, k = gemm_dims(layer, 1)
+        m, n, k = matrix_dims(layer, 1)
         fractions.append((min(m, n, k), m, min(1.0, ops / (peak * extra))))
     efficiency = _table(fractions) if is_matrix else round(max(median(f for _, _, f in fractions), 1e-6), 6)
     errors = [abs(overhead + ops / (peak * entry_value(efficiency, layer, 1)) - s.median_s) / s.median_s

@@ -50,6 +50,7 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 
+from ..arith import divisors
 from ..errors import InputError
 from ..units import shown
 
@@ -279,18 +280,11 @@ def clc_cost(m: int, l: int, n: int, g1: int, g2: int, kernel_area: int = 9) -> 
     return num // den
 
 
-def _divisors(x: int, block: int = 1 << 16) -> list[int]:
-    """The divisors of ``x`` ascending: trial division up to sqrt(x), in numpy blocks
-    (bounded memory; ~10 ms at x = 2**40)."""
+def _divisors(x: int) -> list[int]:
+    """The divisors of a channel count (``perfsim.arith.divisors``), bounded by ``MAX_CHANNELS``."""
     if not 1 <= x <= MAX_CHANNELS:
         raise InputError(f"cannot list the divisors of {shown(x)}: at most {MAX_CHANNELS:,}")
-    root = math.isqrt(x)
-    small: list[int] = []
-    for start in range(1, root + 1, block):
-        d = np.arange(start, min(start + block, root + 1), dtype=np.int64)
-        small += d[x % d == 0].tolist()
-    large = [x // d for d in reversed(small) if d * d != x]
-    return small + large
+    return divisors(x)
 
 
 def feasible_groups(m: int, l: int, n: int) -> Iterator[tuple[int, int]]:

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .capacity import Capacity, as_capacity
+from ..arith import divisors
 from ..ir.graph import UNARY_ACTIVATION_KINDS, Layer, OpKind, Unit
 from .records import Plan
 
@@ -189,14 +190,9 @@ class TileChoice:
     keeps_output: bool
 
 
-def _divisors(n: int) -> np.ndarray:
-    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
-    return np.array(sorted(set(small + [n // d for d in small])), dtype=np.int64)
-
-
 def _grid(g: TileGeometry):
     """Candidate tiles: c over the divisors of the output channels, r over every band height."""
-    c = _divisors(max(1, g.out_channels))[None, :].astype(float)
+    c = np.array(divisors(max(1, g.out_channels)), dtype=float)[None, :]
     r = np.arange(1, max(1, g.out_rows) + 1, dtype=float)[:, None]
     co, ho, hi = float(max(1, g.out_channels)), float(max(1, g.out_rows)), float(max(1, g.in_rows))
     n_cb = co / c

@@ -2,15 +2,15 @@
 
 For each network: export its matrix layers as a SCALE-Sim topology (perfsim.frontends.topology, padded
 input sizes: SCALE-Sim has no padding), run SCALE-Sim once on it with the same array and dataflow
-(validation/run_scalesim.py, in its own venv) and keep its per-layer results in
+(scalesim_check/run_scalesim.py, in its own venv) and keep its per-layer results in
 validation/results/ so the table is reproducible without rerunning it; then simulate the network
 with perfsim on systolic_32x32 with the same dataflow and line the cycles up. SCALE-Sim splits a
 depthwise (DP) layer into one layer per channel: those are summed, and shown beside perfsim's own
 count (groups packed on the array's diagonal) and perfsim's count with the groups one after another.
 
-    python validation/scalesim_compare.py                   # uses the kept SCALE-Sim results
-    python validation/scalesim_compare.py --rerun           # runs SCALE-Sim again (minutes per network)
-    python validation/scalesim_compare.py --dataflow os --rows 32 --cols 32
+    python scalesim_check/scalesim_compare.py                   # uses the kept SCALE-Sim results
+    python scalesim_check/scalesim_compare.py --rerun           # runs SCALE-Sim again (minutes per network)
+    python scalesim_check/scalesim_compare.py --dataflow os --rows 32 --cols 32
 
 Runs in perfsim's venv; SCALE-Sim runs in VENV (default .venv-scalesim: scalesim==3.0.0, numpy<2.4).
 """
@@ -103,7 +103,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--cols", type=int, default=32)
     ap.add_argument("--dataflow", default="ws", choices=("os", "ws", "is"))
-    ap.add_argument("--rerun", action="store_true", help="Run SCALE-Sim again instead of reading validation/results/.")
+    ap.add_argument("--rerun", action="store_true", help="Run SCALE-Sim again instead of reading scalesim_check/results/.")
     ap.add_argument("--venv", default=str(HERE.parent / ".venv-scalesim"), help="SCALE-Sim's venv.")
     args = ap.parse_args()
     failed = 0

@@ -1,6 +1,6 @@
 """The validation table of docs/hardware.md from the runs' CSVs (benchmarks/validate_zoo.py's output).
 
-    python benchmarks/validation_summary.py              # prints the Markdown table and the counts
+    python benchmarks/host_validation_summary.py              # prints the Markdown table and the counts
 
 Each set of runs is a state of the model; per network, the median over the set's runs (and the range),
 "before" the last set's peaks-only variant. The targets: Spearman >= 0.9, |whole-network error| <= 20 %.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent / "validation"
+HERE = Path(__file__).resolve().parent / "host_validation"
 SETS = [  # (heading, run files): the model's states in order, the current one last
     ("1–4", ["run1", "run2", "run3", "run4"]),
     ("5–7", ["run5", "run6", "run7"]),

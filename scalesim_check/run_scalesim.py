@@ -4,7 +4,7 @@ Runs in its own venv (.venv-scalesim: scalesim==3.0.0, numpy<2.4), never in perf
 SCALE-Sim's Python API with save_disk_space=True (no traces). Writes a CSV: one line per SCALE-Sim
 layer (a depthwise DP row becomes one layer per channel), and the run's wall time.
 
-    .venv-scalesim/bin/python validation/run_scalesim.py TOPOLOGY.csv OUT.csv --rows 32 --cols 32 --dataflow ws
+    .venv-scalesim/bin/python scalesim_check/run_scalesim.py TOPOLOGY.csv OUT.csv --rows 32 --cols 32 --dataflow ws
 """
 from __future__ import annotations
 
