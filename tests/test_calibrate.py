@@ -137,12 +137,12 @@ def test_the_synthetic_networks_lower_and_cover_the_labels():
 
 
 def _calls(factor, overhead, works, out_bytes=0, area=0):
-    from perfsim.host.context import Call
-    return [Call(factor * w + overhead, 5e-6, w, out_bytes, area) for w in works]
+    from perfsim.host.context import ContextCall
+    return [ContextCall(factor * w + overhead, 5e-6, w, out_bytes, area) for w in works]
 
 
 def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
-    from perfsim.host.context import Call, fit_context
+    from perfsim.host.context import ContextCall, fit_context
     fit = fit_context(_calls(2.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert fit.affine and fit.factor == pytest.approx(2.0) and fit.overhead_s == pytest.approx(30e-6)
     assert fit.ratios == pytest.approx([1.0] * 4)
@@ -150,14 +150,14 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
     held = fit_context(_calls(0.5, 200e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert held.factor == 1.0 and held.affine and held.overhead_s > 0
     # too few calls, or too alike in size: the factor held at 1, the overhead the median of measured - work
-    few = fit_context([Call(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
+    few = fit_context([ContextCall(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
     assert not few.affine and few.factor == 1.0 and few.overhead_s == pytest.approx(4e-6)
     alike = fit_context(_calls(2.0, 30e-6, [100e-6, 120e-6, 150e-6, 200e-6]))
     assert not alike.affine and alike.factor == 1.0
     assert alike.overhead_s == pytest.approx(30e-6 + 135e-6)  # the median call's excess: 2 x 135 - 135 + 30
-    assert fit_context([Call(1e-6, 1e-6, 5e-6, 0)] * 3).overhead_s == 0.0  # faster than the fit: no negative
+    assert fit_context([ContextCall(1e-6, 1e-6, 5e-6, 0)] * 3).overhead_s == 0.0  # faster than the fit: no negative
     # ... and a call the fit then gives no time at all (no work, no overhead) does not divide by zero
-    none = fit_context([Call(1e-6, 1e-6, 0.0, 0), Call(1e-6, 1e-6, 5e-6, 0), Call(1e-6, 1e-6, 5e-6, 0)])
+    none = fit_context([ContextCall(1e-6, 1e-6, 0.0, 0)] + [ContextCall(1e-6, 1e-6, 5e-6, 0)] * 2)
     assert none.overhead_s == 0.0 and none.ratios == pytest.approx((0.2, 0.2))
 
 
@@ -193,15 +193,15 @@ def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
 
 
 def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
-    from perfsim.host.context import Call, apply_fits, context_fits
+    from perfsim.host.context import ContextCall, apply_fits, context_fits
     works = [10e-6, 40e-6, 100e-6, 400e-6]
     samples = {("conv", False): _calls(2.0, 30e-6, works),
                # rows that do not fit: the in-SRAM fit plus 100 us per MB of output
-               ("conv", True): [Call(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
+               ("conv", True): [ContextCall(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
                                 zip(works, (1_000_000, 2_000_000, 3_000_000))],
-               ("batchnorm", True): [Call(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
+               ("batchnorm", True): [ContextCall(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
                                      ((1e-5, 10**6), (2e-5, 4 * 10**6))],
-               ("relu", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
+               ("relu", True): [ContextCall(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
     fits, (first_touch, n) = context_fits(samples)
     assert set(fits) == {"conv"} and n == 5 and first_touch == pytest.approx(1e-10)
     base = load_profile("edge_1mb", efficiency={"conv": {16: 0.5, 64: 0.9}, "relu": 0.5},
@@ -217,8 +217,8 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
                    {"conv_group": fits["conv"]}, 0.0)
     assert g.kernels.efficiency["conv_group"].scale == pytest.approx(2.0)
     # faster than predicted beyond SRAM: no negative first touch; too few such calls: none
-    assert context_fits({("conv", True): [Call(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
-    assert context_fits({("conv", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
+    assert context_fits({("conv", True): [ContextCall(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
+    assert context_fits({("conv", True): [ContextCall(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
 
 
 def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
