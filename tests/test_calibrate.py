@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from perfsim.host import calibrate as cal
+from perfsim.host import benchmarks, calibrate as cal, fits as fitting
 from perfsim.errors import InputError
 from perfsim.host.measure import Spread
 from perfsim.hardware.description import HardwareProfile
@@ -19,8 +19,8 @@ from perfsim.ir.gemm import matrix_dims
 @pytest.mark.parametrize("quick", [True, False])
 def test_every_benchmark_lowers_to_the_label_it_calibrates(quick):
     seen = set()
-    for bench in cal.benches(quick):
-        _, layer = cal._lowered(bench)  # raises if the module lowers to another label or several rows
+    for bench in benchmarks.benches(quick):
+        _, layer = benchmarks.lowered(bench)  # raises if the module lowers to another label or several rows
         seen.add(bench.label)
     assert MATRIX_LABELS <= seen
     assert {"batchnorm", "relu", "add", "maxpool", "global_avgpool", "softmax", "layernorm", "gelu"} <= seen
@@ -36,11 +36,11 @@ def test_the_fit_recovers_a_known_overhead_and_efficiency():
     """Times made from overhead + 2 MACs / (peak * eff): the fit gives back overhead and eff."""
     peak, overhead, eff = 1e11, 20e-6, 0.4
     points = []
-    for bench in cal.benches(False):
+    for bench in benchmarks.benches(False):
         if bench.label == "conv_pw":
-            _, layer = cal._lowered(bench)
+            _, layer = benchmarks.lowered(bench)
             points.append((layer, _spread(overhead + 2 * layer.macs / (peak * eff))))
-    fit = cal.fit_label("conv_pw", points, peak)
+    fit = fitting.fit_label("conv_pw", points, peak)
     assert fit.overhead_s == pytest.approx(overhead, rel=0.05)  # the smallest shape has a little work
     assert isinstance(fit.efficiency, float) and fit.efficiency == pytest.approx(eff, rel=0.05)
     assert fit.median_abs_error < 0.05 and fit.unit == "matrix"
@@ -49,21 +49,21 @@ def test_the_fit_recovers_a_known_overhead_and_efficiency():
 def test_fractions_that_differ_by_size_become_a_table():
     peak, overhead = 1e11, 10e-6
     points = []
-    for bench in cal.benches(False):
+    for bench in benchmarks.benches(False):
         if bench.label == "conv_group":
-            _, layer = cal._lowered(bench)
+            _, layer = benchmarks.lowered(bench)
             eff = 0.02 * min(matrix_dims(layer, 1))  # narrow groups run far below peak
             points.append((layer, _spread(overhead + 2 * layer.macs / (peak * min(eff, 1.0)))))
-    fit = cal.fit_label("conv_group", points, peak)
+    fit = fitting.fit_label("conv_group", points, peak)
     assert isinstance(fit.efficiency, dict)
     assert fit.efficiency[2] == pytest.approx(0.04, rel=0.1) and fit.efficiency[32] == pytest.approx(0.64, rel=0.1)
 
 
 def _tiny_run(monkeypatch):
     """calibrate() with a handful of benchmarks and small memory sizes (seconds, not a minute)."""
-    few = [b for b in cal.benches(True) if b.label in ("conv_dw", "relu")]
+    few = [b for b in benchmarks.benches(True) if b.label in ("conv_dw", "relu")]
     monkeypatch.setattr(cal, "benches", lambda quick: few)
-    large = [b for b in cal.tiled_benches(True) if b.label == "relu"]
+    large = [b for b in benchmarks.tiled_benches(True) if b.label == "relu"]
     monkeypatch.setattr(cal, "tiled_benches", lambda quick: large)
     monkeypatch.setattr(cal, "measure_memory", lambda quick, samples, llc: {
         2 ** k: cal.Measured(value=v, q1=v * 0.9, q3=v * 1.1, n=3, unit="B/s")
@@ -137,12 +137,12 @@ def test_the_synthetic_networks_lower_and_cover_the_labels():
 
 
 def _calls(factor, overhead, works, out_bytes=0, area=0):
-    from perfsim.host.context import Call
-    return [Call(factor * w + overhead, 5e-6, w, out_bytes, area) for w in works]
+    from perfsim.host.context import ContextCall
+    return [ContextCall(factor * w + overhead, 5e-6, w, out_bytes, area) for w in works]
 
 
 def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
-    from perfsim.host.context import Call, fit_context
+    from perfsim.host.context import ContextCall, fit_context
     fit = fit_context(_calls(2.0, 30e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert fit.affine and fit.factor == pytest.approx(2.0) and fit.overhead_s == pytest.approx(30e-6)
     assert fit.ratios == pytest.approx([1.0] * 4)
@@ -150,14 +150,14 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
     held = fit_context(_calls(0.5, 200e-6, [10e-6, 40e-6, 100e-6, 400e-6]))
     assert held.factor == 1.0 and held.affine and held.overhead_s > 0
     # too few calls, or too alike in size: the factor held at 1, the overhead the median of measured - work
-    few = fit_context([Call(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
+    few = fit_context([ContextCall(2e-6 * k, 1e-6, 1e-6 * k - 1e-6, 0) for k in (2, 3, 4)])
     assert not few.affine and few.factor == 1.0 and few.overhead_s == pytest.approx(4e-6)
     alike = fit_context(_calls(2.0, 30e-6, [100e-6, 120e-6, 150e-6, 200e-6]))
     assert not alike.affine and alike.factor == 1.0
     assert alike.overhead_s == pytest.approx(30e-6 + 135e-6)  # the median call's excess: 2 x 135 - 135 + 30
-    assert fit_context([Call(1e-6, 1e-6, 5e-6, 0)] * 3).overhead_s == 0.0  # faster than the fit: no negative
+    assert fit_context([ContextCall(1e-6, 1e-6, 5e-6, 0)] * 3).overhead_s == 0.0  # faster than the fit: no negative
     # ... and a call the fit then gives no time at all (no work, no overhead) does not divide by zero
-    none = fit_context([Call(1e-6, 1e-6, 0.0, 0), Call(1e-6, 1e-6, 5e-6, 0), Call(1e-6, 1e-6, 5e-6, 0)])
+    none = fit_context([ContextCall(1e-6, 1e-6, 0.0, 0)] + [ContextCall(1e-6, 1e-6, 5e-6, 0)] * 2)
     assert none.overhead_s == 0.0 and none.ratios == pytest.approx((0.2, 0.2))
 
 
@@ -193,15 +193,15 @@ def test_a_strided_label_without_calls_in_context_takes_its_labels_fit():
 
 
 def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
-    from perfsim.host.context import Call, apply_fits, context_fits
+    from perfsim.host.context import ContextCall, apply_fits, context_fits
     works = [10e-6, 40e-6, 100e-6, 400e-6]
     samples = {("conv", False): _calls(2.0, 30e-6, works),
                # rows that do not fit: the in-SRAM fit plus 100 us per MB of output
-               ("conv", True): [Call(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
+               ("conv", True): [ContextCall(2.0 * w + 30e-6 + b * 1e-10, 5e-6, w, b) for w, b in
                                 zip(works, (1_000_000, 2_000_000, 3_000_000))],
-               ("batchnorm", True): [Call(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
+               ("batchnorm", True): [ContextCall(1e-6 + w + b * 1e-10, 1e-6, w, b) for w, b in
                                      ((1e-5, 10**6), (2e-5, 4 * 10**6))],
-               ("relu", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
+               ("relu", True): [ContextCall(1e-3, 1e-6, 1e-6, 10**6)] * 5}  # in place: no fresh output, not counted
     fits, (first_touch, n) = context_fits(samples)
     assert set(fits) == {"conv"} and n == 5 and first_touch == pytest.approx(1e-10)
     base = load_profile("edge_1mb", efficiency={"conv": {16: 0.5, 64: 0.9}, "relu": 0.5},
@@ -217,13 +217,13 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
                    {"conv_group": fits["conv"]}, 0.0)
     assert g.kernels.efficiency["conv_group"].scale == pytest.approx(2.0)
     # faster than predicted beyond SRAM: no negative first touch; too few such calls: none
-    assert context_fits({("conv", True): [Call(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
-    assert context_fits({("conv", True): [Call(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
+    assert context_fits({("conv", True): [ContextCall(1e-6, 1e-6, 1e-6, 10**6)] * 3})[1] == (0.0, 3)
+    assert context_fits({("conv", True): [ContextCall(1e-3, 1e-6, 1e-6, 10**6)] * 2})[1] == (0.0, 2)
 
 
 def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
-    assert cal._table([(2, 49, 0.01), (2, 784, 0.03), (8, 49, 0.2)]) == {2: 0.02, 8: 0.2}
-    assert cal._table([(2, 49, 0.5), (8, 784, 0.52)]) == 0.51
+    assert fitting._table([(2, 49, 0.01), (2, 784, 0.03), (8, 49, 0.2)]) == {2: 0.02, 8: 0.2}
+    assert fitting._table([(2, 49, 0.5), (8, 784, 0.52)]) == 0.51
 
 
 def _grouped_points(truth, shapes):
@@ -234,7 +234,7 @@ def _grouped_points(truth, shapes):
     from perfsim.ir.gemm import grouped_dims
     out = []
     for k, cin, cout, groups, side in shapes:
-        g = lower(cal._conv(cin * groups, cout * groups, k, groups)(), (cin * groups, side, side))
+        g = lower(benchmarks._conv(cin * groups, cout * groups, k, groups)(), (cin * groups, side, side))
         layer = g.layers[0]
         area, gr, m, r, w = grouped_dims(layer, 1)
         t = truth.kernels[area].time(gr, m, r, w)
@@ -250,7 +250,7 @@ def test_the_grouped_conv_model_is_recovered_from_its_grid():
                 "per_position": [[base * r * (1 + w / 8) for w in ch] for r in ch]}
     truth = GroupedConvModel(flops=2e11, kernels={1: kernel(6e-6, 2.7e-6, 1e-10), 9: kernel(5.4e-5, 3e-7, 9e-10)})
     shapes = [(k, r, w, g, s) for k in (1, 3) for r in ch for w in ch for g in (4, 32) for s in (7, 28)]
-    fit = cal.fit_grouped(_grouped_points(truth, shapes), 2e11, ch)
+    fit = fitting.fit_grouped(_grouped_points(truth, shapes), 2e11, ch)
     model = fit.efficiency
     assert fit.median_abs_error < 1e-6 and fit.overhead_s == 0.0
     for area in (1, 9):
@@ -272,19 +272,19 @@ def test_the_row_block_is_the_one_that_best_predicts_pairs_of_maps():
 
     def results(block):
         out = []
-        for bench in cal.block_benches(False):
-            layer = cal._built(bench)[1].layers[0]
+        for bench in benchmarks.block_benches(False):
+            layer = benchmarks.built(bench)[1].layers[0]
             eff = base.kernels.efficiency[bench.label]
             t = base.kernels.overhead[bench.label] + 2 * layer.macs / (
                 base.matrix.flops * entry_value(eff, layer, 1) * row_block_factor(block, gemm_dims(layer, 1)[0]))
             out.append((bench, layer, Spread(median_s=t, q1_s=t, q3_s=t, n=1)))
         return out
-    blocks, measured = cal.fit_row_blocks(base, results(16))
+    blocks, measured = fitting.fit_row_blocks(base, results(16))
     assert blocks == {"conv_pw": 16, "conv": 16} and measured["row_block: conv_pw"].value == 16.0
     assert measured["row_block: conv"].n == 2
-    blocks, measured = cal.fit_row_blocks(base, results(1))
+    blocks, measured = fitting.fit_row_blocks(base, results(1))
     assert blocks == {} and measured["row_block: conv_pw"].value == 1.0
-    assert [b.shape[-1] for b in cal.block_benches(True)] == [7, 8, 14, 16, 7, 8, 14, 16]
+    assert [b.shape[-1] for b in benchmarks.block_benches(True)] == [7, 8, 14, 16, 7, 8, 14, 16]
 
 
 def test_a_grouped_conv_row_reads_its_model():
@@ -294,22 +294,22 @@ def test_a_grouped_conv_row_reads_its_model():
     k = {"overhead": 5e-5, "channels": [2, 8], "per_group": [[1e-6, 2e-6], [3e-6, 4e-6]],
          "per_position": [[1e-9, 2e-9], [3e-9, 4e-9]]}
     model = GroupedConvModel(flops=1e11, scale=2.0, kernels={9: k})
-    layer = lower(cal._conv(8 * 4, 2 * 4, 3, 4)(), (32, 16, 16)).layers[0]  # 4 groups reading 8, writing 2
+    layer = lower(benchmarks._conv(8 * 4, 2 * 4, 3, 4)(), (32, 16, 16)).layers[0]  # 4 groups reading 8, writing 2
     seconds = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9)
     assert entry_value(model, layer, 1) == pytest.approx(2 * layer.macs / (1e11 * seconds))
     # between the axis's points: linear in log2 of the channels (4 read: half-way from 2 to 8), the
     # per-position cost as a cost per channel pair (per MAC): (1e-9 / 4 + 3e-9 / 16) / 2 per pair
-    layer4 = lower(cal._conv(4 * 4, 2 * 4, 3, 4)(), (16, 16, 16)).layers[0]
+    layer4 = lower(benchmarks._conv(4 * 4, 2 * 4, 3, 4)(), (16, 16, 16)).layers[0]
     seconds4 = 2.0 * (5e-5 + 4 * 2e-6 + 4 * 256 * (1e-9 / 4 + 3e-9 / 16) / 2 * 4 * 2)
     assert entry_value(model, layer4, 1) == pytest.approx(2 * layer4.macs / (1e11 * seconds4))
     # beyond the axis's end the cost per channel pair is held, not the cost per position: a group reading
     # 32 channels costs 4x the per-position time of one reading 8 (held flat, it had cost the same)
-    wide = lower(cal._conv(32 * 4, 2 * 4, 3, 4)(), (128, 16, 16)).layers[0]
+    wide = lower(benchmarks._conv(32 * 4, 2 * 4, 3, 4)(), (128, 16, 16)).layers[0]
     seconds32 = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9 * 4)
     assert entry_value(model, wide, 1) == pytest.approx(min(1.0, 2 * wide.macs / (1e11 * seconds32)))
     assert seconds32 > seconds + 2.0 * 4 * 256 * 3e-9 * 2  # the MACs were not free
     # a 1x1 grouped conv reads the nearest area's table, its per-position cost scaled by 1/9
-    one = lower(cal._conv(8 * 4, 2 * 4, 1, 4)(), (32, 16, 16)).layers[0]
+    one = lower(benchmarks._conv(8 * 4, 2 * 4, 1, 4)(), (32, 16, 16)).layers[0]
     seconds1 = 2.0 * (5e-5 + 4 * 3e-6 + 4 * 256 * 3e-9 / 9)
     assert entry_value(model, one, 1) == pytest.approx(2 * one.macs / (1e11 * seconds1))
 

@@ -14,6 +14,10 @@ quartiles, at a fixed thread count, in float32, in eval mode without autograd:
   become a table by the smallest dimension of the matrix product when they differ by size.
 
 The zoo networks are never run here: they are what ``perfsim validate`` checks the result against.
+
+The catalogue of benchmarks is ``perfsim.host.benchmarks``, the fits ``perfsim.host.fits``, the synthetic
+networks in context ``perfsim.host.context``; this module measures the peaks and the memory, times the
+benchmarks, runs the whole (``calibrate``) and writes the profile.
 """
 from __future__ import annotations
 
@@ -21,273 +25,18 @@ import datetime
 import math
 import os
 import time
-from dataclasses import dataclass
-from statistics import median
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
 
 from ..errors import InputError
 from ..files import write_atomic
 from .measure import Spread, describe_host, host_settings, time_calls
-from ..hardware.calibration import Calibration, KindFit, Measured
+from ..hardware.calibration import Calibration, Measured
 from ..hardware.description import HardwareProfile
-from ..hardware.efficiency import GroupedConvModel, MATRIX_LABELS, STRIDED
-
-FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
-
-
-@dataclass(frozen=True)
-class Bench:
-    """One micro-benchmark: a module, its input shape (batch 1 included) and the label it must lower to."""
-
-    label: str
-    make: Callable[[], nn.Module]
-    shape: tuple[int, ...]
-    what: str
-
-
-class _Fn(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
-def _conv(cin: int, cout: int, k: int, groups: int = 1, stride: int = 1) -> Callable[[], nn.Module]:
-    return lambda: nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
-
-
-# Convs whose inputs and outputs differ (a stage's first conv doubles the channels; a bottleneck expands
-# and projects; grouped convs that read several channels per output): (cin, cout, kernel, groups,
-# side). Their matrix products have N and K apart, which the C->C shapes above never do, and PyTorch
-# runs some of them on other code paths.
-_UNEVEN = {
-    "conv": [(32, 64, 3, 1, 16), (64, 128, 3, 1, 8)],
-    "conv_pw": [(32, 128, 1, 1, 16), (128, 32, 1, 1, 16), (64, 256, 1, 1, 8), (256, 64, 1, 1, 8)],
-    "conv_group": [(32, 8, 3, 4, 32), (32, 8, 3, 4, 16), (64, 16, 3, 4, 8), (64, 16, 3, 8, 16),
-                   (64, 32, 1, 4, 32), (128, 32, 1, 4, 16), (16, 64, 1, 4, 16)],
-}
-
-# Strided convs (stride 2) have entries of their own, ``conv.strided`` and the like: PyTorch runs them on
-# other code paths (a 1x1 conv 64->128 with stride 2 takes 3x the unstrided conv with the same output;
-# a 3-channel stem 2.4x; docs/hardware.md); a strided grouped conv gets a table by the smallest dimension,
-# not the grouped model. (cin, cout, kernel, groups, side); the first is overhead-bound.
-_STRIDED = {
-    "conv": [(8, 8, 3, 1, 2), (3, 32, 3, 1, 32), (32, 64, 3, 1, 32), (3, 32, 3, 1, 96), (64, 128, 3, 1, 16),
-             (3, 24, 3, 1, 224), (128, 256, 3, 1, 8), (16, 32, 3, 1, 56)],
-    "conv_pw": [(8, 8, 1, 1, 2), (16, 32, 1, 1, 32), (32, 64, 1, 1, 56), (64, 128, 1, 1, 28), (128, 256, 1, 1, 14),
-                (256, 512, 1, 1, 7), (64, 256, 1, 1, 28), (256, 64, 1, 1, 14)],
-    "conv_dw": [(8, 8, 3, 8, 2), (32, 32, 3, 32, 112), (64, 64, 3, 64, 56), (128, 128, 3, 128, 28),
-                (256, 256, 3, 256, 14), (512, 512, 3, 512, 7), (96, 96, 5, 96, 28), (240, 240, 5, 240, 14)],
-    "conv_group": [(8, 8, 3, 4, 2), (64, 64, 3, 32, 56), (128, 128, 3, 64, 28), (64, 64, 3, 32, 112),
-                   (256, 256, 3, 128, 14), (128, 128, 3, 16, 28), (256, 256, 3, 8, 14), (128, 128, 1, 4, 28)],
-}
-
-
-def _matrix_benches(quick: bool) -> Iterator[Bench]:
-    hw = (16, 8) if quick else (32, 16, 8, 4)
-    for c, h in [(8, 8)] + [(c, h) for c in ((32, 128) if quick else (16, 64, 128, 256)) for h in hw]:
-        yield Bench("conv", _conv(c, c, 3), (1, c, h, h), f"3x3 conv {c}->{c} at {h}x{h}")
-    for h in ((56,) if quick else (32, 56, 112)):  # a stem: three input channels
-        yield Bench("conv", lambda: nn.Conv2d(3, 32, 3, padding=1, bias=False), (1, 3, h, h), f"3x3 conv 3->32 at {h}x{h}")
-    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
-        yield Bench("conv_pw", _conv(c, c, 1), (1, c, h, h), f"1x1 conv {c}->{c} at {h}x{h}")
-    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
-        yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
-    cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32)
-    for k in (1, 3):
-        for cpg in cpgs:
-            for c, h in (((128, 28), (128, 7)) if quick else ((64, 28), (64, 7), (256, 28), (256, 14), (256, 7))):
-                yield Bench("conv_group", _conv(c, c, k, c // cpg), (1, c, h, h),
-                            f"{k}x{k} conv {c}->{c} in groups of {cpg} at {h}x{h}")
-    yield Bench("conv_group", _conv(8, 8, 1, 4), (1, 8, 1, 1), "1x1 conv 8->8 in groups of 2 at 1x1")
-    for n_in, n_out, rows in [(8, 8, 1)] + ([(1024, 1000, 1), (256, 256, 64), (512, 512, 196)] if quick else
-                                            [(256, 256, 1), (1024, 1000, 1), (2048, 2048, 1), (256, 256, 16),
-                                             (256, 256, 64), (512, 512, 196), (768, 768, 197)]):
-        yield Bench("linear", lambda i=n_in, o=n_out: nn.Linear(i, o), (1, rows, n_in) if rows > 1 else (1, n_in),
-                    f"linear {n_in}->{n_out} on {rows} row(s)")
-    for heads, length, dim in [(1, 4, 4)] + ([(4, 64, 32), (12, 197, 64)] if quick else
-                                             [(1, 16, 16), (4, 64, 32), (8, 128, 64), (12, 197, 64), (1, 256, 256)]):
-        yield Bench("matmul", lambda: _Fn(lambda x: x @ x.transpose(-1, -2)), (1, heads, length, dim),
-                    f"matmul of {heads} head(s) {length}x{dim} by its transpose")
-
-
-GROUPED_CHANNELS = (2, 4, 8, 16, 32, 128)  # channels read and written per group: the grouped model's axes
-GROUPED_CHANNELS_QUICK = (2, 8, 32, 128)
-WIDE = 128  # a cell with this many channels per group is timed with 2 and 4 groups, not 4 and 32 (its cost)
-
-
-def _grouped_benches(quick: bool) -> Iterator[Bench]:
-    """Grouped convs over a grid (``fit_grouped``): kernel 1 or 3, channels read and written per group,
-    4 or 32 groups (2 or 4 for a cell of 128 channels: clcNet's 1x1 convs run 2 groups of 16-512, and
-    the model read beyond a grid of 32 per group had missed them by a third, docs/hardware.md), three map
-    sides (two with ``quick``)."""
-    channels = GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS
-    for k in (1, 3):
-        for cin in channels:
-            for cout in channels:
-                for groups in ((2, 4) if WIDE in (cin, cout) else (4, 32)):
-                    for h in ((7, 28) if quick else (7, 14, 28)):
-                        yield Bench("conv_group", _conv(cin * groups, cout * groups, k, groups), (1, cin * groups, h, h),
-                                    f"{k}x{k} conv, {groups} groups of {cin}->{cout} at {h}x{h}")
-
-
-def _shape_benches(shapes: dict[str, list[tuple[int, int, int, int, int]]], stride: int, quick: bool
-                   ) -> Iterator[Bench]:
-    """A conv per (cin, cout, kernel, groups, side) of each label's ``shapes`` at ``stride``, under the label
-    (``label.strided`` with a stride above 1); every other one with ``quick``."""
-    for label, rows in shapes.items():
-        for cin, cout, k, groups, h in (rows[::2] if quick else rows):
-            grouped = f" in {groups} groups" if groups > 1 else ""
-            strided = f", stride {stride}," if stride > 1 else ""
-            yield Bench(label + (STRIDED if stride > 1 else ""), _conv(cin, cout, k, groups, stride), (1, cin, h, h),
-                        f"{k}x{k} conv {cin}->{cout}{grouped}{strided} at {h}x{h}")
-
-
-# label -> (module factory, spatial input?) for the vector kinds; shapes from _vector_shapes
-_VECTOR: dict[str, tuple[Callable[[], nn.Module], str]] = {
-    "batchnorm": (lambda: nn.BatchNorm2d(_C), "nchw"),
-    "relu": (lambda: nn.ReLU(inplace=True), "nchw"),
-    "relu6": (lambda: nn.ReLU6(inplace=True), "nchw"),
-    "sigmoid": (lambda: nn.Sigmoid(), "nchw"),
-    "silu": (lambda: nn.SiLU(), "nchw"),
-    "hardsigmoid": (lambda: nn.Hardsigmoid(), "nchw"),
-    "hardswish": (lambda: nn.Hardswish(), "nchw"),
-    "gelu": (lambda: nn.GELU(), "tokens"),
-    "leaky_relu": (lambda: nn.LeakyReLU(0.1), "nchw"),
-    "elu": (lambda: nn.ELU(), "nchw"),
-    "tanh": (lambda: nn.Tanh(), "nchw"),
-    "mish": (lambda: nn.Mish(), "nchw"),
-    "softplus": (lambda: nn.Softplus(), "nchw"),
-    "add": (lambda: _Fn(lambda x: x + x), "nchw"),
-    "elementwise": (lambda: _Fn(lambda x: x * x), "nchw"),
-    "maxpool": (lambda: nn.MaxPool2d(3, 2, 1), "nchw"),
-    "avgpool": (lambda: nn.AvgPool2d(2), "nchw"),
-    "global_avgpool": (lambda: nn.AdaptiveAvgPool2d(1), "nchw"),
-    "softmax": (lambda: nn.Softmax(dim=-1), "tokens"),
-    "layernorm": (lambda: nn.LayerNorm(_D), "tokens"),
-    "groupnorm": (lambda: nn.GroupNorm(4, _C), "nchw"),
-    "upsample_nearest": (lambda: nn.Upsample(scale_factor=2, mode="nearest"), "nchw"),
-    "upsample_bilinear": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), "nchw"),
-}
-_C, _D = 64, 256  # channels of the spatial vector benchmarks; features of the token ones
-
-
-def _vector_benches(quick: bool) -> Iterator[Bench]:
-    sides = (2, 16, 56) if quick else (2, 8, 16, 32, 56)
-    tokens = (1, 64, 512) if quick else (1, 16, 64, 197, 512)
-    for label, (make, layout) in _VECTOR.items():
-        shapes = ([(1, _C, h, h) for h in sides] if layout == "nchw" else [(1, t, _D) for t in tokens])
-        for shape in shapes:
-            yield Bench(label, make, shape, f"{label} on {'x'.join(map(str, shape[1:]))}")
-
-
-def tiled_benches(quick: bool) -> list[Bench]:
-    """Shapes whose working set (input + output) is several MB: beyond a core's level-2 cache."""
-    out = [Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h} (large)")
-           for c, h in ((64, 112), (128, 56)) + (() if quick else ((256, 56), (32, 160)))]
-    out += [Bench("conv", _conv(32, 32, 3), (1, 32, 112, 112), "3x3 conv 32->32 at 112x112 (large)"),
-            Bench("conv_pw", _conv(64, 64, 1), (1, 64, 112, 112), "1x1 conv 64->64 at 112x112 (large)"),
-            Bench("conv_group", _conv(128, 128, 3, 64), (1, 128, 56, 56), "3x3 conv 128->128 in groups of 2 at 56x56 (large)")]
-    for label in ("batchnorm", "relu", "add", "maxpool"):
-        out.append(Bench(label, _VECTOR[label][0], (1, _C, 112, 112), f"{label} on {_C}x112x112 (large)"))
-    return out
-
-
-def fit_tiled(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]) -> dict[str, float]:
-    """Per label, the factor by which a row that does not fit in SRAM runs below its in-SRAM efficiency:
-    the measured time beyond the row's predicted data and overhead, against its predicted compute.
-    Only labels that fall by more than 15 % get an entry."""
-    from ..sim.simulator import simulate
-    factors: dict[str, list[float]] = {}
-    for bench, _layer, spread in results:
-        row = simulate(_built(bench)[1], profile).rows[0]
-        compute = row.t_matrix_s + row.t_vector_s
-        beyond = spread.median_s - row.t_data_s - row.t_overhead_s
-        if row.tiles > 1 and compute > 0 and beyond > 0:
-            factors.setdefault(bench.label, []).append(min(1.0, compute / beyond))
-    out = {}
-    for label, values in factors.items():
-        f = median(values)
-        if f < 0.85:
-            out[label] = round(max(f, 1e-6), 6)
-    return out
-
-
-# Pairs of square maps, one side off a multiple of 8 and the power of two above it: (label, channels,
-# side, side). Alone, as `validate` times them, oneDNN's 1x1 convs took as long at 7x7 as at 8x8 (256
-# channels: 65.4 and 64.0 us) and 7 % longer at 14x14 than their MACs say: they compute output positions
-# in blocks, and ImageNet networks' maps (56, 28, 14, 7) are not all multiples of them (docs/hardware.md).
-_BLOCK_PAIRS = [("conv_pw", 256, 7, 8), ("conv_pw", 128, 14, 16), ("conv_pw", 64, 28, 32),
-                ("conv", 64, 7, 8), ("conv", 64, 14, 16)]
-ROW_BLOCKS = (1, 2, 4, 8, 16, 32)  # the candidates, output positions
-
-
-def block_benches(quick: bool) -> list[Bench]:
-    """Both maps of each pair of ``_BLOCK_PAIRS`` (the first two of each label with ``quick``)."""
-    out: list[Bench] = []
-    for label, c, odd, even in _BLOCK_PAIRS:
-        if quick and sum(b.label == label for b in out) >= 4:
-            continue
-        k = 1 if label == "conv_pw" else 3
-        out += [Bench(label, _conv(c, c, k), (1, c, h, h), f"{k}x{k} conv {c}->{c} at {h}x{h} (row block)")
-                for h in (odd, even)]
-    return out
-
-
-def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]
-                   ) -> tuple[dict[str, int], dict[str, Measured]]:
-    """Per label, the block of output positions (``ROW_BLOCKS``) whose rounding best predicts the ratio of
-    each pair's times beyond the label's overhead, the isolated fit's efficiency otherwise as it is (least
-    squares in log); a label whose best block is 1 gets none."""
-    from ..ir.gemm import matrix_dims
-    from ..sim.timing import entry_value, kernel_overhead_of, row_block_factor
-    pairs: dict[str, list[tuple[float, tuple[Any, Any]]]] = {}  # log of the time ratio, the two rows
-    for (b1, l1, s1), (b2, l2, s2) in zip(results[::2], results[1::2]):
-        label = b1.label
-        o = kernel_overhead_of(profile.kernels.overhead, label)
-        if s1.median_s <= o or s2.median_s <= o:
-            continue
-        pairs.setdefault(label, []).append((math.log((s1.median_s - o) / (s2.median_s - o)), (l1, l2)))
-    blocks, measured = {}, {}
-    for label, obs in pairs.items():
-        eff = profile.kernels.efficiency.get(label, 1.0)
-
-        def work(layer: Any, block: int) -> float:
-            return layer.macs / (entry_value(eff, layer, 1) * row_block_factor(block, matrix_dims(layer, 1)[0]))
-
-        errors = {b: sum((r - math.log(work(l1, b) / work(l2, b))) ** 2 for r, (l1, l2) in obs) for b in ROW_BLOCKS}
-        best = min(ROW_BLOCKS, key=lambda b: (round(errors[b], 6), b))
-        if best > 1:
-            blocks[label] = best
-        measured[f"row_block: {label}"] = Measured(
-            value=float(best), q1=float(best), q3=float(best), n=len(obs), unit="positions",
-            what=f"the block that best predicts the times of {len(obs)} pairs of maps (a side off a multiple "
-                 "of 8, the power of two above it); squared log errors: "
-                 + ", ".join(f"{b}: {errors[b]:.3g}" for b in ROW_BLOCKS))
-    return blocks, measured
-
-
-_BUILT: dict[str, tuple[nn.Module, Any]] = {}
-
-
-def _built(bench: Bench) -> tuple[nn.Module, Any]:
-    """The benchmark's module and its lowered graph, built once per process."""
-    from ..frontends.lowering import lower
-    key = f"{bench.label}: {bench.what}"
-    if key not in _BUILT:
-        module = bench.make().eval()
-        _BUILT[key] = module, lower(module, bench.shape, name=bench.label)
-    return _BUILT[key]
-
-
-def benches(quick: bool) -> list[Bench]:
-    return (list(_matrix_benches(quick)) + list(_shape_benches(_UNEVEN, 1, quick))
-            + list(_shape_benches(_STRIDED, 2, quick)) + list(_grouped_benches(quick)) + list(_vector_benches(quick)))
+from ..hardware.efficiency import MATRIX_LABELS
+from .benchmarks import GROUPED_CHANNELS, GROUPED_CHANNELS_QUICK, Bench, benches, block_benches, lowered, tiled_benches
+from .fits import fit_grouped, fit_label, fit_row_blocks, fit_tiled, label_rates
 
 
 # --------------------------------------------------------------------------
@@ -399,132 +148,14 @@ def sram_and_bandwidth(rates: dict[int, Measured], caches: dict[int, int], threa
     return int(sram), rates[near].value, how + f"; bandwidth at a {near} B working set"
 
 
-def _lowered(bench: Bench):
-    """The benchmark's module and its one row, as perfsim lowers it (checked to be the label's)."""
-    module, graph = _built(bench)
-    rows = [layer for layer in graph.layers if layer.kind.value != "alias"]
-    label = bench.label.removesuffix(STRIDED)
-    if len(rows) != 1 or (rows[0].op != label and rows[0].kind.value != label):
-        got = ", ".join(r.op for r in rows)
-        raise RuntimeError(f"internal: the {bench.label} benchmark ({bench.what}) lowers to {got}")
-    return module, rows[0]
-
-
 def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None]) -> list[tuple[Bench, Any, Spread]]:
     out = []
     for bench in items:
         progress(bench.what)
-        module, layer = _lowered(bench)
+        module, layer = lowered(bench)
         x = torch.randn(bench.shape)
         out.append((bench, layer, time_calls(module, x, samples)))
     return out
-
-
-# --------------------------------------------------------------------------
-# Fitting
-# --------------------------------------------------------------------------
-
-
-def _work(label: str, layer: Any) -> int:
-    return 2 * layer.macs if label in MATRIX_LABELS else layer.vector_ops(False, False)
-
-
-def _beyond_overhead(label: str, points: list[tuple[Any, Spread]]
-                     ) -> tuple[float, list[tuple[int, Any, Spread]], list[tuple[int, Any, float]]]:
-    """A label's shapes by work; its overhead (the smallest shape's time); and (work, layer, time beyond
-    the overhead) of each shape whose time exceeds it by more than 25 % (the others are overhead-bound:
-    they say nothing about the rate)."""
-    work = sorted(((_work(label, layer), layer, s) for layer, s in points), key=lambda w: w[0])
-    overhead = work[0][2].median_s
-    beyond = [(ops, layer, s.median_s - overhead) for ops, layer, s in work[1:]
-              if ops > 0 and s.median_s - overhead > 0.25 * overhead]
-    return overhead, work, beyond
-
-
-def _rates(label: str, points: list[tuple[Any, Spread]]) -> list[float]:
-    """Ops per second of each shape beyond the label's overhead."""
-    return [ops / extra for ops, _, extra in _beyond_overhead(label, points)[2]]
-
-
-def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
-    """Fractions (smallest dimension, M, fraction) as one number when they agree within FLAT, else a table
-    by the smallest dimension (the median at each). A table of tables by M as well (which profiles accept)
-    was tried: it followed clcNet's grouped convs better but the noise of single benchmark points cost
-    CondenseNet's ranking (docs/hardware.md), so calibrate writes one level."""
-    mid = median(f for _, _, f in fractions)
-    if all(abs(f - mid) <= FLAT * mid for _, _, f in fractions):
-        return round(max(mid, 1e-6), 6)
-    by_dim: dict[int, list[float]] = {}
-    for d, _m, f in fractions:
-        by_dim.setdefault(d, []).append(f)
-    return {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
-
-
-def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequence[int]) -> KindFit:
-    """``conv_group``'s model of its time (``hardware.efficiency.GroupedConvModel``): per kernel area (1, 9), a call overhead
-    shared by all its shapes and per cell of (channels read, written) a cost per group and per group and
-    output position, by least squares in relative error over the shapes on the grid; a negative cost is
-    dropped and the rest refitted, a cell without shapes takes its nearest cell's."""
-    import numpy as np
-
-    from ..ir.gemm import grouped_dims
-    kernels = {}
-    errors = []
-    shapes = [(grouped_dims(layer, 1), s.median_s) for layer, s in points]
-    for area in (1, 9):
-        pts = [((g, m, r, w), t) for (a, g, m, r, w), t in shapes if a == area and r in channels and w in channels]
-        cells = sorted({(r, w) for (_, _, r, w), _ in pts})
-        if len(pts) < 3 or not cells:
-            continue
-        x = np.zeros((len(pts), 1 + 2 * len(cells)))
-        for i, ((g, m, r, w), t) in enumerate(pts):
-            j = cells.index((r, w))
-            x[i, 0], x[i, 1 + 2 * j], x[i, 2 + 2 * j] = 1 / t, g / t, g * m / t
-        keep = np.ones(x.shape[1], dtype=bool)
-        coef = np.zeros(x.shape[1])
-        while True:
-            sol, *_ = np.linalg.lstsq(x[:, keep], np.ones(len(pts)), rcond=None)
-            coef[:] = 0
-            coef[keep] = sol
-            if (coef >= 0).all():
-                break
-            keep &= coef > 0  # drop the negative ones (and keep what stays positive), refit
-        errors += list(np.abs(x @ coef - 1))
-        fitted = {cell: (coef[1 + 2 * j], coef[2 + 2 * j]) for j, cell in enumerate(cells)}
-
-        def nearest(r: int, w: int) -> tuple[float, float]:
-            if (r, w) in fitted:
-                return fitted[(r, w)]
-            near = min(fitted, key=lambda c: (abs(math.log2(c[0] / r)) + abs(math.log2(c[1] / w)), c))
-            return fitted[near]
-        table = [[nearest(r, w) for w in channels] for r in channels]
-        kernels[area] = {"overhead": float(coef[0]), "channels": list(channels),
-                         "per_group": [[float(f"{c:.4g}") for c, _ in row] for row in table],
-                         "per_position": [[float(f"{u:.4g}") for _, u in row] for row in table]}
-    model = GroupedConvModel(flops=peak, kernels=kernels)
-    return KindFit(shapes=len(points), overhead_s=0.0, efficiency=model,
-                   median_abs_error=round(float(median(errors)), 4) if errors else 0.0, unit="matrix")
-
-
-def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
-    """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
-    ``peak``; a matrix label's fractions become a table by ``matrix_dims`` unless they agree within FLAT."""
-    from ..ir.gemm import matrix_dims
-    from ..sim.timing import entry_value
-    is_matrix = label in MATRIX_LABELS
-    overhead, work, beyond = _beyond_overhead(label, points)
-    if not beyond:  # every shape is overhead-bound: the largest says the most
-        ops, layer, s = work[-1]
-        beyond = [(ops, layer, max(s.median_s - overhead, 1e-9))]
-    fractions: list[tuple[int, int, float]] = []
-    for ops, layer, extra in beyond:
-        m, n, k = matrix_dims(layer, 1)
-        fractions.append((min(m, n, k), m, min(1.0, ops / (peak * extra))))
-    efficiency = _table(fractions) if is_matrix else round(max(median(f for _, _, f in fractions), 1e-6), 6)
-    errors = [abs(overhead + ops / (peak * entry_value(efficiency, layer, 1)) - s.median_s) / s.median_s
-              for ops, layer, s in work]
-    return KindFit(shapes=len(work), overhead_s=overhead, efficiency=efficiency,
-                   median_abs_error=round(median(errors), 4), unit="matrix" if is_matrix else "vector")
 
 
 # --------------------------------------------------------------------------
@@ -562,9 +193,11 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         by_label.setdefault(bench.label, []).append((layer, spread))
     # the peaks: the GEMM's and the add's, unless a benchmark beyond its overhead ran faster still
     matrix_peak = max([m.value for k, m in measurements.items() if k.startswith("gemm_")]
-                      + [r for label, pts in by_label.items() if label in MATRIX_LABELS for r in _rates(label, pts)])
+                      + [r for label, pts in by_label.items() if label in MATRIX_LABELS
+                         for r in label_rates(label, pts)])
     vector_peak = max([m.value for k, m in measurements.items() if k.startswith("elementwise_")]
-                      + [r for label, pts in by_label.items() if label not in MATRIX_LABELS for r in _rates(label, pts)])
+                      + [r for label, pts in by_label.items() if label not in MATRIX_LABELS
+                         for r in label_rates(label, pts)])
     fits = {label: (fit_grouped(pts, matrix_peak, GROUPED_CHANNELS_QUICK if quick else GROUPED_CHANNELS)
                     if label == "conv_group"  # a model of its time over the grid, not a table (docs/hardware.md)
                     else fit_label(label, pts, matrix_peak if label in MATRIX_LABELS else vector_peak))

@@ -150,7 +150,7 @@ def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tu
     return kernel_overhead_of(profile.kernels.overhead, label), work
 
 
-class Call(NamedTuple):
+class ContextCall(NamedTuple):
     """One call of a synthetic network: its time in the network, the isolated fit's overhead and work for
     it, its output's bytes, and its kernel's area (kh x kw; 0 for an op without a kernel)."""
 
@@ -162,14 +162,14 @@ class Call(NamedTuple):
 
 
 def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep",
-                    progress: Callable[[str], None]) -> dict[tuple[str, bool], list[Call]]:
+                    progress: Callable[[str], None]) -> dict[tuple[str, bool], list[ContextCall]]:
     """Every call of the synthetic networks, by (op label, whether its row does not fit in SRAM): its time
     in the network (as ``perfsim validate`` times a layer) and the isolated fit's overhead and work."""
     from math import prod
     from .measure import time_module
     from ..frontends.lowering import lower_traced
     from ..sim.simulator import simulate
-    out: dict[tuple[str, bool], list[Call]] = {}
+    out: dict[tuple[str, bool], list[ContextCall]] = {}
     for name, (make, shape) in NETWORKS.items():
         progress(f"in context: {name} network")
         module = make().eval()
@@ -187,12 +187,12 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
             out_bytes = -(-prod(op.out_shape) * profile.formats.activation_bits // 8)
             area = op.kernel[0] * op.kernel[1] if op.kernel else 0
             out.setdefault((label, tiled), []).append(
-                Call(spread.median_s, *_predicted(op, label, profile, tiled), out_bytes, area))
+                ContextCall(spread.median_s, *_predicted(op, label, profile, tiled), out_bytes, area))
     return out
 
 
 def measure_context_fresh(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep"
-                          ) -> dict[tuple[str, bool], list[Call]]:
+                          ) -> dict[tuple[str, bool], list[ContextCall]]:
     """``measure_context`` in a fresh interpreter (spawned), as ``perfsim validate`` times a model: in the
     process that ran calibrate's benchmarks the same calls took 5–13 % longer (docs/hardware.md)."""
     import multiprocessing
@@ -228,7 +228,7 @@ AFFINE_FROM = 4  # calls of a label, at least, to fit a factor and an overhead a
 AFFINE_SPAN = 3.0  # ... and the largest call's work at least this many times the smallest's
 
 
-def fit_context(calls: list[Call]) -> ContextFit:
+def fit_context(calls: list[ContextCall]) -> ContextFit:
     """``measured = factor x work + overhead`` by least squares in relative error (both at least 0), when
     the calls are enough and differ enough in size; else the factor held at 1 and the overhead the median
     of measured - work (at least 0): where the two could be told apart a network added mostly a fixed cost
@@ -249,7 +249,7 @@ def fit_context(calls: list[Call]) -> ContextFit:
     return _fitted(calls, 1.0, max(0.0, median(c.measured - c.work for c in calls)), False)
 
 
-def _fitted(calls: list[Call], factor: float, overhead: float, affine: bool) -> ContextFit:
+def _fitted(calls: list[ContextCall], factor: float, overhead: float, affine: bool) -> ContextFit:
     fit = ContextFit(round(factor, 4), overhead, len(calls), (), affine)
     times = [(c.measured, fit.time(c.overhead, c.work)) for c in calls]
     ratios = tuple(sorted(m / t for m, t in times if t > 0))  # a call the fit gives no time says nothing
@@ -265,21 +265,21 @@ def _in_place(label: str) -> bool:
 BY_AREA = frozenset({"conv_group"})  # labels whose efficiency is a model by kernel area (hardware.efficiency.GroupedConvModel)
 
 
-def _label_fit(label: str, calls: list[Call], minimum: int) -> ContextFit:
+def _label_fit(label: str, calls: list[ContextCall], minimum: int) -> ContextFit:
     """A label's fit; a label modelled by kernel area (``BY_AREA``) also one per area with at least
     ``minimum`` calls: a network adds to a 3x3 grouped conv about twice what it adds to a 1x1 one, and one
     fit over both made CondenseNet's 1x1 convs too slow and its 3x3 ones too fast (docs/hardware.md)."""
     fit = fit_context(calls)
     if label not in BY_AREA:
         return fit
-    by_area: dict[int, list[Call]] = {}
+    by_area: dict[int, list[ContextCall]] = {}
     for c in calls:
         by_area.setdefault(c.area, []).append(c)
     areas = tuple((a, fit_context(cs)) for a, cs in sorted(by_area.items()) if len(cs) >= minimum)
     return ContextFit(fit.factor, fit.overhead_s, fit.calls, fit.ratios, fit.affine, areas)
 
 
-def context_fits(samples: dict[tuple[str, bool], list[Call]], minimum: int = 3
+def context_fits(samples: dict[tuple[str, bool], list[ContextCall]], minimum: int = 3
                  ) -> tuple[dict[str, ContextFit], tuple[float, int]]:
     """Per label with at least ``minimum`` calls whose rows fit in SRAM: its ``ContextFit``. And
     ``first_touch`` with the calls behind it: over the calls whose rows do not fit, of kernels that

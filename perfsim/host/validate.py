@@ -52,7 +52,7 @@ class Validation:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     host: dict[str, Any]
-    allocator: str = "system"  # how freed memory was treated while timing (``hosttime.set_allocator``)
+    allocator: str = "system"  # how freed memory was treated while timing (``measure.set_allocator``)
 
     @property
     def error(self) -> float:

@@ -1,0 +1,180 @@
+"""``perfsim calibrate``'s fits: from the benchmarks' times to a profile's kernels (docs/hardware.md).
+
+Per op label, the smallest shape's time is its per-kernel overhead and each other shape's time beyond it
+gives a fraction of the unit's peak (``fit_label``; a matrix label's fractions become a table by the
+smallest dimension of the matrix product when they differ by size); ``conv_group`` gets a model of its
+time over the grid instead (``fit_grouped``). Shapes that do not fit in SRAM give ``tiled_efficiency``
+(``fit_tiled``), pairs of maps the row block (``fit_row_blocks``). The in-context fits are
+``perfsim.host.context``'s.
+"""
+from __future__ import annotations
+
+import math
+from statistics import median
+from typing import Any, Sequence
+
+from ..hardware.calibration import KindFit, Measured
+from ..hardware.description import HardwareProfile
+from ..hardware.efficiency import GroupedConvModel, MATRIX_LABELS
+from .benchmarks import Bench, built
+from .measure import Spread
+
+FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
+
+
+def _work(label: str, layer: Any) -> int:
+    return 2 * layer.macs if label in MATRIX_LABELS else layer.vector_ops(False, False)
+
+
+def _beyond_overhead(label: str, points: list[tuple[Any, Spread]]
+                     ) -> tuple[float, list[tuple[int, Any, Spread]], list[tuple[int, Any, float]]]:
+    """A label's shapes by work; its overhead (the smallest shape's time); and (work, layer, time beyond
+    the overhead) of each shape whose time exceeds it by more than 25 % (the others are overhead-bound:
+    they say nothing about the rate)."""
+    work = sorted(((_work(label, layer), layer, s) for layer, s in points), key=lambda w: w[0])
+    overhead = work[0][2].median_s
+    beyond = [(ops, layer, s.median_s - overhead) for ops, layer, s in work[1:]
+              if ops > 0 and s.median_s - overhead > 0.25 * overhead]
+    return overhead, work, beyond
+
+
+def label_rates(label: str, points: list[tuple[Any, Spread]]) -> list[float]:
+    """Ops per second of each shape beyond the label's overhead."""
+    return [ops / extra for ops, _, extra in _beyond_overhead(label, points)[2]]
+
+
+def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
+    """Fractions (smallest dimension, M, fraction) as one number when they agree within FLAT, else a table
+    by the smallest dimension (the median at each). A table of tables by M as well (which profiles accept)
+    was tried: it followed clcNet's grouped convs better but the noise of single benchmark points cost
+    CondenseNet's ranking (docs/hardware.md), so calibrate writes one level."""
+    mid = median(f for _, _, f in fractions)
+    if all(abs(f - mid) <= FLAT * mid for _, _, f in fractions):
+        return round(max(mid, 1e-6), 6)
+    by_dim: dict[int, list[float]] = {}
+    for d, _m, f in fractions:
+        by_dim.setdefault(d, []).append(f)
+    return {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
+
+
+def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequence[int]) -> KindFit:
+    """``conv_group``'s model of its time (``hardware.efficiency.GroupedConvModel``): per kernel area (1, 9), a call overhead
+    shared by all its shapes and per cell of (channels read, written) a cost per group and per group and
+    output position, by least squares in relative error over the shapes on the grid; a negative cost is
+    dropped and the rest refitted, a cell without shapes takes its nearest cell's."""
+    import numpy as np
+
+    from ..ir.gemm import grouped_dims
+    kernels = {}
+    errors = []
+    shapes = [(grouped_dims(layer, 1), s.median_s) for layer, s in points]
+    for area in (1, 9):
+        pts = [((g, m, r, w), t) for (a, g, m, r, w), t in shapes if a == area and r in channels and w in channels]
+        cells = sorted({(r, w) for (_, _, r, w), _ in pts})
+        if len(pts) < 3 or not cells:
+            continue
+        x = np.zeros((len(pts), 1 + 2 * len(cells)))
+        for i, ((g, m, r, w), t) in enumerate(pts):
+            j = cells.index((r, w))
+            x[i, 0], x[i, 1 + 2 * j], x[i, 2 + 2 * j] = 1 / t, g / t, g * m / t
+        keep = np.ones(x.shape[1], dtype=bool)
+        coef = np.zeros(x.shape[1])
+        while True:
+            sol, *_ = np.linalg.lstsq(x[:, keep], np.ones(len(pts)), rcond=None)
+            coef[:] = 0
+            coef[keep] = sol
+            if (coef >= 0).all():
+                break
+            keep &= coef > 0  # drop the negative ones (and keep what stays positive), refit
+        errors += list(np.abs(x @ coef - 1))
+        fitted = {cell: (coef[1 + 2 * j], coef[2 + 2 * j]) for j, cell in enumerate(cells)}
+
+        def nearest(r: int, w: int) -> tuple[float, float]:
+            if (r, w) in fitted:
+                return fitted[(r, w)]
+            near = min(fitted, key=lambda c: (abs(math.log2(c[0] / r)) + abs(math.log2(c[1] / w)), c))
+            return fitted[near]
+        table = [[nearest(r, w) for w in channels] for r in channels]
+        kernels[area] = {"overhead": float(coef[0]), "channels": list(channels),
+                         "per_group": [[float(f"{c:.4g}") for c, _ in row] for row in table],
+                         "per_position": [[float(f"{u:.4g}") for _, u in row] for row in table]}
+    model = GroupedConvModel(flops=peak, kernels=kernels)
+    return KindFit(shapes=len(points), overhead_s=0.0, efficiency=model,
+                   median_abs_error=round(float(median(errors)), 4) if errors else 0.0, unit="matrix")
+
+
+def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
+    """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
+    ``peak``; a matrix label's fractions become a table by ``matrix_dims`` unless they agree within FLAT."""
+    from ..ir.gemm import matrix_dims
+    from ..sim.timing import entry_value
+    is_matrix = label in MATRIX_LABELS
+    overhead, work, beyond = _beyond_overhead(label, points)
+    if not beyond:  # every shape is overhead-bound: the largest says the most
+        ops, layer, s = work[-1]
+        beyond = [(ops, layer, max(s.median_s - overhead, 1e-9))]
+    fractions: list[tuple[int, int, float]] = []
+    for ops, layer, extra in beyond:
+        m, n, k = matrix_dims(layer, 1)
+        fractions.append((min(m, n, k), m, min(1.0, ops / (peak * extra))))
+    efficiency = _table(fractions) if is_matrix else round(max(median(f for _, _, f in fractions), 1e-6), 6)
+    errors = [abs(overhead + ops / (peak * entry_value(efficiency, layer, 1)) - s.median_s) / s.median_s
+              for ops, layer, s in work]
+    return KindFit(shapes=len(work), overhead_s=overhead, efficiency=efficiency,
+                   median_abs_error=round(median(errors), 4), unit="matrix" if is_matrix else "vector")
+
+
+def fit_tiled(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]) -> dict[str, float]:
+    """Per label, the factor by which a row that does not fit in SRAM runs below its in-SRAM efficiency:
+    the measured time beyond the row's predicted data and overhead, against its predicted compute.
+    Only labels that fall by more than 15 % get an entry."""
+    from ..sim.simulator import simulate
+    factors: dict[str, list[float]] = {}
+    for bench, _layer, spread in results:
+        row = simulate(built(bench)[1], profile).rows[0]
+        compute = row.t_matrix_s + row.t_vector_s
+        beyond = spread.median_s - row.t_data_s - row.t_overhead_s
+        if row.tiles > 1 and compute > 0 and beyond > 0:
+            factors.setdefault(bench.label, []).append(min(1.0, compute / beyond))
+    out = {}
+    for label, values in factors.items():
+        f = median(values)
+        if f < 0.85:
+            out[label] = round(max(f, 1e-6), 6)
+    return out
+
+
+ROW_BLOCKS = (1, 2, 4, 8, 16, 32)  # the candidates, output positions (the pairs: benchmarks.block_benches)
+
+
+def fit_row_blocks(profile: HardwareProfile, results: list[tuple[Bench, Any, Spread]]
+                   ) -> tuple[dict[str, int], dict[str, Measured]]:
+    """Per label, the block of output positions (``ROW_BLOCKS``) whose rounding best predicts the ratio of
+    each pair's times beyond the label's overhead, the isolated fit's efficiency otherwise as it is (least
+    squares in log); a label whose best block is 1 gets none."""
+    from ..ir.gemm import matrix_dims
+    from ..sim.timing import entry_value, kernel_overhead_of, row_block_factor
+    pairs: dict[str, list[tuple[float, tuple[Any, Any]]]] = {}  # log of the time ratio, the two rows
+    for (b1, l1, s1), (b2, l2, s2) in zip(results[::2], results[1::2]):
+        label = b1.label
+        o = kernel_overhead_of(profile.kernels.overhead, label)
+        if s1.median_s <= o or s2.median_s <= o:
+            continue
+        pairs.setdefault(label, []).append((math.log((s1.median_s - o) / (s2.median_s - o)), (l1, l2)))
+    blocks, measured = {}, {}
+    for label, obs in pairs.items():
+        eff = profile.kernels.efficiency.get(label, 1.0)
+
+        def work(layer: Any, block: int) -> float:
+            return layer.macs / (entry_value(eff, layer, 1) * row_block_factor(block, matrix_dims(layer, 1)[0]))
+
+        errors = {b: sum((r - math.log(work(l1, b) / work(l2, b))) ** 2 for r, (l1, l2) in obs) for b in ROW_BLOCKS}
+        best = min(ROW_BLOCKS, key=lambda b: (round(errors[b], 6), b))
+        if best > 1:
+            blocks[label] = best
+        measured[f"row_block: {label}"] = Measured(
+            value=float(best), q1=float(best), q3=float(best), n=len(obs), unit="positions",
+            what=f"the block that best predicts the times of {len(obs)} pairs of maps (a side off a multiple "
+                 "of 8, the power of two above it); squared log errors: "
+                 + ", ".join(f"{b}: {errors[b]:.3g}" for b in ROW_BLOCKS))
+    return blocks, measured
