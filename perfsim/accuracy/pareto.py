@@ -99,9 +99,9 @@ def collect_points(results: Path | None, models: Iterable[str] | None = None) ->
 def pareto_rows(points: list[AccuracyPoint], profile: str, overrides=()) -> list[ParetoRow]:
     """Simulate each point's network on ``profile``; one row per point."""
     from ..frontends import zoo
+    from ..frontends.sources import ModelOptions, load_graph
     from ..hardware.loader import load_profile, parse_override
     from ..report.run import simulator
-    from ..frontends.sources import ModelOptions, load_graph
 
     hw = load_profile(profile, **dict(parse_override(o) for o in overrides))
     rows = []

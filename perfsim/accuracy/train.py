@@ -27,8 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import write_atomic
-from .checkpoints import (CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, TrainState, checkpoint_of, load_checkpoint,
-                          restore)
+from .checkpoints import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, TrainState, checkpoint_of, load_checkpoint, restore
 from .config import RunConfig, build_network, setup_torch
 from .evaluation import TOP5_MIN_CLASSES, measure
 from .recipes import lr_for

@@ -72,12 +72,11 @@ def _print_config(config, out: Path | None, data) -> None:
 
 
 def _config(model, dataset, data, width, seed, device, threads, overrides, stop_after):
+    from ..accuracy.config import NetOptions, RunConfig, check_device
     from ..accuracy.data import NUM_CLASSES, resolve_dataset
     from ..accuracy.recipes import apply_overrides, recipe_for
-    from ..accuracy.config import NetOptions, RunConfig, check_device
-    from ..frontends.zoo import get
-
     from ..frontends.sources import ModelOptions
+    from ..frontends.zoo import get
 
     get(model)  # unknown model: one line
     ModelOptions(width=width).check()
@@ -135,8 +134,8 @@ def train(model, data, dataset, epochs, batch_size, lr, sets, width, device, thr
         _print_config(config, out_dir, data)
         return
     _check_out(out_dir, resume)
-    from ..accuracy.data import load_splits
     from ..accuracy.checkpoints import CONFIG_NAME, check_resume, load_checkpoint
+    from ..accuracy.data import load_splits
     from ..accuracy.train import check_data, fit
     from ..files import write_atomic
 
@@ -218,9 +217,9 @@ def pareto(profile_name, overrides, results, models, out, no_plots):
     """Top-1 accuracy against predicted latency and MACs for every model with an accuracy:
     measured by `perfsim eval` where available, else the paper's figure (marked 'paper')."""
     from ..accuracy.pareto import collect_points, format_table, pareto_rows, write_pareto
+    from ..frontends.zoo import get
     from ..hardware.loader import load_profile
     from ..report.run import safe_name
-    from ..frontends.zoo import get
 
     names = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
     for name in names or []:

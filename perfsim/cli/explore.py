@@ -125,15 +125,15 @@ def sweep(models, profile_name, overrides, varies, batch, out, scheduler, html, 
     latency against the first varied field with each model's knee marked (the least value from
     which on nothing spills) and, for two or more fields, a latency heatmap of the first two.
     """
-    from ..report.sweep import knees, write_sweep
-    from ..report.text import format_sweep
-    from ..hardware.loader import load_profile, parse_override
-    from ..report.run import simulator  # noqa: F401  (the simulator's import errors surface here, not in a worker)
-    from ..frontends.sources import ModelSource, load_graph
     from ..explore.sweep import connect, sweep_frame
     from ..explore.vary import check_grid, parse_vary
-    from ..sim.batch import meanwhile
+    from ..frontends.sources import ModelSource, load_graph
+    from ..hardware.loader import load_profile, parse_override
     from ..report import painter as painting
+    from ..report.run import simulator  # noqa: F401  (the simulator's import errors surface here, not in a worker)
+    from ..report.sweep import knees, write_sweep
+    from ..report.text import format_sweep
+    from ..sim.batch import meanwhile
     sources = [ModelSource.parse(m) for m in models]
     # plots are drawn in a forked painter that imports matplotlib while the sweep runs
     painter = painting.start() if (html or not no_plots) else None

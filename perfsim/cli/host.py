@@ -110,9 +110,10 @@ def validate(model, profile_name, overrides, threads, repeats, warmup, width, re
     with perfsim's rows: Spearman rank correlation, per-layer, per-op and whole-network error."""
     from pathlib import Path
 
-    from ..report.run import safe_name
     from ..frontends.sources import ModelOptions, parse_shape
-    from ..host.validate import format_validation, validate as run_validation, write_validation
+    from ..host.validate import format_validation, write_validation
+    from ..host.validate import validate as run_validation
+    from ..report.run import safe_name
     options = ModelOptions(num_classes=num_classes, width=width, resolution=resolution,
                            input_shape=parse_shape(input_shape) if input_shape is not None else None)
     def progress(done: int, total: int) -> None:
@@ -120,8 +121,8 @@ def validate(model, profile_name, overrides, threads, repeats, warmup, width, re
             sys.stderr.write(f"\r  timing {done}/{total}" + ("\n" if done == total else ""))
             sys.stderr.flush()
 
-    from ..report.folder import check_folder
     from ..frontends.sources import ModelSource
+    from ..report.folder import check_folder
     label = ModelSource.parse(model).label
     folder = Path(out) if out else Path("reports") / safe_name(label) / safe_name(f"validate-{Path(profile_name).stem}")
     check_folder(folder)  # a folder that may not be replaced is refused before minutes of measuring

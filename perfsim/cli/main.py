@@ -13,6 +13,10 @@ import sys
 import click
 
 from ..errors import InputError
+from . import accuracy as _accuracy
+from . import explore as _explore
+from . import host as _host
+from . import topology as _topology
 from .bounds import BATCH, CHANNELS, CLASSES, KERNEL_AREA, MULTIPLIER
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -67,8 +71,8 @@ def run(model, topology, profile_name, overrides, out, batch, width, resolution,
     Prints a per-layer table and totals, and writes layers.csv, summary.json and
     plots under reports/<model>/<profile>/ (or --out).
     """
-    from ..report.run import run_model
     from ..frontends.sources import ModelOptions, parse_shape
+    from ..report.run import run_model
 
     options = ModelOptions(num_classes=num_classes, width=width, resolution=resolution,
                            input_shape=parse_shape(input_shape) if input_shape is not None else None)
@@ -257,20 +261,10 @@ def entry() -> None:
     sys.exit(rc)
 
 
-from .explore import COMMANDS as _EXPLORE  # noqa: E402  (compare, sweep, paper: registered last)
-for _command in _EXPLORE:
+# The commands of the other capabilities, each in its own module (they import nothing heavy until run).
+for _command in (*_explore.COMMANDS, _host.calibrate, _host.validate, _accuracy.train, _accuracy.evaluate_cmd,
+                 _accuracy.pareto, _topology.export_topology):
     cli.add_command(_command)
-from .host import calibrate as _calibrate, validate as _validate  # noqa: E402  (commands in their room)
-
-cli.add_command(_calibrate)
-cli.add_command(_validate)
-from .accuracy import evaluate_cmd, pareto, train  # noqa: E402  (train, eval, pareto: issue 10)
-cli.add_command(train)
-cli.add_command(evaluate_cmd)
-cli.add_command(pareto)
-from .topology import export_topology as _export_topology  # noqa: E402
-
-cli.add_command(_export_topology)
 
 
 if __name__ == "__main__":  # pragma: no cover

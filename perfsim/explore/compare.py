@@ -31,9 +31,9 @@ def zoo_models() -> list[str]:
 def simulate_models(models: Sequence[str], *, profile: str = "edge_1mb", overrides: Sequence[str] = (),
                     batch: int = 1, use_cache: bool = True) -> list[SimResult]:
     """Each model simulated on the profile (with ``field=value`` overrides)."""
+    from ..frontends.sources import ModelSource, load_graph
     from ..hardware.loader import load_profile, parse_override
     from ..report.run import simulator
-    from ..frontends.sources import ModelSource, load_graph
     if not models:
         raise InputError("name at least one model (or --zoo)")
     if len(models) > MAX_MODELS:

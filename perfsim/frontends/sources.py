@@ -27,9 +27,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from . import cache, zoo
 from ..errors import InputError
 from ..ir.graph import Graph
+from . import cache, zoo
 
 # Bounds checked before anything is allocated (docs/sources.md).
 MAX_INPUT_ELEMENTS = 2**24  # C*H*W of the input: 16,777,216 (3x2364x2364), 64 MiB at fp32

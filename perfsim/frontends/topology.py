@@ -33,8 +33,8 @@ from typing import NamedTuple
 from ..errors import InputError
 from ..files import TooLarge, read_bounded
 from ..ir.fuse import fuse
-from ..ir.graph import Graph, Layer, Op, OpKind, Unit
 from ..ir.gemm import gemm_dims
+from ..ir.graph import Graph, Layer, Op, OpKind, Unit
 from ..units import shown
 
 HEADER = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..ir.graph import Layer, OpKind
 from ..ir.gemm import gemm_dims
+from ..ir.graph import Layer, OpKind
 from .systolic import operand_elements
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..hardware.efficiency import STRIDED
 
+
 @dataclass(frozen=True)
 class Bench:
     """One micro-benchmark: a module, its input shape (batch 1 included) and the label it must lower to."""

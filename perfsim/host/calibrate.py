@@ -31,13 +31,12 @@ import torch
 
 from ..errors import InputError
 from ..files import write_atomic
-from .measure import Spread, describe_host, host_settings, time_calls
 from ..hardware.calibration import Calibration, Measured
 from ..hardware.description import HardwareProfile
 from ..hardware.efficiency import MATRIX_LABELS
 from .benchmarks import GROUPED_CHANNELS, GROUPED_CHANNELS_QUICK, Bench, benches, block_benches, lowered, tiled_benches
 from .fits import fit_grouped, fit_label, fit_row_blocks, fit_tiled, label_rates
-
+from .measure import Spread, describe_host, host_settings, time_calls
 
 # --------------------------------------------------------------------------
 # Timing

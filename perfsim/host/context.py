@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple
 from torch import nn
 
 from ..hardware.description import HardwareProfile
-from ..hardware.efficiency import GroupedConvModel, MATRIX_LABELS, STRIDED
+from ..hardware.efficiency import MATRIX_LABELS, STRIDED, GroupedConvModel
 
 
 def _cbr(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: type = nn.ReLU6) -> nn.Sequential:
@@ -166,9 +166,10 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
     """Every call of the synthetic networks, by (op label, whether its row does not fit in SRAM): its time
     in the network (as ``perfsim validate`` times a layer) and the isolated fit's overhead and work."""
     from math import prod
-    from .measure import time_module
+
     from ..frontends.lowering import lower_traced
     from ..sim.simulator import simulate
+    from .measure import time_module
     out: dict[tuple[str, bool], list[ContextCall]] = {}
     for name, (make, shape) in NETWORKS.items():
         progress(f"in context: {name} network")

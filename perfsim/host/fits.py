@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from ..hardware.calibration import KindFit, Measured
 from ..hardware.description import HardwareProfile
-from ..hardware.efficiency import GroupedConvModel, MATRIX_LABELS
+from ..hardware.efficiency import MATRIX_LABELS, GroupedConvModel
 from .benchmarks import Bench, built
 from .measure import Spread
 

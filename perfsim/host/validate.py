@@ -108,11 +108,11 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
              threads: int | None = None, warmup: int = 3, repeats: int = 15, allocator: str | None = None,
              progress: Callable[[int, int], None] | None = None,
              before_timing: Callable[[int], None] | None = None) -> Validation:
-    from .measure import describe_host, time_module
     from ..frontends.lowering import lower_traced
+    from ..frontends.sources import ModelSource, build_module
     from ..hardware.loader import load_profile, parse_override
     from ..sim.simulator import simulate
-    from ..frontends.sources import ModelSource, build_module
+    from .measure import describe_host, time_module
 
     source = ModelSource.parse(model)
     source.check(options)  # a bad model is named before the profile is read

@@ -11,9 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from .graph import (ACTIVATION_KINDS, ALIAS_KINDS, MATRIX_KINDS, UNARY_ACTIVATION_KINDS, Graph, Layer, Op,
-                    OpKind, Tensor, unit_of)
-
+from .graph import (
+    ACTIVATION_KINDS,
+    ALIAS_KINDS,
+    MATRIX_KINDS,
+    UNARY_ACTIVATION_KINDS,
+    Graph,
+    Layer,
+    Op,
+    OpKind,
+    Tensor,
+    unit_of,
+)
 
 _BN = frozenset({OpKind.BATCHNORM})
 

@@ -213,9 +213,9 @@ def _rows(graph: Graph, conv: list[int], live, replay) -> list[dict[str, Any]]:
 
 def analyse(*, use_cache: bool = True) -> dict[str, Any]:
     """The comparison of seed paper 001's Tables 3 and 4 with perfsim, as data."""
+    from ..frontends.sources import load_graph
     from ..hardware.loader import load_profile
     from ..report.run import simulator
-    from ..frontends.sources import load_graph
 
     simulate = simulator()
     graph = load_graph("mobilenet", use_cache=use_cache).graph

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Sequence
 
-from . import check_batch
 from .._version import __version__
 from ..hardware.energy import sram_access_bytes
 from ..hardware.systolic import run_on_array
 from ..ir.graph import Graph, Layer, Unit
+from . import check_batch
 from .memory import MemoryPlan, plan_memory, tensor_bytes
 from .records import Bound
 from .results import BoundCounts, LayerResult, SimResult, Summary

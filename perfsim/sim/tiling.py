@@ -30,9 +30,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .capacity import Capacity, as_capacity
 from ..arith import divisors
 from ..ir.graph import UNARY_ACTIVATION_KINDS, Layer, OpKind, Unit
+from .capacity import Capacity, as_capacity
 from .records import Plan
 
 

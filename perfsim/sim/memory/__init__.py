@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from ..capacity import Capacity
 from ...errors import DoesNotFitError
 from ...ir.graph import Graph
+from ..capacity import Capacity
 from ..records import Traffic
 from .liveness import live_peak, liveness_traffic
 from .paper import paper_accounting, paper_traffic

@@ -14,9 +14,9 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
-from ..capacity import Capacity, as_capacity
 from ...errors import DoesNotFitError
 from ...ir.graph import Graph, Layer, OpKind
+from ..capacity import Capacity, as_capacity
 from ..records import Plan, Traffic
 from ..tiling import TileChoice, TileGeometry, choose_plan, geometry, min_sram
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..capacity import Capacity, as_capacity
 from ...ir.graph import Graph
+from ..capacity import Capacity, as_capacity
 from ..records import Plan, Traffic
 
 
