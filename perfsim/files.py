@@ -36,6 +36,7 @@ def write_atomic(path: str | os.PathLike, content: Content, *,
     fd, name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # an ordinary file, as open() would make it (mkstemp's is 0600)
         with os.fdopen(fd, "wb") as f:
             if isinstance(content, (bytes, str)):
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
@@ -50,6 +51,12 @@ def write_atomic(path: str | os.PathLike, content: Content, *,
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def read_bounded(path: Any, limit: int, *, follow_symlinks: bool = True) -> bytes:
     """At most ``limit`` bytes of the regular file ``path`` (a path, or a package resource with ``open``).
     Raises ``TooLarge`` if it holds more, ``OSError`` if it cannot be read, is not a regular file, or (with
@@ -58,7 +65,9 @@ def read_bounded(path: Any, limit: int, *, follow_symlinks: bool = True) -> byte
         with path.open("rb") as f:
             data = f.read(limit + 1)
     else:
-        fd = os.open(path, os.O_RDONLY | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)))
+        # non-blocking open: a FIFO without a writer would otherwise block here (a regular file ignores it)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, flags)
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a FIFO or a device would never end
                 raise IsADirectoryError(f"{os.fspath(path)} is not a regular file")
