@@ -106,6 +106,42 @@ def test_a_strided_conv_reads_its_strided_entry_and_falls_back_to_its_label():
     assert p.kernels.efficiency["conv_pw.strided"] == {16: 0.2, 64: 0.4} and p.kernels.overhead["conv.strided"] == 9e-6
 
 
+def _softmax(target: str, rows: int, length: int):
+    op = Op(name="s", path="s", kind=OpKind.SOFTMAX, target=target, inputs=("input",),
+            in_shapes=((1, rows, length),), out_shape=(1, rows, length), vector_ops=5 * rows * length,
+            reduce_dims=(-1,))
+    return fuse("g", (1, rows, length), [op], [("input", (1, rows, length))], ["s"], 0).layers[0]
+
+
+def test_a_safe_softmax_reads_its_own_entry_and_falls_back_to_softmax():
+    """PyTorch's math attention runs the NaN-safe softmax (~4.5x slower per element here, issue 20): its row
+    reads ``softmax.safe`` first, in efficiency and overhead alike; a plain softmax never does."""
+    safe, plain = _softmax("aten._safe_softmax.default", 64, 49), _softmax("aten._softmax.default", 64, 49)
+    assert (safe.op, safe.variant, plain.variant) == ("softmax", "safe", "")
+    table = {"softmax": 0.4, "softmax.safe": 0.1}
+    assert row_efficiency(table, safe, 1) == (1.0, 0.1) and row_efficiency(table, plain, 1) == (1.0, 0.4)
+    assert row_efficiency({"softmax": 0.4}, safe, 1) == (1.0, 0.4)  # no entry of its own: softmax's
+    assert row_overhead({"softmax": 2e-6, "softmax.safe": 9e-6}, safe, True, True) == pytest.approx(9e-6)
+    assert load_profile("edge_1mb", kernel_overhead={"softmax.safe": "9us"}).kernels.overhead["softmax.safe"] == 9e-6
+
+
+def test_a_row_label_reads_a_table_by_the_rows_length():
+    """A softmax over rows of 49 ran at half the rate of one over rows of 256 (issue 20): a row label's entry
+    may be a table by the row an output reads whole, read as matrix tables are (log2, flat beyond)."""
+    short, long_ = _softmax("aten._softmax.default", 512, 49), _softmax("aten._softmax.default", 128, 256)
+    assert (short.row_length, long_.row_length) == (49, 256)
+    table = {"softmax": {16: 0.1, 256: 0.5}}
+    assert row_efficiency(table, long_, 1) == (1.0, 0.5)
+    assert row_efficiency(table, short, 1)[1] == pytest.approx(table_value(table["softmax"], 49))
+    assert 0.1 < row_efficiency(table, short, 1)[1] < 0.5
+    p = load_profile("edge_1mb", efficiency={"layernorm": {"64": 0.2, "768": 0.6}})
+    assert p.kernels.efficiency["layernorm"] == {64: 0.2, 768: 0.6}
+    with pytest.raises(InputError, match="a table is only for matrix ops"):
+        load_profile("edge_1mb", efficiency={"relu": {16: 0.5}})  # relu reads no row
+    with pytest.raises(InputError, match=r"softmax\[16\]: must be a number"):
+        load_profile("edge_1mb", efficiency={"softmax": {16: {49: 0.5}}})  # one level only
+
+
 def test_a_row_block_rounds_a_matrix_rows_output_positions_up():
     """oneDNN's convs computed a 7x7 map in the time of an 8x8 one: with ``row_block`` a row of M output
     positions costs ceil(M / block) x block of them; a strided conv reads only ``label.strided``."""

@@ -29,11 +29,17 @@ CONV_LABELS = ("conv", "conv_pw", "conv_dw", "conv_group")
 STRIDED = ".strided"  # a conv label's entry for its rows with a stride above 1 (sim.timing.label_key)
 STRIDED_LABELS = tuple(c + STRIDED for c in CONV_LABELS)
 MATRIX_LABELS = frozenset({*CONV_LABELS, "linear", "matmul", *STRIDED_LABELS})
+# a label's entry for the rows whose main kernel runs another code path (``Layer.variant``): PyTorch's math
+# attention runs a NaN-safe softmax, ~4.5x slower per element than softmax here (docs/hardware.md)
+VARIANT_LABELS = ("softmax.safe",)
+# vector labels whose entry may be a table by the row an output reads whole (``Layer.row_length``): a
+# softmax over rows of 49 runs at half the rate of one over rows of 256 (docs/hardware.md)
+ROW_LABELS = frozenset({"softmax", "softmax.safe", "layernorm", "groupnorm"})
 
 
 def _labels() -> frozenset[str]:
     from ..ir.graph import OpKind
-    return frozenset({k.value for k in OpKind} | set(CONV_LABELS) | set(STRIDED_LABELS))
+    return frozenset({k.value for k in OpKind} | set(CONV_LABELS) | set(STRIDED_LABELS) | set(VARIANT_LABELS))
 
 
 # --------------------------------------------------------------------------
@@ -167,9 +173,13 @@ def _table_key(label: str, k: Any) -> int:
 
 
 def _efficiency_table(label: str, v: Any, inner: bool = False) -> dict[int, Any]:
-    """A table by the smallest matrix dimension; its values fractions, or (one level) tables by M."""
-    if label not in MATRIX_LABELS:
-        raise ValueError(f"{label}: a table by matrix dimension is only for matrix ops ({', '.join(sorted(MATRIX_LABELS))})")
+    """A table by the smallest matrix dimension (its values fractions, or one level of tables by M), or for
+    a row label (``ROW_LABELS``) by the row's length."""
+    if label not in MATRIX_LABELS and label not in ROW_LABELS:
+        raise ValueError(f"{label}: a table is only for matrix ops ({', '.join(sorted(MATRIX_LABELS))}), by "
+                         f"matrix dimension, or by row length for {', '.join(sorted(ROW_LABELS))}")
+    if label in ROW_LABELS:
+        inner = True  # one level: by row length
     if not v or len(v) > MAX_TABLE_ENTRIES:
         raise ValueError(f"{label}: a table needs 1 to {MAX_TABLE_ENTRIES} points")
     out: dict[int, Any] = {}

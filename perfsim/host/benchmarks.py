@@ -94,6 +94,49 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
                                              [(1, 16, 16), (4, 64, 32), (8, 128, 64), (12, 197, 64), (1, 256, 256)]):
         yield Bench("matmul", lambda: _Fn(lambda x: x @ x.transpose(-1, -2)), (1, heads, length, dim),
                     f"matmul of {heads} head(s) {length}x{dim} by its transpose")
+    yield from _attention_matmuls(quick)
+
+
+# Attention's products as networks run them (issue 20): (windows, heads, tokens, head dim). Windowed
+# attention (Swin: 64 windows x 3 heads of 49 tokens, 32 dims), few heads on 197 tokens (DeiT, ViT), and a
+# mobile hybrid's many short products (MobileViT: 4 patch positions x 4 heads on 256, 64 or 16 tokens of
+# 16-24 dims). Their smallest dimension (the head dim, or the tokens of a small window) reaches below the
+# plain benchmarks' 32, and the operands are strided views of the tokens, as a network's q, k and v are.
+_ATTENTION = [(64, 3, 49, 32), (16, 6, 49, 32), (1, 3, 197, 64), (1, 6, 197, 64), (4, 4, 256, 16),
+              (4, 4, 64, 20), (4, 4, 16, 24), (1, 12, 49, 64)]
+_ATTENTION_QUICK = [(64, 3, 49, 32), (1, 3, 197, 64), (4, 4, 256, 16), (4, 4, 16, 24)]
+
+
+class _Scores(nn.Module):
+    """q @ k^T of ``heads`` heads in ``windows`` windows, q and k strided views of (1, windows, tokens,
+    heads x dim) tokens."""
+
+    def __init__(self, windows: int, heads: int, tokens: int, dim: int):
+        super().__init__()
+        self.shape = (windows, tokens, heads, dim)
+
+    def forward(self, x):
+        q = x.view(self.shape).transpose(1, 2)
+        return q @ q.transpose(-1, -2)
+
+
+class _Mix(nn.Module):
+    """attention @ v: (windows x heads, tokens, tokens) probabilities times a strided slice of them as v."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, a):
+        return a @ a[..., : self.dim]
+
+
+def _attention_matmuls(quick: bool) -> Iterator[Bench]:
+    for w, h, n, d in _ATTENTION_QUICK if quick else _ATTENTION:
+        yield Bench("matmul", lambda w=w, h=h, n=n, d=d: _Scores(w, h, n, d), (1, w, n, h * d),
+                    f"attention scores of {w} window(s) x {h} head(s), {n} tokens of {d}")
+        yield Bench("matmul", lambda d=d: _Mix(d), (1, w * h, n, n),
+                    f"attention times v of {w} window(s) x {h} head(s), {n} tokens of {d}")
 
 
 GROUPED_CHANNELS = (2, 4, 8, 16, 32, 128)  # channels read and written per group: the grouped model's axes
@@ -164,6 +207,43 @@ def _vector_benches(quick: bool) -> Iterator[Bench]:
         shapes = ([(1, _C, h, h) for h in sides] if layout == "nchw" else [(1, t, _D) for t in tokens])
         for shape in shapes:
             yield Bench(label, make, shape, f"{label} on {'x'.join(map(str, shape[1:]))}")
+    yield from _row_benches(quick)
+    yield from _token_map_benches(quick)
+
+
+class _SafeSoftmax(nn.Module):
+    """The NaN-safe softmax PyTorch's math attention (``scaled_dot_product_attention``) runs."""
+
+    def forward(self, x):
+        return torch._safe_softmax(x, -1)
+
+
+# Row-wise kernels by the length of the row one output reads (issue 20): attention's softmax over the keys of
+# a window (16-64), of a ViT's 197 tokens, of a hybrid's 256, and a norm over the features of a stage
+# (64-768). Each at ~128 k elements (rows x length), plus the label's smallest shape (above) for its overhead.
+_ROW_LENGTHS = (16, 49, 64, 197, 256, 1024)
+_ROW_LENGTHS_QUICK = (16, 49, 197, 1024)
+_NORM_DIMS = (64, 96, 192, 384, 768)
+_NORM_DIMS_QUICK = (64, 192, 768)
+
+
+def _row_benches(quick: bool) -> Iterator[Bench]:
+    for length in _ROW_LENGTHS_QUICK if quick else _ROW_LENGTHS:
+        rows = max(1, 2**17 // length)
+        yield Bench("softmax", lambda: nn.Softmax(dim=-1), (1, rows, length), f"softmax over {rows} rows of {length}")
+        yield Bench("softmax.safe", _SafeSoftmax, (1, rows, length), f"safe softmax over {rows} rows of {length}")
+    yield Bench("softmax.safe", _SafeSoftmax, (1, 1, _D), f"safe softmax on 1x{_D}")  # its overhead
+    for dim in _NORM_DIMS_QUICK if quick else _NORM_DIMS:
+        rows = max(1, 2**17 // dim)
+        yield Bench("layernorm", lambda d=dim: nn.LayerNorm(d), (1, rows, dim), f"layernorm over {rows} rows of {dim}")
+
+
+def _token_map_benches(quick: bool) -> Iterator[Bench]:
+    """Token maps (1, side, side, features), as windowed transformers hold them: a cyclic shift (Swin's
+    roll), at each stage's size, and the smallest for its overhead."""
+    for side, dim in ((2, 16), (56, 96), (28, 192), (14, 384)) + (() if quick else ((7, 768), (56, 32))):
+        yield Bench("roll", lambda: _Fn(lambda x: torch.roll(x, (-3, -3), (1, 2))), (1, side, side, dim),
+                    f"roll of a {side}x{side}x{dim} token map")
 
 
 def tiled_benches(quick: bool) -> list[Bench]:
@@ -215,7 +295,7 @@ def lowered(bench: Bench):
     """The benchmark's module and its one row, as perfsim lowers it (checked to be the label's)."""
     module, graph = built(bench)
     rows = [layer for layer in graph.layers if layer.kind.value != "alias"]
-    label = bench.label.removesuffix(STRIDED)
+    label = bench.label.split(".")[0]  # conv_pw.strided, softmax.safe: the row's label without its path
     if len(rows) != 1 or (rows[0].op != label and rows[0].kind.value != label):
         got = ", ".join(r.op for r in rows)
         raise RuntimeError(f"internal: the {bench.label} benchmark ({bench.what}) lowers to {got}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any, Callable, NamedTuple
 
+import torch
 from torch import nn
 
 from ..hardware.description import HardwareProfile
@@ -116,21 +117,90 @@ class _Tokens(nn.Module):
         return x
 
 
+class _Windows(nn.Module):
+    """Windowed attention on a token map, as hierarchical transformers run it (issue 20): pre-norm blocks, the
+    second shifted by a roll; windows cut out and put back by copies; a learned bias on the scores; softmax
+    over a window's keys; a GELU MLP. Not any one network's configuration."""
+
+    def __init__(self, dim: int = 64, heads: int = 2, window: int = 7):
+        super().__init__()
+        self.heads, self.window = heads, window
+        self.blocks = nn.ModuleList([nn.ModuleDict({
+            "n1": nn.LayerNorm(dim), "qkv": nn.Linear(dim, 3 * dim), "proj": nn.Linear(dim, dim),
+            "n2": nn.LayerNorm(dim), "fc1": nn.Linear(dim, 4 * dim), "act": nn.GELU(), "fc2": nn.Linear(4 * dim, dim)})
+            for _ in range(2)])
+        self.bias = nn.Parameter(torch.zeros(heads, window * window, window * window))
+
+    def _attend(self, blk, h):
+        b, side, _, c = h.shape
+        w, n = self.window, side // self.window
+        h = h.view(b, n, w, n, w, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, c)
+        q, k, v = blk["qkv"](h).reshape(h.shape[0], w * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        a = ((q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1) + self.bias).softmax(-1)
+        h = blk["proj"]((a @ v).transpose(1, 2).reshape(-1, w * w, c))
+        return h.view(b, n, n, w, w, c).permute(0, 1, 3, 2, 4, 5).reshape(b, side, side, c)
+
+    def forward(self, x):
+        for shift, blk in zip((0, self.window // 2), self.blocks):
+            h = blk["n1"](x)
+            if shift:
+                h = torch.roll(h, (-shift, -shift), (1, 2))
+            h = self._attend(blk, h)
+            if shift:
+                h = torch.roll(h, (shift, shift), (1, 2))
+            x = x + h
+            x = x + blk["fc2"](blk["act"](blk["fc1"](blk["n2"](x))))
+        return x
+
+
+class _Hybrid(nn.Module):
+    """A mobile hybrid (issue 20): a small conv stem, then at three sizes convs and attention over patch
+    tokens (the map cut into 2x2 patch positions) through PyTorch's scaled_dot_product_attention, whose math
+    path runs the NaN-safe softmax, with a SiLU MLP. Not any one network's configuration."""
+
+    def __init__(self, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.stem = nn.Sequential(_cbr(3, 16, 3, 2, act=nn.SiLU), _cbr(16, 16, 3, 1, 16, act=nn.SiLU))
+        self.stages = nn.ModuleList()
+        for cin, c in ((16, 32), (32, 48), (48, 64)):
+            self.stages.append(nn.ModuleDict({
+                "down": _cbr(cin, c, 3, 2, act=nn.SiLU), "n1": nn.LayerNorm(c), "qkv": nn.Linear(c, 3 * c),
+                "proj": nn.Linear(c, c), "n2": nn.LayerNorm(c), "fc1": nn.Linear(c, 2 * c), "act": nn.SiLU(),
+                "fc2": nn.Linear(2 * c, c)}))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for st in self.stages:
+            x = st["down"](x)
+            b, c, h, w = x.shape
+            t = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 2, 4, 1).reshape(b * 4, h * w // 4, c)
+            q, k, v = st["qkv"](st["n1"](t)).reshape(b * 4, -1, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            t = t + st["proj"](a.transpose(1, 2).reshape(b * 4, -1, c))
+            t = t + st["fc2"](st["act"](st["fc1"](st["n2"](t))))
+            x = t.reshape(b, 2, 2, h // 2, w // 2, c).permute(0, 5, 3, 1, 4, 2).reshape(b, c, h, w)
+        return x
+
+
 NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mobile": (_Mobile, (3, 224, 224)),
     "grouped": (_Grouped, (3, 96, 96)),
     "dense": (_Dense, (3, 224, 224)),
     "tokens": (_Tokens, (1, 196, 48)),
+    "windows": (_Windows, (28, 28, 64)),
+    "hybrid": (_Hybrid, (3, 128, 128)),
 }
 
 
 def _label(op: Any, profile: HardwareProfile) -> str:
     """The op's label, ``label.strided`` for a strided conv whose label the profile has apart."""
     from ..ir.fuse import conv_label
-    from ..ir.graph import OpKind
+    from ..ir.graph import VARIANTS, OpKind
     from ..sim.timing import strided
     if op.kind is not OpKind.CONV:
-        return op.kind.value
+        variant = f"{op.kind.value}.{VARIANTS[op.target]}" if op.target in VARIANTS else ""
+        return variant if variant in profile.kernels.efficiency else op.kind.value
     label = conv_label(op)
     return label + STRIDED if strided(op) and label + STRIDED in profile.kernels.efficiency else label
 

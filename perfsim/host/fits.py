@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from ..hardware.calibration import KindFit, Measured
 from ..hardware.description import HardwareProfile
-from ..hardware.efficiency import MATRIX_LABELS, GroupedConvModel
+from ..hardware.efficiency import MATRIX_LABELS, ROW_LABELS, GroupedConvModel
 from .benchmarks import Bench, built
 from .measure import Spread
 
@@ -105,7 +105,8 @@ def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequenc
 
 def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> KindFit:
     """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
-    ``peak``; a matrix label's fractions become a table by ``matrix_dims`` unless they agree within FLAT."""
+    ``peak``; a matrix label's fractions become a table by ``matrix_dims``, a row label's (softmax, layernorm)
+    by the row's length, unless they agree within FLAT."""
     from ..ir.gemm import matrix_dims
     from ..sim.timing import entry_value
     is_matrix = label in MATRIX_LABELS
@@ -115,9 +116,14 @@ def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> Kind
         beyond = [(ops, layer, max(s.median_s - overhead, 1e-9))]
     fractions: list[tuple[int, int, float]] = []
     for ops, layer, extra in beyond:
-        m, n, k = matrix_dims(layer, 1)
-        fractions.append((min(m, n, k), m, min(1.0, ops / (peak * extra))))
-    efficiency = _table(fractions) if is_matrix else round(max(median(f for _, _, f in fractions), 1e-6), 6)
+        if label in ROW_LABELS:  # a row-wise kernel: by the row's length
+            key, m = layer.row_length, 1
+        else:
+            m, n, k = matrix_dims(layer, 1)
+            key = min(m, n, k)
+        fractions.append((key, m, min(1.0, ops / (peak * extra))))
+    tabled = is_matrix or label in ROW_LABELS
+    efficiency = _table(fractions) if tabled else round(max(median(f for _, _, f in fractions), 1e-6), 6)
     errors = [abs(overhead + ops / (peak * entry_value(efficiency, layer, 1)) - s.median_s) / s.median_s
               for ops, layer, s in work]
     return KindFit(shapes=len(work), overhead_s=overhead, efficiency=efficiency,

@@ -109,6 +109,18 @@ PER_INPUT_ELEMENT_KINDS = frozenset({OpKind.GLOBAL_AVGPOOL, OpKind.REDUCE})
 AFFINE_OPS_PER_ELEMENT = VECTOR_OPS_PER_ELEMENT[OpKind.BATCHNORM]
 
 
+# Code paths of one op a host runs apart (``Layer.variant``), by the ATen call that names them.
+VARIANTS = {"aten._safe_softmax.default": "safe"}
+
+
+def row_length(in_shape: tuple[int, ...], reduce_dims: tuple[int, ...] | None) -> int:
+    """The elements one output reads whole: the product of the reduced dims of the input; 1 for an op that
+    reduces nothing."""
+    if not reduce_dims or not in_shape:
+        return 1
+    return prod(in_shape[d] for d in reduce_dims if -len(in_shape) <= d < len(in_shape))
+
+
 def unit_of(kind: OpKind) -> Unit:
     if kind in MATRIX_KINDS:
         return Unit.MATRIX
@@ -146,6 +158,10 @@ class Op:
     @property
     def unit(self) -> Unit:
         return unit_of(self.kind)
+
+    @property
+    def row_length(self) -> int:
+        return row_length(self.in_shapes[0] if self.in_shapes else (), self.reduce_dims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +219,14 @@ class Layer:
     # A matrix row's vector work by kernel, for each its kind's efficiency: (label, vector ops at batch 1,
     # when it runs: "always" (prologue, a costed activation), "bn" (unless folded), "act" (unless fused))
     vector_kernels: tuple[tuple[str, int, str], ...] = ()
+    # the main kernel's code path where the host runs one op two ways (``VARIANTS``): "safe" for the NaN-safe
+    # softmax of PyTorch's math attention (``_safe_softmax``); "" otherwise. Costs nothing on an accelerator.
+    variant: str = ""
+
+    @property
+    def row_length(self) -> int:
+        """The elements one output of the main op reads whole (a softmax's or a norm's row: ``row_length``)."""
+        return row_length(self.in_shape, self.reduce_dims)
 
     def kernel_labels(self, fold_batchnorm: bool, fuse_activation: bool) -> tuple[str, ...]:
         return (self.kernels + (() if fold_batchnorm else self.bn_kernels)

@@ -54,6 +54,8 @@ def entry_value(entry: Any, layer: Layer, batch: int) -> float:
     conv's model of its time (``hardware.efficiency.GroupedConvModel``) read at its groups and channels per group."""
     if isinstance(entry, float):
         return entry
+    if isinstance(entry, Mapping) and layer.unit is not Unit.MATRIX:
+        return table_value(entry, layer.row_length)  # a row label's table (hardware.efficiency.ROW_LABELS)
     m, n, k = matrix_dims(layer, batch)
     if isinstance(entry, Mapping):
         return table_value(entry, min(m, n, k), m)
@@ -66,10 +68,14 @@ def strided(layer: Layer | Op) -> bool:
 
 
 def label_key(table: Mapping[str, Any], layer: Layer, label: str) -> str:
-    """The key ``label`` of a row's kernel takes in a profile's table: ``label.strided`` for a strided
-    row's main op when the table has it, else ``label``."""
+    """The key ``label`` of a row's kernel takes in a profile's table: for the row's main op,
+    ``label.strided`` for a strided conv and ``label.VARIANT`` for another code path (``Layer.variant``:
+    ``softmax.safe``) when the table has it; else ``label``."""
     if label == layer.op and strided(layer) and label + STRIDED in table:
         return label + STRIDED
+    variant = getattr(layer, "variant", "")
+    if label == layer.op and variant and f"{label}.{variant}" in table:
+        return f"{label}.{variant}"
     return label
 
 
