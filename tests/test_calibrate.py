@@ -86,6 +86,20 @@ def test_a_calibrated_profile_records_its_measurements_and_reads_back(tmp_path, 
     assert back == p
     assert not [x for x in out.parent.iterdir() if x.name != "host.yaml"]  # no temporary left
     cal.write_profile(p, out)  # its own file: replaced
+    s = c.measurements["stability"]  # one network's forward in two fresh processes, start and end
+    assert s.unit == "relative" and s.n >= 18 and 0 <= s.value <= s.q3
+
+
+def test_calibrate_says_how_far_timings_move_between_runs():
+    steady = cal.stability([1.00, 1.01, 0.99] * 5, [1.02, 1.01, 1.03] * 5, threads=1)["stability"]
+    assert steady.value == pytest.approx(0.02, abs=1e-3) and steady.q3 < 0.05
+    moving = cal.stability([1.0] * 15, [1.3] * 15, threads=2)["stability"]
+    assert moving.value == pytest.approx(0.3)
+    from perfsim.hardware.calibration import Calibration
+    base = dict(perfsim_version="x", date="d", threads=2)
+    assert Calibration(**base, measurements={"stability": moving}).unstable() == pytest.approx(0.3)
+    assert Calibration(**base, measurements={"stability": steady}).unstable() is None
+    assert Calibration(**base).unstable() is None  # a profile calibrated before the check
 
 
 def test_never_replaces_a_file_calibrate_did_not_write(tmp_path):

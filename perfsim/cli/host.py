@@ -83,6 +83,15 @@ def calibrate(out, name, threads, quick, force, quiet, allocator):
             eff = "model, " + " ".join(f"{a}:{k.overhead * 1e6:.0f}us" for a, k in f.efficiency.kernels.items())
         click.echo(f"{label:18} {f.overhead_s * 1e6:>7.1f}us {eff:>24} {f.median_abs_error:>9.0%}")
     click.echo(f"profile          {out}  (load {c.load_average[0]:.2f} -> {c.load_average[1]:.2f})")
+    if "stability" in c.measurements:
+        s = c.measurements["stability"]
+        click.echo(f"stability        {s.value:.1%} between two runs of a network, {s.q3:.1%} within one "
+                   f"({c.threads} thread(s))")
+    spread = c.unstable()
+    if spread is not None:
+        click.echo(f"perfsim: warning: this machine's timings moved {spread:.0%} between runs at {c.threads} "
+                   "thread(s); no prediction can be checked closer than that here"
+                   + (" (--threads 1 is steadier on a small shared machine)" if c.threads > 1 else ""), err=True)
 
 
 @click.command(context_settings=CONTEXT)

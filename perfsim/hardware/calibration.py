@@ -48,3 +48,11 @@ class Calibration(BaseModel):
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before and after
     measurements: dict[str, Measured] = Field(default_factory=dict)
     fits: dict[str, KindFit] = Field(default_factory=dict)
+
+    def unstable(self, limit: float = 0.05) -> float | None:
+        """The run-to-run spread calibrate measured (``measurements["stability"]``: one network's forward
+        in two fresh processes, or the rounds of either) when it exceeds ``limit``; else None."""
+        m = self.measurements.get("stability")
+        if m is None:
+            return None
+        return m.q3 if m.q3 > limit else None

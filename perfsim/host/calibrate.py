@@ -172,6 +172,9 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     samples = 9 if quick else 21
     load_before = os.getloadavg()[0]
     measurements: dict[str, Measured] = {}
+    from .context import whole_forward_fresh
+    progress("stability: a network's forward, at the start")
+    first = whole_forward_fresh(threads, allocator, 9 if quick else 15)
     with host_settings(threads, allocator) as held:
         progress("GEMM peak")
         measurements.update(measure_gemm(quick, samples))
@@ -221,6 +224,8 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     context, (first_touch, touched) = context_fits(in_context)
     profile = apply_fits(profile, context, first_touch)
     measurements.update(_context_measurements(context, first_touch, touched))
+    progress("stability: the same forward, at the end")
+    measurements.update(stability(first, whole_forward_fresh(threads, held, 9 if quick else 15), threads))
     calibration = Calibration(
         perfsim_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         host={**describe_host(), **{f"cache_l{k}_bytes_os": v for k, v in sorted(caches.items())},
@@ -229,6 +234,24 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
         load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         measurements=measurements, fits=fits)
     return profile.with_fields(calibration=calibration)
+
+
+STABLE = 0.05  # run to run, a calibration's reference forward moving more than this is noise to warn of
+
+
+def stability(first: list[float], last: list[float], threads: int) -> dict[str, Measured]:
+    """How far this machine's timings move between two runs of one network (fresh processes at the start and
+    the end of a calibration): the relative difference of their medians, its quartiles those of the runs'
+    own rounds (``Calibration.unstable`` reads it)."""
+    a, b = Spread.of(first), Spread.of(last)
+    low = min(a.median_s, b.median_s)
+    iqr = max((a.q3_s - a.q1_s) / a.median_s, (b.q3_s - b.q1_s) / b.median_s)
+    what = (f"the mobile synthetic network's plain forward in two fresh processes, at the start and the end, "
+            f"{threads} thread(s): {a.median_s * 1e3:.2f} and {b.median_s * 1e3:.2f} ms; the value their relative "
+            "difference, q3 the larger of it and the wider run's relative interquartile range")
+    moved = round(abs(a.median_s - b.median_s) / low, 4)
+    return {"stability": Measured(value=moved, q1=moved, q3=max(moved, round(iqr, 4)), n=a.n + b.n, unit="relative",
+                                  what=what)}
 
 
 def _context_measurements(context: dict, first_touch: float, touched: int) -> dict[str, Measured]:

@@ -274,6 +274,34 @@ def measure_context_fresh(profile: HardwareProfile, *, threads: int, repeats: in
         return pool.apply(_measure_quietly, (profile, threads, repeats, allocator))
 
 
+def whole_forward_fresh(threads: int, allocator: str = "keep", rounds: int = 15) -> list[float]:
+    """The mobile synthetic network's plain forward, ``rounds`` times, in a fresh interpreter (spawned): two
+    such runs, at the start and the end of a calibration, are the run-to-run spread of this machine."""
+    import multiprocessing
+    import os
+
+    from ..children import as_child
+    with multiprocessing.get_context("spawn").Pool(1, initializer=as_child, initargs=(os.getpid(),)) as pool:
+        return pool.apply(_whole_forward, (threads, allocator, rounds))
+
+
+def _whole_forward(threads: int, allocator: str, rounds: int) -> list[float]:
+    import time
+
+    from .measure import host_settings
+    make, shape = NETWORKS["mobile"]
+    module, x = make().eval(), torch.randn((1,) + shape, generator=torch.Generator().manual_seed(0))
+    out = []
+    with host_settings(threads, allocator):
+        for _ in range(3):
+            module(x)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            module(x)
+            out.append(time.perf_counter() - t0)
+    return out
+
+
 def _measure_quietly(profile: HardwareProfile, threads: int, repeats: int, allocator: str):
     return measure_context(profile, threads=threads, repeats=repeats, allocator=allocator, progress=lambda _: None)
 
