@@ -192,6 +192,8 @@ def paper(name, list_papers, out, as_json, results, no_cache):
     shapes, group counts, design rules, accuracy, timings) beside perfsim's, with a verdict -- exact
     at the paper's printed precision, explained, or unexplained -- and a sentence computed from the
     data. mobilenet: Table 4's compute column and Table 3's memory accounting replayed, row by row.
+    Only the MobileNet paper prints an inference time perfsim can model (on its own machine, edge_1mb);
+    the others print training times or withhold theirs, and their reports say so.
     """
     from ..papers import registry
     if list_papers:

@@ -88,10 +88,9 @@ def _time_rows(name: str) -> list[Row]:
            "(forward, backward, update; batch size and data pipeline not printed): perfsim predicts inference, "
            "not training, so it makes no prediction")
     sec, table, where = "Table II: training time (not predicted)", "Table II", "Sec. VI"
-    return [row(sec, table, where, name, "total training time", total.printed, "-", ("not modelled", f"{why}; {check}"),
-                total.value, None),
-            row(sec, table, where, name, "training time per epoch (s)", per.printed, "-",
-                ("not modelled", f"{why}; {check}"), per.value, None)]
+    return [row(sec, table, where, name, "total training time / time per epoch (s)",
+                f"{total.printed} / {per.printed}", "-", ("not modelled", f"{why}; {check}"),
+                (total.value, per.value), None, numbers=2)]
 
 
 def _one_by_one_groups(graph: Graph) -> tuple[int, int, int]:

@@ -50,7 +50,7 @@ def _elsewhere(key: str) -> list[tuple[str, Any]]:
     if key != "summary_1x1":
         return []
     total, three = (Figure.parse(T.STRUCTURE[k][0]).value for k in ("conv_layers", "leading_3x3"))
-    return [(f"{T.STRUCTURE['trailing_1x1'][1]}, {T.STRUCTURE['trailing_1x1'][2]}",
+    return [(f"{T.STRUCTURE['trailing_1x1'][1]}, {T.STRUCTURE['trailing_1x1'][3]}",
              Figure.parse(T.STRUCTURE["trailing_1x1"][0])),
             (f"'{T.STRUCTURE['conv_layers'][0]} layer' - '{T.STRUCTURE['leading_3x3'][0]}' 3x3 layers", int(total - three))]
 
@@ -58,10 +58,11 @@ def _elsewhere(key: str) -> list[tuple[str, Any]]:
 def _structure_rows(graph: Graph) -> list[Row]:
     ours = structure(graph)
     out = []
-    for key, (printed, where, says) in T.STRUCTURE.items():
+    for key, (printed, where, quantity, says) in T.STRUCTURE.items():
         paper = tuple(printed) if isinstance(printed, tuple) else Figure.parse(printed)
-        verdict = judge_value(paper, ours[key], elsewhere=_elsewhere(key))
-        out.append(row("Structure, as the text states it", where, where, "fastnet", says,
+        status, sentence = judge_value(paper, ours[key], elsewhere=_elsewhere(key))
+        verdict = (status, f"the text: {says}; {sentence}")
+        out.append(row("Structure, as the text states it", where, where, "fastnet", quantity,
                        fmt_count(printed) if isinstance(printed, tuple) else printed, fmt_count(ours[key]), verdict,
                        paper if isinstance(paper, tuple) else paper.value, ours[key],
                        numbers=len(printed) if isinstance(printed, tuple) else 1))

@@ -26,22 +26,25 @@ COMPARISON_NOT_MODELLED = (
                                                     "73.61", "50 M"),
 )
 
-# The structure, as the text states it: key -> (printed, where, what it says).
-STRUCTURE: dict[str, tuple[object, str, str]] = {
-    "conv_layers": ("15", "FASTNET", "'FastNet is a 15 layer Convolutional Network'"),
-    "leading_3x3": ("12", "3 x 3 Convolutions", "'The first 12 layers of FastNet are constructed with 3 x 3 "
-                                                "convolutions'"),
-    "trailing_1x1": ("3", "Final 1 X 1 Convolutions", "'a stack of 3, 1 x 1 Convolutions followed by a "
-                                                      "GlobalAveragePooling layer'"),
-    "summary_1x1": ("2", "Summary", "'Finally, we stack two 1 x 1 Unit Cells followed by Global Average Pooling'"),
-    "before_first_pool": ("4", "Late Downsampling", "'we perform the first pooling after the first four "
-                                                     "Convolutional layers'"),
-    "pool_size": ("2", "Late Downsampling", "'We use MaxPooling with a pool size of 2'"),
-    "first_width": ("64", "Summary", "'FastNet begins with a 64 channels 3 x 3 Conv Unit layer'"),
-    "width": ("128", "Summary", "'followed by three 128 channel layers with similar composition'"),
-    "stage_convs": ((4, 3, 3, 2), "Summary", "the 64-channel layer and three 128-channel layers, down sampling, "
-                                             "'3 Unit Layers', down sampling, 'another three layers followed by "
-                                             "down sampling', '2 layers followed by down sampling'"),
+# The structure, as the text states it: key -> (printed, section, quantity, the words).
+STRUCTURE: dict[str, tuple[object, str, str, str]] = {
+    "conv_layers": ("15", "FASTNET", "conv layers", "'FastNet is a 15 layer Convolutional Network'"),
+    "leading_3x3": ("12", "3 x 3 Convolutions", "leading 3x3 conv layers",
+                    "'The first 12 layers of FastNet are constructed with 3 x 3 convolutions'"),
+    "trailing_1x1": ("3", "Final 1 X 1 Convolutions", "final 1x1 conv layers",
+                     "'a stack of 3, 1 x 1 Convolutions followed by a GlobalAveragePooling layer'"),
+    "summary_1x1": ("2", "Summary", "final 1x1 unit cells (Summary)",
+                    "'Finally, we stack two 1 x 1 Unit Cells followed by Global Average Pooling'"),
+    "before_first_pool": ("4", "Late Downsampling", "conv layers before the first pool",
+                          "'we perform the first pooling after the first four Convolutional layers'"),
+    "pool_size": ("2", "Late Downsampling", "max-pool size", "'We use MaxPooling with a pool size of 2'"),
+    "first_width": ("64", "Summary", "first layer's channels",
+                    "'FastNet begins with a 64 channels 3 x 3 Conv Unit layer'"),
+    "width": ("128", "Summary", "channels of the other layers",
+              "'followed by three 128 channel layers with similar composition'"),
+    "stage_convs": ((4, 3, 3, 2), "Summary", "conv layers before each pool",
+                    "the 64-channel layer and three 128-channel layers, down sampling, '3 Unit Layers', down "
+                    "sampling, 'another three layers followed by down sampling', '2 layers followed by down sampling'"),
 }
 
 # "FASTNET": "training on CIFAR100 takes approximately 3 hours on a single NVIDIA P100" (Keras with

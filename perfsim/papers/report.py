@@ -99,7 +99,7 @@ def _label(r: dict[str, Any], width: int = 46) -> str:
 def plot(d: dict[str, Any], path: Path) -> None:
     """Left: perfsim / paper for every published number perfsim computes (1 = the paper's value),
     coloured by verdict. Right: each section's rows by status."""
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from ..report.style import new_figure
     numeric = [r for r in d["rows"] if _numeric(r)]
@@ -116,6 +116,8 @@ def plot(d: dict[str, Any], path: Path) -> None:
     ax1.set_xscale("log")
     lo, hi = min(ratios + [1.0]), max(ratios + [1.0])
     ax1.set_xlim(min(lo / 1.5, 0.5), max(hi * 1.5, 2.0))
+    ax1.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax1.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax1.xaxis.set_minor_formatter(NullFormatter())
     ax1.axvline(1.0, color="k", linewidth=0.8)
     ax1.set_xlabel("perfsim / paper (1 = the paper's value)")
