@@ -204,6 +204,8 @@ def paper(name, list_papers, out, as_json, results, no_cache):
     registry.get(name)  # an unknown name: one line before anything is lowered
     if results is not None and not registry.get(name).shared:
         raise InputError(f"--results does not apply to {name!r}: its report has no accuracy cells")
+    if results is not None and not Path(results).is_dir():
+        raise InputError(f"--results {results} is not a folder")
     d = registry.analyse(name, results=Path(results) if results else None, use_cache=not no_cache)
     folder = _write(registry.write, name, d, Path(out)) if out else None
     if as_json:
