@@ -12,7 +12,7 @@ from ..ir.graph import Graph, OpKind
 from .published import Hypothesis
 
 __all__ = ["bn_channels", "linear_macs", "param_hypotheses", "mac_hypotheses", "reduction_hypotheses",
-           "float32_mb", "shown_mb"]
+           "shown_mb"]
 
 
 def bn_channels(graph: Graph) -> int:
@@ -73,11 +73,6 @@ def reduction_hypotheses(paper_new: float, paper_old: float, printed_new: str, p
         return []
     pct = 100.0 * (1.0 - paper_new / paper_old)
     return [Hypothesis("the paper's own rounded figures", pct, f"1 - {printed_new} / {printed_old} from its table")]
-
-
-def float32_mb(values: int) -> float:
-    """``values`` float32 numbers, in bytes (the MB of a paper being 10^6 B)."""
-    return 4.0 * values
 
 
 def shown_mb(n_bytes: float) -> str:

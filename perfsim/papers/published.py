@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 __all__ = ["STATUSES", "COMPARED", "Figure", "Hypothesis", "Bound", "Row", "judge_value", "judge_claim",
-           "row", "count_statuses", "fmt_count", "fmt_percent", "rounded_percent", "assemble"]
+           "row", "count_statuses", "fmt_count", "rounded_percent", "assemble"]
 
 STATUSES = ("exact", "explained", "unexplained", "not modelled", "measured", "not measured")
 COMPARED = ("exact", "explained", "unexplained")  # the verdicts on a number perfsim computes
@@ -128,9 +128,6 @@ def fmt_count(x: float) -> str:
         return f"{int(x):,}"
     return f"{x:,.4g}"
 
-
-def fmt_percent(x: float) -> str:
-    return f"{x:.2f} %"
 
 
 def _ratio(ours: float, paper: float) -> str:

@@ -46,8 +46,10 @@ def recipe_rows(section: str, table: str, where: str, model: str, entries: Seque
         status, sentence = judge_value(paper, ours)
         if status != "exact":
             if recipe.own:
+                its = (f"{ours} (no crop: the data set's own image side)" if field == "crop"
+                       and getattr(recipe, field) is None else fmt_count(ours))
                 status, sentence = "explained", (f"perfsim's {model} recipe is its own adaptation, not the paper's "
-                                                 f"({field}: {_source(recipe, field)}); it uses {fmt_count(ours)}")
+                                                 f"({_source(recipe, field)}); its {field} is {its}")
             else:
                 sentence = f"{sentence}; perfsim's recipe records for {field}: {_source(recipe, field)}"
         else:
