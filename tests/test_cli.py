@@ -375,7 +375,8 @@ BAD = {
     "file that does not import": (["run", "syntax.py:f", "--input-shape", "3x16x16"], ["syntax.py"]),
     "shape the model cannot take": (["run", "nets.py:small", "--input-shape", "1x16x16"], ["1x16x16"]),
     "does not fit tiled": (["run", "mobilenet", "--set", "sram_bytes=64B"], ["features.0.0", "smallest SRAM"]),
-    "paper of another model": (["paper", "fastnet"], ["mobilenet", "fastnet"]),
+    "paper perfsim does not report on": (["paper", "resnet"], ["resnet", "mobilenet", "clcnet", "fastnet", "--list"]),
+    "paper results on mobilenet": (["paper", "mobilenet", "--results", "."], ["--results", "mobilenet"]),
     "out is a file": (["run", "mobilenet", "--out", "nets.py"], ["nets.py"]),
     "out under a file": (["run", "mobilenet", "--no-plots", "--out", "nets.py/rep"], ["nets.py"]),
     "negative clc-groups": (["clc-groups", "-1", "4", "4"], []),
@@ -673,9 +674,9 @@ def test_paper_finds_conv_rows_by_kind_not_by_kernel_text():
         conv_rows(pool_first)
 
 
-def test_paper_needs_a_model(capsys):
+def test_paper_needs_a_name(capsys):
     rc, out, err = cli_run(capsys, "paper")
-    assert_input_error(rc, out, err, "MODEL")
+    assert_input_error(rc, out, err, "needs a paper", "condensenext", "--list")
 
 
 # --------------------------------------------------------------------------

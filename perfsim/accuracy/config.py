@@ -11,7 +11,8 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["NetOptions", "RunConfig", "build_network", "converted", "check_device", "setup_torch"]
+__all__ = ["NetOptions", "RunConfig", "build_network", "training_state_counts", "converted", "check_device",
+           "setup_torch"]
 
 # Training forms of the zoo networks whose registry entry is the converted test-time network.
 TRAINING_FORMS = {"condensenet": "condensenet:condensenet86",
@@ -70,6 +71,15 @@ def build_network(net: NetOptions, seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return factory(**kwargs)
+
+
+def training_state_counts(net: NetOptions) -> dict[str, int]:
+    """What the training form of ``net`` saves besides optimizer state, counted: its parameters and
+    its floating-point buffers (BN running statistics, learned-group-conv masks); integer buffers
+    (step counters, condensation stages) left out. Imports torch."""
+    model = build_network(net, 0)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "float_buffers": sum(b.numel() for b in model.buffers() if b.is_floating_point())}
 
 
 def converted(model):

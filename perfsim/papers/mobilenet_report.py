@@ -1,5 +1,6 @@
 """``perfsim paper mobilenet``: the analysis (``mobilenet_analysis.analyse``) as text, and as a report
-folder (paper.md, paper_rows.csv, paper.json, paper.png) written through ``perfsim.report.folder``."""
+folder (paper.md, paper_rows.csv, paper.json, paper.png) written by the papers' shared folder writer
+(``perfsim.papers.report.write_paper_folder``)."""
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..report.folder import write_folder
 from ..units import format_bytes, format_seconds
+from .report import write_paper_folder
 
 
 def format_text(d: dict[str, Any]) -> str:
@@ -100,9 +101,5 @@ def plot(d: dict[str, Any], path: Path) -> None:
 
 
 def write_paper_report(d: dict[str, Any], out: Path) -> Path:
-    def fill(folder: Path) -> None:
-        (folder / "paper.md").write_text(markdown(d), encoding="utf-8")
-        (folder / "paper_rows.csv").write_text(rows_csv(d), encoding="utf-8")
-        (folder / "paper.json").write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
-        plot(d, folder / "paper.png")
-    return write_folder(out, fill)
+    return write_paper_folder(out, {"paper.md": markdown(d), "paper_rows.csv": rows_csv(d),
+                                    "paper.json": json.dumps(d, indent=2) + "\n"}, lambda p: plot(d, p))
