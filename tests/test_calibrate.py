@@ -368,3 +368,24 @@ def test_a_benchmark_is_timed_call_by_call_as_validate_times_a_layer(monkeypatch
     monkeypatch.setattr(hosttime, "_timed_forward", lambda *a: ([], {0: 1e-3, 2: 2e-3}))
     s = hosttime.time_calls(torch.nn.Identity(), torch.randn(1), samples=3, warmup_s=0.0, budget_s=1.0)
     assert s.median_s == pytest.approx(3e-3) and 3 <= s.n <= 30
+
+
+def test_overlap_is_the_way_the_large_shapes_were_measured():
+    """Rows beyond SRAM: if their measured time is compute alone (prefetch streams the data while the
+    kernel computes), calibrate keeps ``overlap``; if it is data plus compute, it does not."""
+    from perfsim.host.fits import fit_overlap
+    from perfsim.host.measure import Spread
+    from perfsim.sim.simulator import simulate
+    base = load_profile("edge_1mb", sram_bytes="256KiB", kernel_overhead={"default": "5us"})
+    large = [b for b in benchmarks.tiled_benches(True) if b.label in ("conv_pw", "conv")]
+    rows = [simulate(benchmarks.built(b)[1], base).rows[0] for b in large]
+    assert all(r.tiles > 1 and r.t_data_s > 0 for r in rows)
+
+    def measured(times):
+        return [(b, None, Spread(t, t * 0.99, t * 1.01, 9)) for b, t in zip(large, times)]
+    hidden = measured([r.t_matrix_s + r.t_overhead_s for r in rows])
+    added = measured([r.t_data_s + r.t_matrix_s + r.t_overhead_s for r in rows])
+    p, said = fit_overlap(base, hidden)
+    assert p.schedule.overlap and said["overlap: true"].value < said["overlap: false"].value
+    p, said = fit_overlap(base, added)
+    assert not p.schedule.overlap and said["overlap: false"].value <= said["overlap: true"].value

@@ -252,6 +252,10 @@ def tiled_benches(quick: bool) -> list[Bench]:
            for c, h in ((64, 112), (128, 56)) + (() if quick else ((256, 56), (32, 160)))]
     out += [Bench("conv", _conv(32, 32, 3), (1, 32, 112, 112), "3x3 conv 32->32 at 112x112 (large)"),
             Bench("conv_pw", _conv(64, 64, 1), (1, 64, 112, 112), "1x1 conv 64->64 at 112x112 (large)"),
+            # a bottleneck's expanding and projecting 1x1 convs and its 3x3 conv at a stage's map (issue 20)
+            Bench("conv_pw", _conv(64, 256, 1), (1, 64, 56, 56), "1x1 conv 64->256 at 56x56 (large)"),
+            Bench("conv_pw", _conv(512, 128, 1), (1, 512, 28, 28), "1x1 conv 512->128 at 28x28 (large)"),
+            Bench("conv", _conv(64, 64, 3), (1, 64, 56, 56), "3x3 conv 64->64 at 56x56 (large)"),
             Bench("conv_group", _conv(128, 128, 3, 64), (1, 128, 56, 56), "3x3 conv 128->128 in groups of 2 at 56x56 (large)")]
     for label in ("batchnorm", "relu", "add", "maxpool"):
         out.append(Bench(label, _VECTOR[label][0], (1, _C, 112, 112), f"{label} on {_C}x112x112 (large)"))

@@ -35,7 +35,7 @@ from ..hardware.calibration import Calibration, Measured
 from ..hardware.description import HardwareProfile
 from ..hardware.efficiency import MATRIX_LABELS
 from .benchmarks import GROUPED_CHANNELS, GROUPED_CHANNELS_QUICK, Bench, benches, block_benches, lowered, tiled_benches
-from .fits import fit_grouped, fit_label, fit_row_blocks, fit_tiled, label_rates
+from .fits import fit_grouped, fit_label, fit_overlap, fit_row_blocks, label_rates
 from .measure import Spread, describe_host, host_settings, time_calls
 
 # --------------------------------------------------------------------------
@@ -217,7 +217,8 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     blocks, block_measured = fit_row_blocks(profile, block_results)
     measurements.update(block_measured)
     profile = profile.with_fields(row_block=blocks)
-    profile = profile.with_fields(tiled_efficiency=fit_tiled(profile, tiled_results))
+    profile, overlap_measured = fit_overlap(profile, tiled_results)  # and tiled_efficiency under it
+    measurements.update(overlap_measured)
     from .context import apply_fits, context_fits, measure_context_fresh
     progress("in context: the synthetic networks, in a fresh process")
     in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12)
