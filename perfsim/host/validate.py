@@ -68,12 +68,7 @@ class GraphDifference:
         if self.same_ops:
             return f"{here}; the same ops on zeros (perfsim run)"
         return (f"{here}; on zeros (perfsim run) other ops: {self.zeros_rows} rows, {self.zeros_macs:,} MACs "
-                f"({_signed(self.macs - self.zeros_macs)} MACs, {_signed(self.rows - self.zeros_rows)} rows "
-                "on the measured input)")
-
-
-def _signed(n: int) -> str:
-    return f"{n:+,}"
+                f"({self.macs - self.zeros_macs:+,} MACs, {self.rows - self.zeros_rows:+,} rows on the measured input)")
 
 
 def graph_difference(graph, zeros, zeros_error: str = "") -> GraphDifference:
