@@ -207,7 +207,7 @@ def _per_call(rounds: list[Round]) -> tuple[list[Call], list[list[float]], list[
         for i, samples in enumerate(per_call):
             samples.append(seconds.get(got[i], 0.0) if i in got else 0.0)  # a write into a view: no time
         seen = set(got.values())
-        unmatched.append(sum(seconds.get(j, 0.0) for j in range(len(calls)) if j not in seen))
+        unmatched.append(sum((seconds.get(j, 0.0) for j in range(len(calls)) if j not in seen), 0.0))
         most = max(most, len(calls) - len(seen))
     return reference, per_call, unmatched, differing, most
 

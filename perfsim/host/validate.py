@@ -295,7 +295,7 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
         load_before=times.load_before, load_after=times.load_after, host=describe_host(), allocator=times.allocator,
         graph=graph_difference(traced.graph, zeros, zeros_error), captured_calls=len(traced.calls),
         timed_calls=len(times.calls), matched_calls=len(pairs),
-        unmatched_s=sum(d["measured_s"] for d in unmatched) + rounds_s,
+        unmatched_s=sum((d["measured_s"] for d in unmatched), 0.0) + rounds_s,
         unmatched_calls=sum(d["calls"] for d in unmatched) + times.unmatched_calls, unmatched=unmatched[:TOP_UNMATCHED],
         rows_unmatched=sum(1 for m in a.missing if m),
         rows_unmatched_predicted_s=sum(r.t_total_s for i, r in enumerate(result.rows) if a.missing[i]),
