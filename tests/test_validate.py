@@ -51,9 +51,8 @@ def test_spearman_and_median():
     assert median_abs([-3.0, 1.0, 2.0]) == 2.0
 
 
-def test_every_call_of_a_model_lines_up_with_a_row(tiny, tmp_path, monkeypatch):
+def test_every_call_of_a_model_lines_up_with_a_row(tiny, isolated):
     from perfsim.host.validate import validate
-    monkeypatch.chdir(tmp_path)
     v = validate(tiny, "edge_1mb", threads=1, warmup=1, repeats=2,
                  options=__import__("perfsim.frontends.sources", fromlist=["ModelOptions"]).ModelOptions(input_shape=(3, 8, 8)))
     from perfsim.frontends.lowering import lower_traced
@@ -127,11 +126,10 @@ def test_the_allocator_setting_is_checked_and_reported_for_the_whole_process():
     assert out.splitlines()[-1] == "system keep keep"
 
 
-def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch):
+def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch, isolated):
     from perfsim.hardware.loader import load_profile
     from perfsim.frontends.sources import ModelOptions
     from perfsim.host.validate import validate
-    monkeypatch.chdir(tmp_path)
     calibration = {"perfsim_version": "x", "date": "d", "threads": 1}
     assert load_profile("edge_1mb", calibration=calibration).calibration.allocator == "system"  # older files
     seen = []
