@@ -318,3 +318,20 @@ def test_a_gru_lowers_as_the_time_steps_pytorch_runs():
     g = lower(m, (8, 1, 5))
     assert g.macs == 5 * 8 * 48 + 5 * 16 * 48  # input projection for all steps, recurrent product per step
     assert sum(layer.params for layer in g.layers) == sum(p.numel() for p in m.parameters())
+
+
+def test_a_stand_in_conv_output_has_the_layout_pytorch_gives_it():
+    """On zeros a convolution is not computed: its stand-in output must have the real one's strides, or a
+    later matmul decomposes otherwise than outside the capture (PVT-v2: tokens viewed as a map)."""
+    from perfsim.frontends.lowering.capture import _conv_output
+
+    tokens = torch.randn(1, 36, 8).transpose(1, 2).view(1, 8, 6, 6)  # channels-last to is_contiguous only
+    layouts = [torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last),
+               tokens]
+    for x in layouts:
+        for groups in (1, 8):
+            conv = nn.Conv2d(8, 8, 3, padding=1, groups=groups)
+            with torch.no_grad():
+                real = conv(x)
+            args = (x, conv.weight, conv.bias, (1, 1), (1, 1), (1, 1), False, (0, 0), groups)
+            assert _conv_output(*args).stride() == real.stride(), (x.stride(), groups)

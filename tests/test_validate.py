@@ -10,7 +10,8 @@ import pytest
 
 from cli_checks import assert_input_error, cli_run
 from perfsim.cli import main
-from perfsim.host.validate import RowCheck, Validation, median_abs, spearman
+from perfsim.errors import InputError
+from perfsim.host.validate import RowCheck, Validation, format_validation, median_abs, spearman
 
 TINY = textwrap.dedent("""
     import torch
@@ -50,9 +51,8 @@ def test_spearman_and_median():
     assert median_abs([-3.0, 1.0, 2.0]) == 2.0
 
 
-def test_every_call_of_a_model_lines_up_with_a_row(tiny, tmp_path, monkeypatch):
+def test_every_call_of_a_model_lines_up_with_a_row(tiny, isolated):
     from perfsim.host.validate import validate
-    monkeypatch.chdir(tmp_path)
     v = validate(tiny, "edge_1mb", threads=1, warmup=1, repeats=2,
                  options=__import__("perfsim.frontends.sources", fromlist=["ModelOptions"]).ModelOptions(input_shape=(3, 8, 8)))
     from perfsim.frontends.lowering import lower_traced
@@ -126,11 +126,10 @@ def test_the_allocator_setting_is_checked_and_reported_for_the_whole_process():
     assert out.splitlines()[-1] == "system keep keep"
 
 
-def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch):
+def test_validate_times_with_the_calibrations_allocator(tiny, tmp_path, monkeypatch, isolated):
     from perfsim.hardware.loader import load_profile
     from perfsim.frontends.sources import ModelOptions
     from perfsim.host.validate import validate
-    monkeypatch.chdir(tmp_path)
     calibration = {"perfsim_version": "x", "date": "d", "threads": 1}
     assert load_profile("edge_1mb", calibration=calibration).calibration.allocator == "system"  # older files
     seen = []
@@ -156,3 +155,225 @@ def test_worst_op_ignores_ops_with_little_time():
                    spearman=0.5, load_before=(0, 0, 0), load_after=(0, 0, 0), host={})
     assert v.worst_op()["op"] == "conv_dw"  # relu is off by 10x but holds 0.5 % of the time
     assert v.error == pytest.approx(-0.25)
+
+
+# --------------------------------------------------------------------------
+# Same input, matching, the zeros graph (issue 21)
+# --------------------------------------------------------------------------
+
+BRANCHY = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Branchy(nn.Module):
+        '''Its ops depend on the input's values: a branch, a loop's length and a top-1 route.'''
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.wide = nn.Conv2d(8, 16, 1)
+            self.narrow = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+            self.step = nn.Conv2d(16, 16, 1)
+            self.gate = nn.Linear(16, 3)
+            self.experts = nn.ModuleList(nn.Linear(16, 4 * (i + 1)) for i in range(3))
+
+        def forward(self, x):
+            y = self.stem(x)
+            y = self.wide(y) if y.abs().sum() > 0 else self.narrow(y)  # zeros: narrow
+            for _ in range(int(y.abs().mean() > 0) * 2):  # zeros: no step
+                y = torch.relu(self.step(y))
+            p = y.mean((2, 3))
+            expert = int(self.gate(p).argmax()) if p.abs().sum() > 0 else 0
+            return self.experts[expert](p)
+
+    def make():
+        torch.manual_seed(0)  # every build the same weights: the same expert for the same input
+        return Branchy()
+""")
+
+PATCHY = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Patchy(nn.Module):
+        '''LeViT's and PVT-v2's patterns: a linear on tokens that are a transposed view of a conv's map
+        (folding them into one matrix takes a copy), and a depthwise conv on tokens viewed as a map
+        (channels-last at batch 1 to is_contiguous, not to the convolution: its output is NCHW).'''
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 2, stride=2)
+            self.qkv = nn.Linear(16, 32)
+            self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+            self.fc = nn.Linear(32, 16)
+
+        def forward(self, x):
+            y = self.stem(x)
+            b, c, h, w = y.shape
+            t = self.qkv(y.flatten(2).transpose(1, 2))
+            m = self.dw(t.transpose(1, 2).view(b, 32, h, w))
+            return self.fc(torch.nn.functional.gelu(m.flatten(2).transpose(1, 2)))
+
+    def make():
+        return Patchy()
+""")
+
+FICKLE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Fickle(nn.Module):
+        '''Runs other calls on its first forward (the capture) than later, and an extra op every third.'''
+
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                       nn.Conv2d(8, 8, 1), nn.ReLU())
+            self.first = nn.Conv2d(8, 8, 3, padding=1)
+            self.later = nn.Conv2d(8, 8, 1)
+            self.head = nn.Linear(8, 4)
+            self.n = 0
+
+        def forward(self, x):
+            self.n += 1
+            y = self.trunk(x)
+            y = self.first(y) if self.n == 1 else self.later(y)
+            if self.n % 3 == 0:
+                y = y * 2
+            return self.head(y.mean((2, 3)))
+
+    def make():
+        return Fickle()
+""")
+
+SWITCH = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Switch(nn.Module):
+        '''Its first forward and the later ones share nothing.'''
+
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Sequential(*[nn.Conv2d(3, 3, 1) for _ in range(6)])
+            self.b = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(6)])
+            self.n = 0
+
+        def forward(self, x):
+            self.n += 1
+            return self.a(x) if self.n == 1 else torch.sigmoid(self.b(x))
+
+    def make():
+        return Switch()
+""")
+
+
+def _model(tmp_path, text: str, name: str) -> str:
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    return f"{path}:make"
+
+
+def _validate(model, shape=(3, 8, 8), **kw):
+    from perfsim.frontends.sources import ModelOptions
+    from perfsim.host.validate import validate
+    return validate(model, "edge_1mb", threads=1, warmup=kw.pop("warmup", 1), repeats=kw.pop("repeats", 2),
+                    options=ModelOptions(input_shape=shape), **kw)
+
+
+def test_align_pairs_equal_calls_in_order():
+    from perfsim.host.match import align
+    assert align("abc", "abc") == [(0, 0), (1, 1), (2, 2)]
+    assert align("abxc", "abc") == [(0, 0), (1, 1), (3, 2)]  # a branch's extra call is left out
+    assert align("abc", "aybzc") == [(0, 0), (1, 2), (2, 4)]
+    assert align("", "ab") == [] and align("ab", "cd") == []
+
+
+def test_a_data_dependent_forward_is_captured_on_the_input_it_is_timed_on(isolated):
+    """zeros take the narrow branch, no loop step and expert 0; the random input another path, and the rows
+    predicted are those of its capture; the zeros graph `run` uses is reported beside them."""
+    from perfsim.frontends.lowering import lower_traced
+    from perfsim.frontends.sources import ModelOptions, build_module, load_graph
+    from perfsim.host.measure import random_input
+    model = _model(isolated, BRANCHY, "branchy")
+    v = _validate(model)
+    module, shape, _ = build_module(model, ModelOptions(input_shape=(3, 8, 8)))
+    measured = lower_traced(module, (1,) + shape, input=random_input((1,) + shape)).graph
+    zeros = load_graph(model, ModelOptions(input_shape=(3, 8, 8))).graph
+    assert [r.layer for r in v.rows] == [layer.name for layer in measured.layers]  # every row measured
+    names = {layer.name for layer in measured.layers}
+    assert any(n.startswith("wide") for n in names) and any(n.startswith("step") for n in names)
+    assert not any(n.startswith("narrow") for n in names)
+    assert any(layer.name.startswith("narrow") for layer in zeros.layers)
+    assert v.matched_calls == v.captured_calls == v.timed_calls and v.unmatched_s == 0 and v.unmatched_calls == 0
+    g = v.graph
+    assert g.same_ops is False and (g.macs, g.rows) == (measured.macs, len(measured.layers))
+    assert (g.zeros_macs, g.zeros_rows) == (zeros.macs, len(zeros.layers)) and g.zeros_rows < g.rows
+    d = v.to_dict()
+    assert d["graph"]["same_ops"] is False and d["graph"]["zeros_rows"] == g.zeros_rows
+    assert "on zeros (perfsim run) other ops" in format_validation(v)
+
+
+def test_levit_and_pvt_patterns_line_up_call_for_call(isolated):
+    """A 3-D linear on a transposed view, a depthwise conv on a view of tokens: the timed forward runs the
+    capture's calls (parameters do not require grad while timing, as in the capture), and the zeros
+    capture's stand-in conv output has PyTorch's layout, so the graph on zeros is the same."""
+    model = _model(isolated, PATCHY, "patchy")
+    v = _validate(model, shape=(3, 8, 8))
+    assert v.matched_calls == v.captured_calls == v.timed_calls
+    assert v.unmatched_s == 0 and v.rows_unmatched == 0 and v.rounds_differing == 0
+    assert v.graph.same_ops is True and "the same ops on zeros" in format_validation(v)
+    assert {r.op for r in v.rows} >= {"linear", "conv_dw"}
+
+
+def test_calls_that_differ_between_runs_are_matched_and_the_rest_reported(isolated):
+    model = _model(isolated, FICKLE, "fickle")
+    v = _validate(model, warmup=0, repeats=3)  # timed forwards 5, 9 (an extra op: 9 % 3 == 0) and 13
+    assert v.rows and v.matched_calls < v.captured_calls
+    assert v.rows_unmatched >= 1 and v.rows_unmatched_predicted_s > 0  # `first` ran in the capture only
+    assert not any(r.layer.startswith("first") for r in v.rows)
+    assert any(d["path"] == "later" and d["measured_s"] > 0 for d in v.unmatched)  # timed only
+    assert v.unmatched_s > 0 and 0 < v.unmatched_share < 1
+    assert v.rounds_differing == 1 and v.unmatched_calls >= 2  # `later`'s conv, round 2's extra mul
+    assert any(r.layer.startswith("trunk") for r in v.rows)
+    text = format_validation(v)
+    assert "calls unmatched" in text and "1 timed forwards ran other calls" in text
+    json.dumps(v.to_dict())
+
+
+def test_a_forward_that_shares_nothing_between_runs_is_refused_in_one_line(isolated, capsys, monkeypatch):
+    monkeypatch.setattr("perfsim.cli.host._warn_if_busy", lambda threads: None)  # a busy machine warns
+    model = _model(isolated, SWITCH, "switch")
+    out = isolated / "val"
+    rc, stdout, err = cli_run(capsys, "validate", model, "--profile", "edge_1mb", "--input-shape", "3x8x8",
+                              "--threads", "1", "--repeats", "1", "--warmup", "0", "--out", out)
+    assert_input_error(rc, stdout, err, "line up with its capture on the same input", "perfsim needs 50%")
+    assert not out.exists()  # nothing half-written
+
+
+def test_a_capture_on_an_input_computes_it_and_keeps_zeros_by_default():
+    import torch
+    from torch import nn
+
+    from perfsim.frontends.lowering.capture import capture
+
+    class Sign(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1, bias=False)
+            self.extra = nn.Conv2d(1, 1, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.extra(y) if y.sum() != 0 else y  # the conv's real output decides
+
+    m = Sign()
+    with torch.no_grad():
+        m.conv.weight.fill_(1.0)
+    x = torch.ones(1, 1, 2, 2)
+    def convs(cap):
+        return [c.path for c in cap.calls if c.op == "convolution"]
+    assert convs(capture(m, (1, 1, 2, 2))) == ["conv"]  # zeros
+    assert convs(capture(m, (1, 1, 2, 2), x)) == ["conv", "extra"]
+    with pytest.raises(InputError, match="input's shape"):
+        capture(m, (1, 1, 2, 2), torch.ones(1, 1, 3, 3))

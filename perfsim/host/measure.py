@@ -5,11 +5,14 @@ Two kinds of measurement, interleaved in rounds so that a drifting machine moves
 - the whole forward, plain eager PyTorch (no hooks, no modes): what a user's inference costs;
 - every ATen call of the forward, timed inside the capture's own ``TorchDispatchMode``
   (``perfsim.frontends.lowering.capture``): the clock runs around the call itself, so the recorder's
-  Python bookkeeping is outside it. The calls are the capture's calls, index for index, so each
-  one maps onto the op and the report row it became (``perfsim.host.validate``).
+  Python bookkeeping is outside it. ``perfsim.host.validate`` lines the calls up with the capture of
+  the same input, so each one maps onto the op and the report row it became.
 
 Both run in eval mode, without autograd, with the capture's switches (math attention, no
-MultiheadAttention fast path), on a seeded random input, at a fixed thread count.
+MultiheadAttention fast path, no parameter requiring grad), on one input (seeded random unless given),
+at a fixed thread count. A timed forward whose calls differ from the others' (another branch taken) is
+lined up with the most common one by ``perfsim.host.match``; its calls that have no counterpart are
+counted apart (``HostTimes.unmatched_s``).
 """
 from __future__ import annotations
 
@@ -57,13 +60,16 @@ def _quantile(s: Sequence[float], q: float) -> float:
 class HostTimes:
     """One module's timings on this machine."""
 
-    calls: list[Call]  # the timed forward's calls (the capture's, in order)
-    call_s: list[Spread]  # per call
+    calls: list[Call]  # the timed forward's calls (the most common sequence over the rounds)
+    call_s: list[Spread]  # per call (0 in a round that did not run it)
     whole: Spread  # the plain eager forward
     threads: int
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     allocator: str = "system"  # what held while timing (``set_allocator``)
+    rounds_differing: int = 0  # timed forwards whose calls were not ``calls``
+    unmatched_s: Spread | None = None  # per round: its calls with no counterpart in ``calls``
+    unmatched_calls: int = 0  # the most such calls in one round
 
 
 class _Timer(_Recorder):
@@ -161,21 +167,65 @@ def _signature(calls: Sequence[Call]) -> list[tuple[str, str, int]]:
     return [(c.target, c.path, c.module_call) for c in calls]
 
 
+@contextmanager
+def _frozen_parameters(module: nn.Module) -> Iterator[None]:
+    """No parameter requires grad, as in the capture: a linear on a 3-D input whose rows cannot be folded
+    into one matrix without a copy then runs as the capture records it (a batched product), not as one
+    ``mm`` (PyTorch's ``matmul`` folds whenever the weight requires grad). Restored afterwards."""
+    grads = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+Round = tuple[list[Call], dict[int, float]]  # one timed forward: its calls, seconds by call index
+
+
+def _per_call(rounds: list[Round]) -> tuple[list[Call], list[list[float]], list[float], int, int]:
+    """The timed rounds lined up with their most common call sequence (``perfsim.host.match``): that
+    sequence, each of its calls' samples (0 in a round without it), per round the time of its calls
+    with no counterpart there, the rounds that differ, and the most unmatched calls in one round."""
+    from collections import Counter
+
+    from .match import align
+    sigs = [tuple(_signature(calls)) for calls, _ in rounds]
+    common = Counter(sigs).most_common(1)[0][0]
+    reference = rounds[sigs.index(common)][0]
+    keys = [(c.target, c.path) for c in reference]
+    per_call: list[list[float]] = [[] for _ in reference]
+    unmatched, most, differing = [], 0, 0
+    for (calls, seconds), sig in zip(rounds, sigs):
+        if sig == common:
+            got = {i: i for i in range(len(calls))}
+        else:
+            differing += 1
+            got = dict(align(keys, [(c.target, c.path) for c in calls]))
+        for i, samples in enumerate(per_call):
+            samples.append(seconds.get(got[i], 0.0) if i in got else 0.0)  # a write into a view: no time
+        seen = set(got.values())
+        unmatched.append(sum((seconds.get(j, 0.0) for j in range(len(calls)) if j not in seen), 0.0))
+        most = max(most, len(calls) - len(seen))
+    return reference, per_call, unmatched, differing, most
+
+
 def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int = 2, warmup: int = 3,
                 repeats: int = 15, per_round: int = 3, seed: int = 0, allocator: str = "keep",
-                progress: Callable[[int, int], None] | None = None) -> HostTimes:
-    """Warm up, then ``repeats`` rounds of (``per_round`` plain forwards, one timed-call forward)."""
+                progress: Callable[[int, int], None] | None = None, input: torch.Tensor | None = None) -> HostTimes:
+    """Warm up, then ``repeats`` rounds of (``per_round`` plain forwards, one timed-call forward), on
+    ``input`` (default: ``random_input(input_shape, seed)``)."""
     if threads < 1 or warmup < 0 or repeats < 1 or per_round < 1:
         raise InputError("threads, repeats and per_round must be positive and warmup not negative")
     module.eval()
     params = {id(p): name for name, p in module.named_parameters()}
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(tuple(input_shape), generator=gen)
+    x = random_input(input_shape, seed) if input is None else input
     whole: list[float] = []
-    per_call: list[list[float]] = []
-    reference: list[Call] | None = None
+    rounds: list[Round] = []
     load_before = os.getloadavg()
-    with host_settings(threads, allocator) as held:
+    with host_settings(threads, allocator) as held, _frozen_parameters(module):
         for _ in range(warmup):
             module(x)
             _timed_forward(module, x, params)
@@ -184,19 +234,18 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
                 t0 = time.perf_counter()
                 module(x)
                 whole.append(time.perf_counter() - t0)
-            calls, seconds = _timed_forward(module, x, params)
-            if reference is None:
-                reference, per_call = calls, [[] for _ in calls]
-            elif _signature(calls) != _signature(reference):
-                raise InputError("the model's forward runs different operations from one run to the next; "
-                                 "perfsim cannot line its layers up")
-            for i, samples in enumerate(per_call):
-                samples.append(seconds.get(i, 0.0))  # a write into a view is bookkeeping: no call, no time
+            rounds.append(_timed_forward(module, x, params))
             if progress:
                 progress(r + 1, repeats)
-    assert reference is not None
+    reference, per_call, unmatched, differing, most = _per_call(rounds)
     return HostTimes(calls=reference, call_s=[Spread.of(s) for s in per_call], whole=Spread.of(whole),
-                     threads=threads, load_before=load_before, load_after=os.getloadavg(), allocator=held)
+                     threads=threads, load_before=load_before, load_after=os.getloadavg(), allocator=held,
+                     rounds_differing=differing, unmatched_s=Spread.of(unmatched), unmatched_calls=most)
+
+
+def random_input(input_shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """The input ``perfsim validate`` captures and times: standard normal, seeded."""
+    return torch.randn(tuple(input_shape), generator=torch.Generator().manual_seed(seed))
 
 
 def _cpu_times() -> tuple[float, float] | None:

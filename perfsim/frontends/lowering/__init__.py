@@ -51,12 +51,14 @@ class Traced:
     call_ops: list[str | None]
 
 
-def lower_traced(module: Any, input_shape: Sequence[int], *, name: str | None = None) -> Traced:
-    """``lower``, keeping the calls and their ops (``perfsim.host.validate`` lines measured calls up with rows)."""
+def lower_traced(module: Any, input_shape: Sequence[int], *, name: str | None = None, input: Any = None) -> Traced:
+    """``lower``, keeping the calls and their ops (``perfsim.host.validate`` lines measured calls up with rows).
+    ``input``: a tensor of the input shape to capture on instead of zeros, every call computed (validate
+    captures the input it times)."""
     from .capture import capture  # imports torch
 
     shape = _batch1(input_shape)
-    cap = capture(module, shape)
+    cap = capture(module, shape, input)
     lowered = build_ops(cap)
     if not any(op.kind not in ALIAS_KINDS for op in lowered.ops):
         raise InputError(f"{cap.root_type} has no operation perfsim can simulate")

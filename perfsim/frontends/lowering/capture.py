@@ -1,6 +1,7 @@
 """Capture one forward at the ATen level. The only module of ``perfsim.frontends.lowering`` that imports torch.
 
-One forward runs at batch 1, in eval mode, without autograd, on a zero input, under a
+One forward runs at batch 1, in eval mode, without autograd, on a zero input (or on a given one:
+``perfsim validate`` captures the input it times), under a
 ``TorchDispatchMode`` that sees every ATen call after PyTorch's own decompositions
 (``linear`` arrives as ``addmm``, ``einsum`` as ``bmm``, attention as its matmuls and
 softmax). Python control flow runs for real, specialised to that input: nothing is traced
@@ -10,8 +11,10 @@ from parameters alone) or a constant. Calls that read no activation run outside 
 and outside the flop counter: they fold at compile time (a transposed weight, a gathered
 relative-position bias, an attention mask), except convolutions and matrix products, which
 the flop counter counts: they are recorded whatever they read, and their outputs are
-activations. Convolutions and matrix products are not computed: a zero tensor of their output shape
-stands in, so the arithmetic that dominates a forward is skipped (docs/lowering.md, "Capture").
+activations. On zeros, convolutions and matrix products are not computed: a zero tensor of their output
+shape (and memory layout) stands in, so the arithmetic that dominates a forward is skipped
+(docs/lowering.md, "Capture"). On a given input every call is computed, so a branch on the values the
+module computes takes the branch it takes outside the capture.
 
 ``torch.utils.flop_counter.FlopCounterMode`` runs around the same forward: the independent
 count the self-check compares against.
@@ -225,9 +228,10 @@ class _CountingMode(TorchDispatchMode):
     per-module counts are the counter's own.
     """
 
-    def __init__(self, counter: FlopCounterMode):
+    def __init__(self, counter: FlopCounterMode, compute: bool = False):
         super().__init__()
         self.counter = counter
+        self.compute = compute  # compute matrix ops too (a capture on a given input)
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -236,7 +240,7 @@ class _CountingMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func.overloadpacket
-        if packet.__name__ in _SHAPE_ONLY:
+        if packet.__name__ in _SHAPE_ONLY and not self.compute:
             out = _zeros_like_output(packet.__name__, args)
         else:
             out = func(*args, **kwargs)
@@ -246,10 +250,14 @@ class _CountingMode(TorchDispatchMode):
 class _FlopCounter(FlopCounterMode):
     """``FlopCounterMode`` entered with ``_CountingMode`` as its dispatch handler."""
 
+    def __init__(self, *args, compute: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.compute = compute
+
     def __enter__(self):
         self.flop_counts.clear()
         self.mod_tracker.__enter__()
-        self.mode = _CountingMode(self)
+        self.mode = _CountingMode(self, self.compute)
         self.mode.__enter__()
         return self
 
@@ -279,10 +287,26 @@ def _conv_output(x, w, bias, stride, padding, dilation, transposed, output_paddi
                                f"{'x'.join(map(str, w.shape[2:]))} kernel")
         sizes.append(size)
     out_channels = w.shape[1] * groups if transposed else w.shape[0]
-    channels_last = x.dim() == 4 and any(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-                                         for t in (x, w))
+    channels_last = x.dim() == 4 and any(_channels_last_like(t) for t in (x, w))
     out = torch.zeros((x.shape[0], out_channels, *sizes), dtype=torch.result_type(x, w))
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def _channels_last_like(t: torch.Tensor) -> bool:
+    """Whether PyTorch's CPU convolution takes this 4-D tensor as channels-last (its output is then
+    channels-last): ATen's ``is_channels_last_strides_2d`` over dims C, W, H, N, stricter than
+    ``is_contiguous(memory_format=channels_last)``, which ignores the strides of size-1 dims. A strided
+    view such as ``x.transpose(1, 2).view(B, C, H, W)`` of tokens is channels-last-contiguous at batch 1
+    but not channels-last to the convolution, whose output is then NCHW (PVT-v2's depthwise conv)."""
+    sizes, strides = t.shape, t.stride()
+    if t.dim() != 4 or strides[1] == 0:
+        return False
+    least = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < least or (d == 0 and least == strides[1]):
+            return False
+        least = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
+    return True
 
 
 def _check_conv(args, path: str) -> None:
@@ -312,8 +336,12 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def capture(module: nn.Module, input_shape: tuple[int, ...]) -> Capture:
-    """Run ``module`` once on zeros of ``input_shape`` (batch included) and record it."""
+def capture(module: nn.Module, input_shape: tuple[int, ...], input: torch.Tensor | None = None) -> Capture:
+    """Run ``module`` once on zeros of ``input_shape`` (batch included) and record it; with ``input`` (of
+    that shape), on it, every call computed."""
+    if input is not None and tuple(input.shape) != tuple(input_shape):
+        raise InputError(f"the input's shape {'x'.join(map(str, input.shape))} is not "
+                         f"{'x'.join(map(str, input_shape))}")
     params = {id(p): name for name, p in module.named_parameters()}
     root_type = type(module).__name__
     modules = _ModuleStack(module)
@@ -321,7 +349,7 @@ def capture(module: nn.Module, input_shape: tuple[int, ...]) -> Capture:
     training = [(m, m.training) for m in module.modules()]
     grads = [(p, p.requires_grad) for p in module.parameters()]
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    x = torch.zeros(input_shape)
+    x = torch.zeros(input_shape) if input is None else input
     recorder.vals[x] = _Val(Role.ACT, -1)
     module.eval()
     for p, _ in grads:  # nothing requires grad: the counter's module tracker then hooks no autograd graph
@@ -329,7 +357,7 @@ def capture(module: nn.Module, input_shape: tuple[int, ...]) -> Capture:
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), modules, \
-                _FlopCounter(display=False) as counter, recorder:
+                _FlopCounter(display=False, compute=input is not None) as counter, recorder:
             out = module(x)
     except PerfsimError:
         raise
