@@ -10,7 +10,8 @@ forward timed beside it, ``--runs`` times in separate processes (their spread is
 of this machine). It stores, per network and run, each call's (target, module path, op) and its median
 and quartiles, and the whole forward's, in ``benchmarks/host_validation/measured-<T>t.json.gz``.
 
-``report`` lowers each network (the graph perfsim predicts; its calls must be the measured ones) and
+``report`` lowers each network on the measured input (the graph perfsim predicts; its calls are the
+measured ones, as ``perfsim validate`` lines them up) and
 predicts it with the profile: per network its family, the Spearman rank correlation of predicted and
 measured time across rows, the whole-network error, and the measured spread (the run-to-run range of the
 whole forward, and its quartiles), as calibrated (the profile's own in-context fit on calibrate's
@@ -63,12 +64,13 @@ def _measure_one(model: str, threads: int, repeats: int, allocator: str) -> dict
     """One network in this (fresh) process: its calls and the whole forward, timed as validate times them."""
     from perfsim.frontends.lowering import lower_traced
     from perfsim.frontends.sources import ModelOptions, ModelSource, build_module
-    from perfsim.host.measure import time_module
+    from perfsim.host.measure import random_input, time_module
     module, shape, source = build_module(ModelSource.parse(model), ModelOptions())
-    traced = lower_traced(module, (1,) + shape, name=source.label)
+    x = random_input((1,) + shape, SEED)
+    traced = lower_traced(module, (1,) + shape, name=source.label, input=x)  # as validate: the input timed
     t0 = time.perf_counter()
     times = time_module(module, (1,) + shape, threads=threads, warmup=2, repeats=repeats, allocator=allocator,
-                        seed=SEED)
+                        input=x)
     same = [(c.target, c.path) for c in times.calls] == [(c.target, c.path) for c in traced.calls]
     return {"model": model, "threads": threads, "input_shape": list(shape), "allocator": times.allocator,
             "lines_up": same, "seconds": time.perf_counter() - t0,
@@ -124,8 +126,9 @@ def _save(path: Path, records: list[dict]) -> None:
 def _traced(model: str):
     from perfsim.frontends.lowering import lower_traced
     from perfsim.frontends.sources import ModelOptions, ModelSource, build_module
+    from perfsim.host.measure import random_input
     module, shape, source = build_module(ModelSource.parse(model), ModelOptions())
-    return lower_traced(module, (1,) + shape, name=source.label)
+    return lower_traced(module, (1,) + shape, name=source.label, input=random_input((1,) + shape, SEED))
 
 
 class Network:

@@ -157,6 +157,17 @@ def test_worst_op_ignores_ops_with_little_time():
     assert v.error == pytest.approx(-0.25)
 
 
+def test_the_error_is_told_apart_from_the_machines_spread():
+    """-25 % is inside a spread of 30 % (the calibration's run-to-run movement) and outside a spread of 5 %
+    (the interquartile range alone); the wider of the two counts (issue 20)."""
+    base = dict(model="m", profile="p", threads=1, rows=[], predicted_s=1.5, measured_s=2.0, measured_q1_s=1.95,
+                measured_q3_s=2.05, rows_measured_s=2.0, unattributed_s=0.0, unattributed_calls=0, spearman=0.9,
+                load_before=(0, 0, 0), load_after=(0, 0, 0), host={})
+    quiet, noisy = Validation(**base), Validation(**base, machine_spread=0.3)
+    assert quiet.spread == pytest.approx(0.05) and not quiet.within_spread
+    assert noisy.spread == pytest.approx(0.3) and noisy.within_spread
+
+
 # --------------------------------------------------------------------------
 # Same input, matching, the zeros graph (issue 21)
 # --------------------------------------------------------------------------

@@ -237,9 +237,6 @@ def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "h
     return profile.with_fields(calibration=calibration)
 
 
-STABLE = 0.05  # run to run, a calibration's reference forward moving more than this is noise to warn of
-
-
 def stability(first: list[float], last: list[float], threads: int) -> dict[str, Measured]:
     """How far this machine's timings move between two runs of one network (fresh processes at the start and
     the end of a calibration): the relative difference of their medians, its quartiles those of the runs'

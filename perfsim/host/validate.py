@@ -110,6 +110,18 @@ class Validation:
     rows_unmatched: int = 0  # rows some of whose captured calls were not timed: not compared
     rows_unmatched_predicted_s: float = 0.0
     rounds_differing: int = 0  # timed forwards whose calls differed from the others'
+    machine_spread: float = 0.0  # how far the calibration saw this machine's timings move run to run
+
+    @property
+    def spread(self) -> float:
+        """The measured spread, relative: the wider of the whole forward's interquartile range here and the
+        run-to-run movement calibrate measured on this machine (``Calibration.measurements["stability"]``)."""
+        return max((self.measured_q3_s - self.measured_q1_s) / self.measured_s, self.machine_spread)
+
+    @property
+    def within_spread(self) -> bool:
+        """The whole-network error is no larger than the spread: this machine cannot tell it from noise."""
+        return abs(self.error) <= self.spread
 
     @property
     def error(self) -> float:
@@ -146,7 +158,8 @@ class Validation:
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "rows"}
         d.update(error=self.error, median_abs_row_error=median_abs([r.error for r in self.rows]),
-                 by_op=self.by_op(), worst_op=self.worst_op()["op"], unmatched_share=self.unmatched_share)
+                 by_op=self.by_op(), worst_op=self.worst_op()["op"], unmatched_share=self.unmatched_share,
+                 spread=self.spread, within_spread=self.within_spread)
         return d
 
     def matching(self) -> str:
@@ -297,6 +310,8 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
         timed_calls=len(times.calls), matched_calls=len(pairs),
         unmatched_s=sum((d["measured_s"] for d in unmatched), 0.0) + rounds_s,
         unmatched_calls=sum(d["calls"] for d in unmatched) + times.unmatched_calls, unmatched=unmatched[:TOP_UNMATCHED],
+        machine_spread=hw.calibration.measurements["stability"].q3
+        if hw.calibration and "stability" in hw.calibration.measurements else 0.0,
         rows_unmatched=sum(1 for m in a.missing if m),
         rows_unmatched_predicted_s=sum(r.t_total_s for i, r in enumerate(result.rows) if a.missing[i]),
         rounds_differing=times.rounds_differing)
@@ -392,6 +407,8 @@ def format_validation(v: Validation) -> str:
         "",
         f"whole network    predicted {v.predicted_s * 1e3:.3f} ms, measured {v.measured_s * 1e3:.3f} ms "
         f"(IQR {v.measured_q1_s * 1e3:.3f}-{v.measured_q3_s * 1e3:.3f}), error {v.error:+.1%}",
+        f"spread           ±{v.spread:.0%} (the IQR here, or the run-to-run movement calibrate measured: "
+        f"{v.machine_spread:.0%}); the error is {'inside' if v.within_spread else 'outside'} it",
         f"per layer        Spearman {v.spearman:.3f} over {len(v.rows)} rows, "
         f"median |error| {median_abs([r.error for r in v.rows]):.0%}, worst op {v.worst_op()['op']}",
         f"measured rows    {v.rows_measured_s * 1e3:.3f} ms; {v.unattributed_calls} calls in no row "
