@@ -389,3 +389,19 @@ def test_overlap_is_the_way_the_large_shapes_were_measured():
     assert p.schedule.overlap and said["overlap: true"].value < said["overlap: false"].value
     p, said = fit_overlap(base, added)
     assert not p.schedule.overlap and said["overlap: false"].value <= said["overlap: true"].value
+
+
+def test_calibrate_measures_one_thread_unless_told():
+    """Issue 20: a 2-thread calibration predicted 5 of 28 networks within both targets here, one thread 16;
+    the default is one thread, `--help` says why, and the library's default matches the CLI's."""
+    import inspect
+
+    from click.testing import CliRunner
+
+    from perfsim.cli.main import cli
+    command = cli.commands["calibrate"]
+    threads = next(p for p in command.params if p.name == "threads")
+    assert threads.default == 1
+    assert inspect.signature(cal.calibrate).parameters["threads"].default == 1
+    out = CliRunner().invoke(cli, ["calibrate", "--help"]).output
+    assert "One by default" in out and "16 of 28" in out

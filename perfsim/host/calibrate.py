@@ -162,11 +162,11 @@ def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[st
 # --------------------------------------------------------------------------
 
 
-def calibrate(*, quick: bool = False, threads: int | None = None, name: str = "host", allocator: str = "keep",
+def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host", allocator: str = "keep",
               progress: Callable[[str], None] = lambda _: None) -> HardwareProfile:
     """Measure this machine; return the calibrated profile (its ``calibration`` holds every measurement)."""
     from .._version import __version__
-    threads = threads or os.cpu_count() or 1
+    threads = threads or os.cpu_count() or 1  # None: every CPU
     if not 1 <= threads <= 4096:
         raise InputError(f"--threads must be between 1 and 4096, got {threads}")
     samples = 9 if quick else 21
