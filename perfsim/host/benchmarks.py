@@ -69,22 +69,7 @@ _STRIDED = {
 
 
 def _matrix_benches(quick: bool) -> Iterator[Bench]:
-    hw = (16, 8) if quick else (32, 16, 8, 4)
-    for c, h in [(8, 8)] + [(c, h) for c in ((32, 128) if quick else (16, 64, 128, 256)) for h in hw]:
-        yield Bench("conv", _conv(c, c, 3), (1, c, h, h), f"3x3 conv {c}->{c} at {h}x{h}")
-    for h in ((56,) if quick else (32, 56, 112)):  # a stem: three input channels
-        yield Bench("conv", lambda: nn.Conv2d(3, 32, 3, padding=1, bias=False), (1, 3, h, h), f"3x3 conv 3->32 at {h}x{h}")
-    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
-        yield Bench("conv_pw", _conv(c, c, 1), (1, c, h, h), f"1x1 conv {c}->{c} at {h}x{h}")
-    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
-        yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
-    cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32)
-    for k in (1, 3):
-        for cpg in cpgs:
-            for c, h in (((128, 28), (128, 7)) if quick else ((64, 28), (64, 7), (256, 28), (256, 14), (256, 7))):
-                yield Bench("conv_group", _conv(c, c, k, c // cpg), (1, c, h, h),
-                            f"{k}x{k} conv {c}->{c} in groups of {cpg} at {h}x{h}")
-    yield Bench("conv_group", _conv(8, 8, 1, 4), (1, 8, 1, 1), "1x1 conv 8->8 in groups of 2 at 1x1")
+    yield from _conv_benches(quick)
     for n_in, n_out, rows in [(8, 8, 1)] + ([(1024, 1000, 1), (256, 256, 64), (512, 512, 196)] if quick else
                                             [(256, 256, 1), (1024, 1000, 1), (2048, 2048, 1), (256, 256, 16),
                                              (256, 256, 64), (512, 512, 196), (768, 768, 197)]):
@@ -95,6 +80,28 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
         yield Bench("matmul", lambda: _Fn(lambda x: x @ x.transpose(-1, -2)), (1, heads, length, dim),
                     f"matmul of {heads} head(s) {length}x{dim} by its transpose")
     yield from _attention_matmuls(quick)
+
+
+def _conv_benches(quick: bool) -> Iterator[Bench]:
+    hw = (16, 8) if quick else (32, 16, 8, 4)
+    for c, h in [(8, 8)] + [(c, h) for c in ((32, 128) if quick else (16, 64, 128, 256)) for h in hw]:
+        yield Bench("conv", _conv(c, c, 3), (1, c, h, h), f"3x3 conv {c}->{c} at {h}x{h}")
+    for h in ((56,) if quick else (32, 56, 112)):  # a stem: three input channels
+        yield Bench("conv", lambda: nn.Conv2d(3, 32, 3, padding=1, bias=False), (1, 3, h, h), f"3x3 conv 3->32 at {h}x{h}")
+    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
+        yield Bench("conv_pw", _conv(c, c, 1), (1, c, h, h), f"1x1 conv {c}->{c} at {h}x{h}")
+    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
+        yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
+    for k in (5, 7):  # larger kernels: conv_dw's table is by kernel area (ir.gemm.table_key; ConvNeXt's 7x7)
+        for c, h in ((96, 28), (384, 7)) if quick else ((32, 56), (96, 28), (192, 14), (384, 7)):
+            yield Bench("conv_dw", _conv(c, c, k, c), (1, c, h, h), f"{k}x{k} depthwise {c} at {h}x{h}")
+    cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32)
+    for k in (1, 3):
+        for cpg in cpgs:
+            for c, h in (((128, 28), (128, 7)) if quick else ((64, 28), (64, 7), (256, 28), (256, 14), (256, 7))):
+                yield Bench("conv_group", _conv(c, c, k, c // cpg), (1, c, h, h),
+                            f"{k}x{k} conv {c}->{c} in groups of {cpg} at {h}x{h}")
+    yield Bench("conv_group", _conv(8, 8, 1, 4), (1, 8, 1, 1), "1x1 conv 8->8 in groups of 2 at 1x1")
 
 
 # Attention's products as networks run them (issue 20): (windows, heads, tokens, head dim). Windowed

@@ -107,7 +107,7 @@ def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> Kind
     """Overhead = the smallest shape's time; each larger shape's time beyond it is work at a fraction of
     ``peak``; a matrix label's fractions become a table by ``matrix_dims``, a row label's (softmax, layernorm)
     by the row's length, unless they agree within FLAT."""
-    from ..ir.gemm import matrix_dims
+    from ..ir.gemm import matrix_dims, table_key
     from ..sim.timing import entry_value
     is_matrix = label in MATRIX_LABELS
     overhead, work, beyond = _beyond_overhead(label, points)
@@ -119,8 +119,7 @@ def fit_label(label: str, points: list[tuple[Any, Spread]], peak: float) -> Kind
         if label in ROW_LABELS:  # a row-wise kernel: by the row's length
             key, m = layer.row_length, 1
         else:
-            m, n, k = matrix_dims(layer, 1)
-            key = min(m, n, k)
+            key, m = table_key(layer, 1), matrix_dims(layer, 1)[0]
         fractions.append((key, m, min(1.0, ops / (peak * extra))))
     tabled = is_matrix or label in ROW_LABELS
     efficiency = _table(fractions) if tabled else round(max(median(f for _, _, f in fractions), 1e-6), 6)

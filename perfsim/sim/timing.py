@@ -40,7 +40,7 @@ import numpy as np
 
 from ..hardware.efficiency import STRIDED, table_value
 from ..hardware.energy import energy_terms
-from ..ir.gemm import grouped_dims, matrix_dims
+from ..ir.gemm import grouped_dims, matrix_dims, table_key
 from ..ir.graph import Layer, Op, Unit
 
 if TYPE_CHECKING:
@@ -56,9 +56,8 @@ def entry_value(entry: Any, layer: Layer, batch: int) -> float:
         return entry
     if isinstance(entry, Mapping) and layer.unit is not Unit.MATRIX:
         return table_value(entry, layer.row_length)  # a row label's table (hardware.efficiency.ROW_LABELS)
-    m, n, k = matrix_dims(layer, batch)
-    if isinstance(entry, Mapping):
-        return table_value(entry, min(m, n, k), m)
+    if isinstance(entry, Mapping):  # by the product's smallest dimension (ir.gemm.table_key), then by M
+        return table_value(entry, table_key(layer, batch), matrix_dims(layer, batch)[0])
     return entry.fraction(layer.macs * batch, *grouped_dims(layer, batch))
 
 
