@@ -76,6 +76,7 @@ def _measure_one(model: str, threads: int, repeats: int, allocator: str) -> dict
             "lines_up": same, "seconds": time.perf_counter() - t0,
             "whole": [times.whole.median_s, times.whole.q1_s, times.whole.q3_s],
             "load": [times.load_before[0], times.load_after[0]],
+            "subnormal": [list(found) for found in times.subnormal],  # (call, read, written): measure.subnormals
             "calls": [[c.target, c.path, op, s.median_s, s.q1_s, s.q3_s]
                       for c, op, s in zip(times.calls, traced.call_ops if same else [None] * len(times.calls),
                                           times.call_s)]}

@@ -388,3 +388,49 @@ def test_a_capture_on_an_input_computes_it_and_keeps_zeros_by_default():
     assert convs(capture(m, (1, 1, 2, 2), x)) == ["conv", "extra"]
     with pytest.raises(InputError, match="input's shape"):
         capture(m, (1, 1, 2, 2), torch.ones(1, 1, 3, 3))
+
+
+MASKED = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Masked(nn.Module):
+        '''Swin's shifted-window attention in small: a mask of -100 before the softmax makes exp(-100 - max)
+        subnormal (3.7e-44 in float32), and the product with the values then reads them.'''
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(3, 24)
+
+        def forward(self, x):
+            t = x.flatten(2).transpose(1, 2)  # (1, 64, 3) tokens
+            q, k, v = self.qkv(t).chunk(3, dim=-1)
+            mask = torch.zeros(64, 64)
+            mask[:, 32:] = -100.0
+            attn = (q @ k.transpose(1, 2) * 0.0 + mask).softmax(-1)
+            return (attn @ v).mean(1)
+
+    def make():
+        return Masked()
+""")
+
+
+def test_validate_names_the_rows_that_met_subnormal_floats(isolated, tiny):
+    """Swin's masked attention writes subnormal floats (its measured cause of a 6 ms row predicted at
+    0.2-0.7 ms, docs/hardware.md): validate counts them per row, names the rows and the remedy; a network
+    without them says nothing."""
+    from perfsim.host.measure import subnormals
+    import torch
+    assert subnormals([torch.tensor([1e-40, 0.0, 1.0, -1e-39]), torch.tensor([1, 2])]) == 2
+    assert subnormals([torch.tensor([1e-40], dtype=torch.float64)]) == 0  # normal in double precision
+    v = _validate(_model(isolated, MASKED, "masked"))
+    rows = {d["layer"]: d for d in v.subnormal}
+    assert rows and all(d["read"] + d["written"] > 0 for d in rows.values())
+    softmax = [d for d in rows.values() if d["op"] == "softmax"]
+    assert softmax and softmax[0]["written"] == 64 * 32  # every masked score, written by the softmax
+    assert any(d["read"] >= 64 * 32 for d in rows.values() if d["op"] != "softmax")  # the product reads them
+    assert {d["layer"] for d in v.subnormal} <= {r.layer for r in v.rows}
+    text = format_validation(v)
+    assert "subnormals" in text and "set_flush_denormal(True)" in text
+    assert v.to_dict()["subnormal"] == v.subnormal
+    plain = _validate(tiny)
+    assert plain.subnormal == [] and "subnormals" not in format_validation(plain)

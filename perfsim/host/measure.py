@@ -29,7 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import InputError
 from ..frontends.lowering.calls import Call, Role
-from ..frontends.lowering.capture import _ModuleStack, _Recorder, _Val
+from ..frontends.lowering.capture import _ModuleStack, _Recorder, _tensors, _Val
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class HostTimes:
     rounds_differing: int = 0  # timed forwards whose calls were not ``calls``
     unmatched_s: Spread | None = None  # per round: its calls with no counterpart in ``calls``
     unmatched_calls: int = 0  # the most such calls in one round
+    # (index in ``calls``, subnormal floats read, written) of each call that met any, in one untimed
+    # forward after the timed ones (``count_subnormals``)
+    subnormal: tuple[tuple[int, int, int], ...] = ()
 
 
 class _Timer(_Recorder):
@@ -84,6 +87,51 @@ class _Timer(_Recorder):
         out = func(*args, **kwargs)
         self.seconds[len(self.calls)] = time.perf_counter() - t0  # the index the call is recorded under
         return out
+
+
+def subnormals(tensors: Sequence[torch.Tensor]) -> int:
+    """How many of the floats in ``tensors`` are subnormal (non-zero, smaller in size than the dtype's
+    smallest normal number). x86 cores compute with them through a microcode assist, tens to a hundred
+    times slower per element: a batched product with 40 % subnormal operands took 24.3 ms here where the
+    same product on normal numbers took 0.5 ms (docs/hardware.md, "Subnormal floats")."""
+    n = 0
+    for t in tensors:
+        if t.is_floating_point() and t.numel() and not t.is_complex():
+            size = t.detach().abs()
+            n += int(((size < torch.finfo(t.dtype).tiny) & (size > 0)).sum())
+    return n
+
+
+class _Subnormals(_Recorder):
+    """The capture's recorder, computing every call for real and counting the subnormal floats it reads
+    (its tensor arguments, weights included) and writes."""
+
+    def __init__(self, modules: _ModuleStack, params: dict[int, str]):
+        super().__init__(modules, params)
+        self.found: dict[int, tuple[int, int]] = {}
+
+    def _execute(self, func, args, kwargs):
+        read = subnormals(_tensors(*args, *kwargs.values()))
+        out = func(*args, **kwargs)
+        written = subnormals(_tensors(out))
+        if read or written:
+            self.found[len(self.calls)] = (read, written)  # the index the call is recorded under
+        return out
+
+
+def count_subnormals(module: nn.Module, x: torch.Tensor, params: dict[int, str],
+                     calls: Sequence[Call]) -> tuple[tuple[int, int, int], ...]:
+    """One forward (untimed) counting each call's subnormal floats: (index in ``calls``, read, written) of
+    the calls that met any, lined up with ``calls`` as the timed rounds are (``perfsim.host.match``).
+    Call it inside ``host_settings``."""
+    from .match import align
+    modules = _ModuleStack(module)
+    counter = _Subnormals(modules, params)
+    counter.vals[x] = _Val(Role.ACT, -1)
+    with modules, counter:
+        module(x)
+    index = {j: i for i, j in align(_signature(calls), _signature(counter.calls))}
+    return tuple((index[j], read, written) for j, (read, written) in sorted(counter.found.items()) if j in index)
 
 
 ALLOCATORS = ("keep", "system")
@@ -216,7 +264,8 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
                 repeats: int = 15, per_round: int = 3, seed: int = 0, allocator: str = "keep",
                 progress: Callable[[int, int], None] | None = None, input: torch.Tensor | None = None) -> HostTimes:
     """Warm up, then ``repeats`` rounds of (``per_round`` plain forwards, one timed-call forward), on
-    ``input`` (default: ``random_input(input_shape, seed)``)."""
+    ``input`` (default: ``random_input(input_shape, seed)``); last, one untimed forward counting the calls'
+    subnormal floats (``count_subnormals``)."""
     if threads < 1 or warmup < 0 or repeats < 1 or per_round < 1:
         raise InputError("threads, repeats and per_round must be positive and warmup not negative")
     module.eval()
@@ -237,10 +286,12 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
             rounds.append(_timed_forward(module, x, params))
             if progress:
                 progress(r + 1, repeats)
-    reference, per_call, unmatched, differing, most = _per_call(rounds)
+        reference, per_call, unmatched, differing, most = _per_call(rounds)
+        subnormal = count_subnormals(module, x, params, reference)
     return HostTimes(calls=reference, call_s=[Spread.of(s) for s in per_call], whole=Spread.of(whole),
                      threads=threads, load_before=load_before, load_after=os.getloadavg(), allocator=held,
-                     rounds_differing=differing, unmatched_s=Spread.of(unmatched), unmatched_calls=most)
+                     rounds_differing=differing, unmatched_s=Spread.of(unmatched), unmatched_calls=most,
+                     subnormal=subnormal)
 
 
 def random_input(input_shape: Sequence[int], seed: int = 0) -> torch.Tensor:

@@ -111,6 +111,8 @@ class Validation:
     rows_unmatched_predicted_s: float = 0.0
     rounds_differing: int = 0  # timed forwards whose calls differed from the others'
     machine_spread: float = 0.0  # how far the calibration saw this machine's timings move run to run
+    # rows whose calls read or wrote subnormal floats: layer, op, read, written, predicted_s, measured_s
+    subnormal: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def spread(self) -> float:
@@ -161,6 +163,20 @@ class Validation:
                  by_op=self.by_op(), worst_op=self.worst_op()["op"], unmatched_share=self.unmatched_share,
                  spread=self.spread, within_spread=self.within_spread)
         return d
+
+    def subnormal_note(self) -> str:
+        """The rows that met subnormal floats, in words ("" when none did): their measured time and share,
+        and the largest. Such a row runs far slower than its shape predicts (``measure.subnormals``), by an
+        amount set by the values, not the shapes, which no calibration can fit."""
+        if not self.subnormal:
+            return ""
+        measured = sum(d["measured_s"] for d in self.subnormal)
+        share = measured / self.rows_measured_s if self.rows_measured_s > 0 else 0.0
+        top = max(self.subnormal, key=lambda d: d["measured_s"])
+        return (f"{len(self.subnormal)} rows read or wrote subnormal floats, measured {measured * 1e3:.3f} ms "
+                f"({share:.0%} of the measured rows); the largest, {top['layer']} ({top['op']}), measured "
+                f"{top['measured_s'] * 1e3:.3f} ms against {top['predicted_s'] * 1e3:.3f} ms predicted. CPUs "
+                "compute subnormals slowly: torch.set_flush_denormal(True) flushes them to zero")
 
     def matching(self) -> str:
         """What could not be attributed, in words ("" when every call lined up)."""
@@ -249,6 +265,21 @@ def attribute(traced, times) -> tuple[_Attribution, list[tuple[int, int]]]:
     return a, pairs
 
 
+def _subnormal_rows(traced, times, pairs, result, a: _Attribution) -> list[dict[str, Any]]:
+    """Per row of the graph, the subnormal floats its matched calls read and wrote (rows with any)."""
+    row_of, captured_of = _row_of_call(traced), {j: i for i, j in pairs}
+    found: dict[int, list[int]] = {}
+    for j, read, written in times.subnormal:
+        row = row_of[captured_of[j]] if j in captured_of else None
+        if row is not None:
+            counts = found.setdefault(row, [0, 0])
+            counts[0] += read
+            counts[1] += written
+    return [{"layer": result.rows[row].layer, "op": result.rows[row].op, "read": read, "written": written,
+             "predicted_s": result.rows[row].t_total_s, "measured_s": a.sums[row]}
+            for row, (read, written) in sorted(found.items())]
+
+
 def _zeros_graph(source, options: ModelOptions):
     """The graph ``perfsim run`` uses (on zeros, from the graph cache), or None and why not."""
     from ..frontends.sources import load_graph
@@ -314,7 +345,7 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
         if hw.calibration and "stability" in hw.calibration.measurements else 0.0,
         rows_unmatched=sum(1 for m in a.missing if m),
         rows_unmatched_predicted_s=sum(r.t_total_s for i, r in enumerate(result.rows) if a.missing[i]),
-        rounds_differing=times.rounds_differing)
+        rounds_differing=times.rounds_differing, subnormal=_subnormal_rows(traced, times, pairs, result, a))
 
 
 def _profile(profile: str, overrides):
@@ -414,6 +445,7 @@ def format_validation(v: Validation) -> str:
         f"measured rows    {v.rows_measured_s * 1e3:.3f} ms; {v.unattributed_calls} calls in no row "
         f"{v.unattributed_s * 1e3:.3f} ms",
         *([f"unmatched        {v.matching()}"] if v.matching() else []),
+        *([f"subnormals       {v.subnormal_note()}"] if v.subnormal_note() else []),
         *([f"graph            {v.graph.describe()}"] if v.graph else []),
         f"machine          {v.host.get('cpu')}, {v.threads} thread(s), allocator {v.allocator}, load "
         f"{v.load_before[0]:.2f} -> {v.load_after[0]:.2f}",
