@@ -38,6 +38,9 @@ def main(argv=None) -> int:
                                           "--out", os.path.join(tmp, "v")]),
             ("validate mobilenet_v1", exe + ["validate", "mobilenet_v1", "--profile", profile, "--no-plots",
                                              "--out", os.path.join(tmp, "v1")]),
+            # the "validate of a 100 ms network under 30 s" (ResNet-50: ~100-150 ms a forward here)
+            ("validate resnet50", exe + ["validate", "torchvision:resnet50", "--profile", profile, "--no-plots",
+                                         "--out", os.path.join(tmp, "r50")]),
         ]
         print(f"{'command':24} {'median':>8} {'min':>8} {'max':>8}  load before")
         for name, cmd in jobs:

@@ -147,13 +147,20 @@ def sram_and_bandwidth(rates: dict[int, Measured], caches: dict[int, int], threa
     return int(sram), rates[near].value, how + f"; bandwidth at a {near} B working set"
 
 
-def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None]) -> list[tuple[Bench, Any, Spread]]:
+# Per benchmark: its warm-up and the time its samples may take (``time_calls``). --quick halves both: its
+# 300-odd benchmarks (145 of them the grouped-conv grid) then take ~9 s less, keeping it under 30 s here.
+BUDGET_S = {False: (0.02, 0.05), True: (0.01, 0.025)}
+
+
+def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None],
+                    quick: bool = False) -> list[tuple[Bench, Any, Spread]]:
     out = []
+    warmup_s, budget_s = BUDGET_S[quick]
     for bench in items:
         progress(bench.what)
         module, layer = lowered(bench)
         x = torch.randn(bench.shape)
-        out.append((bench, layer, time_calls(module, x, samples)))
+        out.append((bench, layer, time_calls(module, x, samples, warmup_s=warmup_s, budget_s=budget_s)))
     return out
 
 
@@ -184,9 +191,9 @@ def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host
         caches = caches_os()
         rates = measure_memory(quick, samples, caches[max(caches)] if caches else None)
         measurements.update({f"copy_{size}": m for size, m in rates.items()})
-        results = measure_benches(benches(quick), samples, progress)
-        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress)
-        block_results = measure_benches(block_benches(quick), samples, progress)
+        results = measure_benches(benches(quick), samples, progress, quick)
+        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress, quick)
+        block_results = measure_benches(block_benches(quick), samples, progress, quick)
     by_label: dict[str, list[tuple[Any, Spread]]] = {}
     for bench, layer, spread in results + tiled_results + block_results:
         measurements[f"{bench.label}: {bench.what}"] = _measured(
