@@ -74,7 +74,7 @@ def _measure_one(model: str, threads: int, repeats: int, allocator: str) -> dict
     same = [(c.target, c.path) for c in times.calls] == [(c.target, c.path) for c in traced.calls]
     return {"model": model, "threads": threads, "input_shape": list(shape), "allocator": times.allocator,
             "lines_up": same, "seconds": time.perf_counter() - t0,
-            "whole": [times.whole.median_s, times.whole.q1_s, times.whole.q3_s],
+            "whole": [times.whole.median_s, times.whole.q1_s, times.whole.q3_s], "probe": times.probe_s,
             "load": [times.load_before[0], times.load_after[0]],
             "subnormal": [list(found) for found in times.subnormal],  # (call, read, written): measure.subnormals
             "calls": [[c.target, c.path, op, s.median_s, s.q1_s, s.q3_s]
@@ -139,6 +139,7 @@ class Network:
         self.model, self.family = model, FAMILY_OF.get(model, records[0]["family"])
         self.traced = _traced(model)
         self.records = [r for r in records if r["lines_up"]]
+        self.scale = [1.0] * len(self.records)  # per run, what its times are multiplied by (``at_speed``)
         self.ops = {op.name: op for op in self.traced.graph.ops}
         self.row_of = {name: i for i, layer in enumerate(self.traced.graph.layers) for name in layer.ops}
 
@@ -146,12 +147,21 @@ class Network:
     def usable(self) -> bool:
         return bool(self.records) and [c[2] for c in self.records[0]["calls"]] == list(self.traced.call_ops)
 
+    @property
+    def has_probe(self) -> bool:
+        return all(r.get("probe") for r in self.records)
+
+    def at_speed(self, reference_s: float | None) -> None:
+        """Read every run at the speed probe ``reference_s`` (its times x ``reference_s`` / its own probe), as
+        calibrate reads its synthetic networks; None: as measured."""
+        self.scale = [reference_s / r["probe"] if reference_s else 1.0 for r in self.records]
+
     def whole(self) -> list[float]:
-        return [r["whole"][0] for r in self.records]
+        return [r["whole"][0] * k for r, k in zip(self.records, self.scale)]
 
     def call_medians(self) -> list[float]:
         """Each call's median over the runs (the median of the runs' medians)."""
-        per_run = [[c[3] for c in r["calls"]] for r in self.records]
+        per_run = [[c[3] * k for c in r["calls"]] for r, k in zip(self.records, self.scale)]
         return [sorted(v)[len(v) // 2] for v in zip(*per_run)]
 
     def rows_measured(self) -> dict[int, float]:
@@ -170,8 +180,8 @@ def predict(net: Network, profile) -> dict:
     rows = sorted(measured)
     whole = net.whole()
     mid = sorted(whole)[len(whole) // 2]
-    q1 = sorted(r["whole"][1] for r in net.records)[len(net.records) // 2]
-    q3 = sorted(r["whole"][2] for r in net.records)[len(net.records) // 2]
+    q1 = sorted(r["whole"][1] * k for r, k in zip(net.records, net.scale))[len(net.records) // 2]
+    q3 = sorted(r["whole"][2] * k for r, k in zip(net.records, net.scale))[len(net.records) // 2]
     error = (result.latency_s - mid) / mid
     spread = (max(whole) - min(whole)) / mid if len(whole) > 1 else math.nan
     return {"model": net.model, "family": net.family, "rows": len(rows),
@@ -246,16 +256,25 @@ def report(args) -> int:
     nets = [Network(m, rs) for m, rs in by_model.items() if not args.models or m in args.models]
     skipped = [n.model for n in nets if not n.usable]
     nets = [n for n in nets if n.usable]
-    rows = []
-    for family in dict.fromkeys(n.family for n in nets):
-        out = held_out(nets, family, profile)
-        for net in (n for n in nets if n.family == family):
-            cal, hold = predict(net, profile), predict(net, out)
-            rows.append({**cal, "held_out_spearman": hold["spearman"], "held_out_error": hold["error"],
-                         "held_out_within_spread": hold["within_spread"]})
-            print(f"{net.model:36} {family:12} rho {cal['spearman']:.2f} err {cal['error']:+.0%} | held out rho "
-                  f"{hold['spearman']:.2f} err {hold['error']:+.0%} | spread {cal['run_spread']:.0%}", file=sys.stderr)
-    frame = pd.DataFrame(rows)
+    probe = profile.calibration.measurements.get("speed_probe") if profile.calibration else None
+    reference = probe.value if probe and all(n.has_probe for n in nets) else None
+    rows = {n.model: {} for n in nets}
+    for speed in ([None, reference] if reference else [None]):
+        tag = "" if speed is None else "speed_"
+        for net in nets:
+            net.at_speed(speed)
+        for family in dict.fromkeys(n.family for n in nets):
+            out = held_out(nets, family, profile)
+            for net in (n for n in nets if n.family == family):
+                cal, hold = predict(net, profile), predict(net, out)
+                rows[net.model].update({f"{tag}{k}": v for k, v in cal.items()
+                                        if not tag or k not in ("model", "family", "rows")} | {
+                    f"{tag}held_out_spearman": hold["spearman"], f"{tag}held_out_error": hold["error"],
+                    f"{tag}held_out_within_spread": hold["within_spread"]})
+                print(f"{tag}{net.model:36} {family:12} rho {cal['spearman']:.2f} err {cal['error']:+.0%} | held out "
+                      f"rho {hold['spearman']:.2f} err {hold['error']:+.0%} | spread {cal['run_spread']:.0%}",
+                      file=sys.stderr)
+    frame = pd.DataFrame(list(rows.values()))
     out = HERE / f"holdout-{args.threads}t"
     frame.to_csv(str(out) + ".csv", index=False, float_format="%.6g")
     n_fit, n_meas = count_parameters(profile)
@@ -269,23 +288,34 @@ def _ok(rho, err) -> bool:
     return rho >= 0.9 and abs(err) <= 0.2
 
 
+def _table(frame, tag: str) -> list[str]:
+    lines = ["| network | family | rows | ρ | error | ρ held out | error held out | run-to-run spread | IQR | "
+             "error inside spread |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in frame.to_dict("records"):
+        lines.append(f"| {r['model']} | {r['family']} | {r['rows']} | {r[tag + 'spearman']:.2f} | "
+                     f"{r[tag + 'error']:+.0%} | {r[tag + 'held_out_spearman']:.2f} | {r[tag + 'held_out_error']:+.0%} | "
+                     f"{r[tag + 'run_spread']:.0%} | {r[tag + 'iqr']:.0%} | {'yes' if r[tag + 'within_spread'] else 'no'} |")
+    records = frame.to_dict("records")
+    cal = sum(_ok(r[tag + "spearman"], r[tag + "error"]) for r in records)
+    hold = sum(_ok(r[tag + "held_out_spearman"], r[tag + "held_out_error"]) for r in records)
+    return lines + ["", f"Both targets (ρ ≥ 0.9, error within ±20 %): as calibrated {cal}/{len(records)}, with the "
+                        f"in-context fit held out per family {hold}/{len(records)}."]
+
+
 def _markdown(frame, args, n_fit: int, n_meas: int, skipped: list[str]) -> str:
     lines = [f"# Held-out validation, {args.threads} thread(s): `python benchmarks/holdout.py report "
              f"--profile {args.profile} --threads {args.threads}`", "",
              f"The calibration fits {n_fit} numbers from {n_meas} timed samples (the medians of `calibration."
              "measurements`: peaks, memory, per-label micro-benchmarks, the synthetic networks in context).", "",
-             "| network | family | rows | ρ | error | ρ held out | error held out | run-to-run spread | IQR | "
-             "error inside spread |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in frame.itertuples():
-        lines.append(f"| {r.model} | {r.family} | {r.rows} | {r.spearman:.2f} | {r.error:+.0%} | "
-                     f"{r.held_out_spearman:.2f} | {r.held_out_error:+.0%} | {r.run_spread:.0%} | {r.iqr:.0%} | "
-                     f"{'yes' if r.within_spread else 'no'} |")
-    cal = sum(_ok(r.spearman, r.error) for r in frame.itertuples())
-    hold = sum(_ok(r.held_out_spearman, r.held_out_error) for r in frame.itertuples())
-    lines += ["", f"Both targets (ρ ≥ 0.9, error within ±20 %): as calibrated {cal}/{len(frame)}, with the "
-                  f"in-context fit held out per family {hold}/{len(frame)}."]
+             "## As measured", "", *_table(frame, "")]
+    if "speed_error" in frame:
+        lines += ["", "## At the calibration's speed", "",
+                  "Each run's times multiplied by the calibration's speed probe over the run's own (a 256x256 GEMM "
+                  "timed before every round, `perfsim.host.measure.speed_probe`), the held-out fit redone on "
+                  "those: the model's error apart from the machine's speed moving between calibrate and the "
+                  "measurement.", "", *_table(frame, "speed_")]
     if skipped:
-        lines.append(f"Not predicted (their calls do not line up with the zeros capture): {', '.join(skipped)}.")
+        lines += ["", f"Not predicted (their calls do not line up with the zeros capture): {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -88,6 +88,8 @@ def test_a_calibrated_profile_records_its_measurements_and_reads_back(tmp_path, 
     cal.write_profile(p, out)  # its own file: replaced
     s = c.measurements["stability"]  # one network's forward in two fresh processes, start and end
     assert s.unit == "relative" and s.n >= 18 and 0 <= s.value <= s.q3
+    probe = c.measurements["speed_probe"]  # the machine's speed through the benchmarks (validate compares)
+    assert probe.unit == "s" and probe.n >= 2 and 0 < probe.q1 <= probe.value <= probe.q3 < 1.0
 
 
 def test_calibrate_says_how_far_timings_move_between_runs():
@@ -173,6 +175,32 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
     # ... and a call the fit then gives no time at all (no work, no overhead) does not divide by zero
     none = fit_context([ContextCall(1e-6, 1e-6, 0.0, 0)] + [ContextCall(1e-6, 1e-6, 5e-6, 0)] * 2)
     assert none.overhead_s == 0.0 and none.ratios == pytest.approx((0.2, 0.2))
+
+
+def test_in_context_times_are_read_at_the_benchmarks_speed(monkeypatch):
+    """The synthetic networks run after the micro-benchmarks, in another process: a machine twice as slow
+    then (by the speed probe) would double every in-context factor. Each network's times are read at the
+    benchmarks' probe instead: the same timings with a reference probe twice theirs are twice as long."""
+    import dataclasses
+
+    import perfsim.host.measure as hosttime
+    from perfsim.host.context import measure_context
+    real, seen = hosttime.time_module, {}
+
+    def once(module, shape, **kw):  # each network timed once, then replayed with a probe of 400 us
+        key = (type(module).__name__, tuple(shape))
+        if key not in seen:
+            seen[key] = dataclasses.replace(real(module, shape, **{**kw, "repeats": 1, "warmup": 0}), probe_s=400e-6)
+        return seen[key]
+
+    monkeypatch.setattr(hosttime, "time_module", once)
+    profile = load_profile("edge_1mb")
+    kw = dict(threads=1, repeats=1, progress=lambda _: None)
+    plain, same, slower = (measure_context(profile, **kw, reference_s=r) for r in (None, 400e-6, 800e-6))
+    assert plain.keys() == same.keys() == slower.keys() and plain
+    for key in plain:
+        assert [c.measured for c in same[key]] == pytest.approx([c.measured for c in plain[key]])
+        assert [c.measured for c in slower[key]] == pytest.approx([2 * c.measured for c in plain[key]])
 
 
 def test_a_grouped_conv_is_fitted_in_context_per_kernel_area():

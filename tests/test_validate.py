@@ -168,6 +168,34 @@ def test_the_error_is_told_apart_from_the_machines_spread():
     assert noisy.spread == pytest.approx(0.3) and noisy.within_spread
 
 
+def test_the_prediction_is_read_at_the_speed_the_machine_had(tiny, tmp_path):
+    """A calibration keeps the speed probe it ran at; a validation at the same thread count times its own and
+    reads the prediction at that speed (a machine 25 % slower now: the prediction x1.25); without both probes,
+    or at another thread count, it says nothing (issue 20: this guest's speed moves up to 2x between runs)."""
+    from perfsim.host.measure import speed_probe
+    from perfsim.host.validate import validate
+    base = dict(model="m", profile="p", threads=1, rows=[], predicted_s=1.6, measured_s=2.0, measured_q1_s=1.95,
+                measured_q3_s=2.05, rows_measured_s=2.0, unattributed_s=0.0, unattributed_calls=0, spearman=0.9,
+                load_before=(0, 0, 0), load_after=(0, 0, 0), host={})
+    slow = Validation(**base, probe_s=500e-6, calibration_probe_s=400e-6)
+    assert slow.slowdown == pytest.approx(1.25) and slow.error == pytest.approx(-0.2)
+    assert slow.error_at_speed == pytest.approx(0.0)  # 1.6 x 1.25 = 2.0
+    assert "x1.25 as slow" in format_validation(slow) and slow.to_dict()["error_at_speed"] == pytest.approx(0.0)
+    for v in (Validation(**base), Validation(**base, probe_s=500e-6)):
+        assert v.slowdown is None and v.error_at_speed is None and "host speed" not in format_validation(v)
+    assert 0 < speed_probe() < 1.0
+    probe = {"value": 400e-6, "q1": 390e-6, "q3": 410e-6, "n": 9, "unit": "s"}
+    from perfsim.frontends.sources import ModelOptions
+    options = ModelOptions(input_shape=(3, 8, 8))
+    for threads, expected in ((1, 400e-6), (2, None)):
+        path = tmp_path / f"p{threads}.yaml"
+        path.write_text("extends: edge_1mb\ncalibration: {perfsim_version: x, date: d, threads: 1, "
+                        f"measurements: {{speed_probe: {probe}}}}}\n".replace("'", ""))
+        v = validate(tiny, str(path), threads=threads, warmup=0, repeats=2, options=options)
+        assert v.probe_s and v.probe_s > 0 and v.calibration_probe_s == expected
+        assert (v.slowdown is None) == (expected is None)
+
+
 # --------------------------------------------------------------------------
 # Same input, matching, the zeros graph (issue 21)
 # --------------------------------------------------------------------------

@@ -91,6 +91,10 @@ def calibrate(out, name, threads, quick, force, quiet, allocator):
         s = c.measurements["stability"]
         click.echo(f"stability        {s.value:.1%} between two runs of a network, {s.q3:.1%} within one "
                    f"({c.threads} thread(s))")
+    if "speed_probe" in c.measurements:
+        p = c.measurements["speed_probe"]
+        click.echo(f"speed probe      256x256 GEMM {p.value * 1e6:.0f} us (IQR {p.q1 * 1e6:.0f}-{p.q3 * 1e6:.0f}) "
+                   "through the benchmarks; validate compares its own")
     spread = c.unstable()
     if spread is not None:
         click.echo(f"perfsim: warning: this machine's timings moved {spread:.0%} between runs at {c.threads} "

@@ -36,7 +36,7 @@ from ..hardware.description import HardwareProfile
 from ..hardware.efficiency import MATRIX_LABELS
 from .benchmarks import GROUPED_CHANNELS, GROUPED_CHANNELS_QUICK, Bench, benches, block_benches, lowered, tiled_benches
 from .fits import fit_grouped, fit_label, fit_overlap, fit_row_blocks, label_rates
-from .measure import Spread, describe_host, host_settings, time_calls
+from .measure import PROBE_SIDE, Spread, describe_host, host_settings, speed_probe, time_calls
 
 # --------------------------------------------------------------------------
 # Timing
@@ -153,10 +153,13 @@ BUDGET_S = {False: (0.02, 0.05), True: (0.01, 0.025)}
 
 
 def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None],
-                    quick: bool = False) -> list[tuple[Bench, Any, Spread]]:
+                    quick: bool = False, probes: list[float] | None = None) -> list[tuple[Bench, Any, Spread]]:
+    """Each benchmark timed (``time_calls``); every tenth, the speed probe into ``probes``."""
     out = []
     warmup_s, budget_s = BUDGET_S[quick]
-    for bench in items:
+    for i, bench in enumerate(items):
+        if probes is not None and i % 10 == 0:
+            probes.append(speed_probe())
         progress(bench.what)
         module, layer = lowered(bench)
         x = torch.randn(bench.shape)
@@ -182,7 +185,9 @@ def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host
     from .context import whole_forward_fresh
     progress("stability: a network's forward, at the start")
     first = whole_forward_fresh(threads, allocator, 9 if quick else 15)
+    probes: list[float] = []  # the speed probe, through the benchmarks (``speed_probe``)
     with host_settings(threads, allocator) as held:
+        probes.append(speed_probe())
         progress("GEMM peak")
         measurements.update(measure_gemm(quick, samples))
         progress("elementwise peak")
@@ -191,9 +196,13 @@ def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host
         caches = caches_os()
         rates = measure_memory(quick, samples, caches[max(caches)] if caches else None)
         measurements.update({f"copy_{size}": m for size, m in rates.items()})
-        results = measure_benches(benches(quick), samples, progress, quick)
-        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress, quick)
-        block_results = measure_benches(block_benches(quick), samples, progress, quick)
+        results = measure_benches(benches(quick), samples, progress, quick, probes)
+        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress, quick, probes)
+        block_results = measure_benches(block_benches(quick), samples, progress, quick, probes)
+        probes.append(speed_probe())
+    measurements["speed_probe"] = _measured(
+        Spread.of(probes), 1.0, "s", f"torch.mm {PROBE_SIDE}x{PROBE_SIDE} by {PROBE_SIDE}x{PROBE_SIDE}, median of 7, "
+        "taken through the benchmarks: this machine's speed while calibrated (perfsim validate compares its own)")
     by_label: dict[str, list[tuple[Any, Spread]]] = {}
     for bench, layer, spread in results + tiled_results + block_results:
         measurements[f"{bench.label}: {bench.what}"] = _measured(
@@ -228,7 +237,8 @@ def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host
     measurements.update(overlap_measured)
     from .context import apply_fits, context_fits, measure_context_fresh
     progress("in context: the synthetic networks, in a fresh process")
-    in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12)
+    in_context = measure_context_fresh(profile, threads=threads, allocator=held, repeats=5 if quick else 12,
+                                       reference_s=measurements["speed_probe"].value)
     context, (first_touch, touched) = context_fits(in_context)
     profile = apply_fits(profile, context, first_touch)
     measurements.update(_context_measurements(context, first_touch, touched))

@@ -232,9 +232,13 @@ class ContextCall(NamedTuple):
 
 
 def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep",
-                    progress: Callable[[str], None]) -> dict[tuple[str, bool], list[ContextCall]]:
+                    progress: Callable[[str], None], reference_s: float | None = None
+                    ) -> dict[tuple[str, bool], list[ContextCall]]:
     """Every call of the synthetic networks, by (op label, whether its row does not fit in SRAM): its time
-    in the network (as ``perfsim validate`` times a layer) and the isolated fit's overhead and work."""
+    in the network (as ``perfsim validate`` times a layer) and the isolated fit's overhead and work. Given
+    ``reference_s`` (the speed probe while the micro-benchmarks ran), each network's times are read at that
+    speed (times ``reference_s`` over the probe while it ran), so that a machine slower or faster here than
+    during the benchmarks does not become the in-context factor."""
     from math import prod
 
     from ..frontends.lowering import lower_traced
@@ -250,6 +254,7 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
         ops = {op.name: op for op in traced.graph.ops}
         times = time_module(module, (1,) + shape, threads=threads, warmup=2, repeats=repeats, per_round=1,
                             allocator=allocator)
+        speed = reference_s / times.probe_s if reference_s and times.probe_s else 1.0
         for op_name, spread in zip(traced.call_ops, times.call_s):
             op = ops.get(op_name) if op_name else None
             if op is None or op_name not in row_of or spread.median_s <= 0:
@@ -258,12 +263,12 @@ def measure_context(profile: HardwareProfile, *, threads: int, repeats: int, all
             out_bytes = -(-prod(op.out_shape) * profile.formats.activation_bits // 8)
             area = op.kernel[0] * op.kernel[1] if op.kernel else 0
             out.setdefault((label, tiled), []).append(
-                ContextCall(spread.median_s, *_predicted(op, label, profile, tiled), out_bytes, area))
+                ContextCall(spread.median_s * speed, *_predicted(op, label, profile, tiled), out_bytes, area))
     return out
 
 
-def measure_context_fresh(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep"
-                          ) -> dict[tuple[str, bool], list[ContextCall]]:
+def measure_context_fresh(profile: HardwareProfile, *, threads: int, repeats: int, allocator: str = "keep",
+                          reference_s: float | None = None) -> dict[tuple[str, bool], list[ContextCall]]:
     """``measure_context`` in a fresh interpreter (spawned), as ``perfsim validate`` times a model: in the
     process that ran calibrate's benchmarks the same calls took 5–13 % longer (docs/hardware.md)."""
     import multiprocessing
@@ -271,7 +276,7 @@ def measure_context_fresh(profile: HardwareProfile, *, threads: int, repeats: in
 
     from ..children import as_child
     with multiprocessing.get_context("spawn").Pool(1, initializer=as_child, initargs=(os.getpid(),)) as pool:
-        return pool.apply(_measure_quietly, (profile, threads, repeats, allocator))
+        return pool.apply(_measure_quietly, (profile, threads, repeats, allocator, reference_s))
 
 
 def whole_forward_fresh(threads: int, allocator: str = "keep", rounds: int = 15) -> list[float]:
@@ -302,8 +307,10 @@ def _whole_forward(threads: int, allocator: str, rounds: int) -> list[float]:
     return out
 
 
-def _measure_quietly(profile: HardwareProfile, threads: int, repeats: int, allocator: str):
-    return measure_context(profile, threads=threads, repeats=repeats, allocator=allocator, progress=lambda _: None)
+def _measure_quietly(profile: HardwareProfile, threads: int, repeats: int, allocator: str,
+                     reference_s: float | None = None):
+    return measure_context(profile, threads=threads, repeats=repeats, allocator=allocator, progress=lambda _: None,
+                           reference_s=reference_s)
 
 
 @dataclass(frozen=True)

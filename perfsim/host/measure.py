@@ -73,6 +73,34 @@ class HostTimes:
     # (index in ``calls``, subnormal floats read, written) of each call that met any, in one untimed
     # forward after the timed ones (``count_subnormals``)
     subnormal: tuple[tuple[int, int, int], ...] = ()
+    probe_s: float | None = None  # the speed probe's median over the rounds (``speed_probe``)
+
+
+# The speed probe: one float32 GEMM of this side, timed 7 times (~2 ms at one thread here).
+PROBE_SIDE = 256
+_probe_operands: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def speed_probe(reps: int = 7) -> float:
+    """How fast this machine runs now: the median time of a 256x256 by 256x256 float32 ``torch.mm`` at the
+    thread count that holds (call it inside ``host_settings``). On this shared KVM guest whole forwards move
+    by up to 2x minute to minute; over 150 s of alternating probes and forwards at one thread, the probe's
+    time correlated 0.79-0.84 with ResNet-18's, MobileNet's and DeiT-Tiny's (docs/hardware.md). A
+    calibration keeps its probe (``measurements["speed_probe"]``) and a validation its own, so that a
+    prediction can be read at the speed the machine had when it was measured."""
+    if PROBE_SIDE not in _probe_operands:
+        g = torch.Generator().manual_seed(0)
+        _probe_operands[PROBE_SIDE] = (torch.randn(PROBE_SIDE, PROBE_SIDE, generator=g),
+                                       torch.randn(PROBE_SIDE, PROBE_SIDE, generator=g),
+                                       torch.empty(PROBE_SIDE, PROBE_SIDE))
+    a, b, c = _probe_operands[PROBE_SIDE]
+    torch.mm(a, b, out=c)  # warm: the first call of a thread count builds its kernel
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        out.append(time.perf_counter() - t0)
+    return median(out)
 
 
 class _Timer(_Recorder):
@@ -265,7 +293,7 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
                 progress: Callable[[int, int], None] | None = None, input: torch.Tensor | None = None) -> HostTimes:
     """Warm up, then ``repeats`` rounds of (``per_round`` plain forwards, one timed-call forward), on
     ``input`` (default: ``random_input(input_shape, seed)``); last, one untimed forward counting the calls'
-    subnormal floats (``count_subnormals``)."""
+    subnormal floats (``count_subnormals``). Before each round, the speed probe (``speed_probe``)."""
     if threads < 1 or warmup < 0 or repeats < 1 or per_round < 1:
         raise InputError("threads, repeats and per_round must be positive and warmup not negative")
     module.eval()
@@ -273,12 +301,14 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
     x = random_input(input_shape, seed) if input is None else input
     whole: list[float] = []
     rounds: list[Round] = []
+    probes: list[float] = []
     load_before = os.getloadavg()
     with host_settings(threads, allocator) as held, _frozen_parameters(module):
         for _ in range(warmup):
             module(x)
             _timed_forward(module, x, params)
         for r in range(repeats):
+            probes.append(speed_probe())
             for _ in range(per_round):
                 t0 = time.perf_counter()
                 module(x)
@@ -291,7 +321,7 @@ def time_module(module: nn.Module, input_shape: Sequence[int], *, threads: int =
     return HostTimes(calls=reference, call_s=[Spread.of(s) for s in per_call], whole=Spread.of(whole),
                      threads=threads, load_before=load_before, load_after=os.getloadavg(), allocator=held,
                      rounds_differing=differing, unmatched_s=Spread.of(unmatched), unmatched_calls=most,
-                     subnormal=subnormal)
+                     subnormal=subnormal, probe_s=median(probes))
 
 
 def random_input(input_shape: Sequence[int], seed: int = 0) -> torch.Tensor:

@@ -113,6 +113,24 @@ class Validation:
     machine_spread: float = 0.0  # how far the calibration saw this machine's timings move run to run
     # rows whose calls read or wrote subnormal floats: layer, op, read, written, predicted_s, measured_s
     subnormal: list[dict[str, Any]] = field(default_factory=list)
+    probe_s: float | None = None  # the speed probe while timed here (``measure.speed_probe``)
+    calibration_probe_s: float | None = None  # and while the profile was calibrated
+
+    @property
+    def slowdown(self) -> float | None:
+        """How much slower this machine ran here than while calibrated, by the speed probe (1.25: a 256x256
+        GEMM took 25 % longer); None when the profile or the timing has no probe."""
+        if not self.probe_s or not self.calibration_probe_s:
+            return None
+        return self.probe_s / self.calibration_probe_s
+
+    @property
+    def error_at_speed(self) -> float | None:
+        """The whole-network error with the prediction read at the speed measured here (times ``slowdown``):
+        the model's error apart from the machine's speed having moved since calibrate."""
+        if self.slowdown is None:
+            return None
+        return (self.predicted_s * self.slowdown - self.measured_s) / self.measured_s
 
     @property
     def spread(self) -> float:
@@ -161,8 +179,18 @@ class Validation:
         d = {k: v for k, v in asdict(self).items() if k != "rows"}
         d.update(error=self.error, median_abs_row_error=median_abs([r.error for r in self.rows]),
                  by_op=self.by_op(), worst_op=self.worst_op()["op"], unmatched_share=self.unmatched_share,
-                 spread=self.spread, within_spread=self.within_spread)
+                 spread=self.spread, within_spread=self.within_spread, slowdown=self.slowdown,
+                 error_at_speed=self.error_at_speed)
         return d
+
+    def speed_note(self) -> str:
+        """The speed probe here and at calibration, in words ("" without both)."""
+        if self.slowdown is None:
+            return ""
+        return (f"the probe (a 256x256 GEMM) took {self.probe_s * 1e6:.0f} us here, "
+                f"{self.calibration_probe_s * 1e6:.0f} us while calibrated: this machine ran x{self.slowdown:.2f} "
+                f"as slow; at this speed the prediction is {self.predicted_s * self.slowdown * 1e3:.3f} ms, "
+                f"error {self.error_at_speed:+.1%}")
 
     def subnormal_note(self) -> str:
         """The rows that met subnormal floats, in words ("" when none did): their measured time and share,
@@ -345,7 +373,17 @@ def validate(model: str, profile: str = "host", *, options: ModelOptions = Model
         if hw.calibration and "stability" in hw.calibration.measurements else 0.0,
         rows_unmatched=sum(1 for m in a.missing if m),
         rows_unmatched_predicted_s=sum(r.t_total_s for i, r in enumerate(result.rows) if a.missing[i]),
-        rounds_differing=times.rounds_differing, subnormal=_subnormal_rows(traced, times, pairs, result, a))
+        rounds_differing=times.rounds_differing, subnormal=_subnormal_rows(traced, times, pairs, result, a),
+        probe_s=times.probe_s, calibration_probe_s=_calibration_probe(hw, threads))
+
+
+def _calibration_probe(hw, threads: int) -> float | None:
+    """The speed probe of the profile's calibration, if it ran at ``threads`` (at another thread count the
+    probes measure different things)."""
+    c = hw.calibration
+    if c is None or c.threads != threads or "speed_probe" not in c.measurements:
+        return None
+    return c.measurements["speed_probe"].value
 
 
 def _profile(profile: str, overrides):
@@ -445,6 +483,7 @@ def format_validation(v: Validation) -> str:
         f"measured rows    {v.rows_measured_s * 1e3:.3f} ms; {v.unattributed_calls} calls in no row "
         f"{v.unattributed_s * 1e3:.3f} ms",
         *([f"unmatched        {v.matching()}"] if v.matching() else []),
+        *([f"host speed       {v.speed_note()}"] if v.speed_note() else []),
         *([f"subnormals       {v.subnormal_note()}"] if v.subnormal_note() else []),
         *([f"graph            {v.graph.describe()}"] if v.graph else []),
         f"machine          {v.host.get('cpu')}, {v.threads} thread(s), allocator {v.allocator}, load "
