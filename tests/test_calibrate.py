@@ -177,6 +177,20 @@ def test_in_context_a_label_gets_a_factor_on_work_and_its_own_overhead():
     assert none.overhead_s == 0.0 and none.ratios == pytest.approx((0.2, 0.2))
 
 
+def test_a_slow_stretch_of_the_machine_is_read_at_the_calibrations_speed():
+    """Benchmarks timed while the probe ran twice as slow (a stretch of 5) are read at half their times;
+    one slow probe alone moves nothing (the window's median); the quartiles move with the median."""
+    from perfsim.host.measure import Spread
+    results = [(i, None, Spread(median_s=1.0, q1_s=0.9, q3_s=1.2, n=9)) for i in range(12)]
+    probes = [1.0] * 3 + [2.0] * 5 + [1.0] * 4
+    probes[10] = 3.0  # a single blip
+    read = cal.at_speed(results, probes, 1.0)
+    medians = [s.median_s for _, _, s in read]
+    assert medians[:2] == [1.0, 1.0] and medians[4:7] == [0.5, 0.5, 0.5] and medians[9:] == [1.0] * 3
+    assert read[5][2].q1_s == pytest.approx(0.45) and read[5][2].q3_s == pytest.approx(0.6) and read[5][2].n == 9
+    assert [b for b, _, _ in read] == list(range(12))
+
+
 def test_in_context_times_are_read_at_the_benchmarks_speed(monkeypatch):
     """The synthetic networks run after the micro-benchmarks, in another process: a machine twice as slow
     then (by the speed probe) would double every in-context factor. Each network's times are read at the

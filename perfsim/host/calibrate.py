@@ -25,6 +25,7 @@ import datetime
 import math
 import os
 import time
+from statistics import median
 from typing import Any, Callable, Sequence
 
 import torch
@@ -154,16 +155,34 @@ BUDGET_S = {False: (0.02, 0.05), True: (0.01, 0.025)}
 
 def measure_benches(items: Sequence[Bench], samples: int, progress: Callable[[str], None],
                     quick: bool = False, probes: list[float] | None = None) -> list[tuple[Bench, Any, Spread]]:
-    """Each benchmark timed (``time_calls``); every tenth, the speed probe into ``probes``."""
+    """Each benchmark timed (``time_calls``), with the speed probe before it into ``probes``."""
     out = []
     warmup_s, budget_s = BUDGET_S[quick]
-    for i, bench in enumerate(items):
-        if probes is not None and i % 10 == 0:
-            probes.append(speed_probe())
+    for bench in items:
+        if probes is not None:
+            probes.append(speed_probe(5))
         progress(bench.what)
         module, layer = lowered(bench)
         x = torch.randn(bench.shape)
         out.append((bench, layer, time_calls(module, x, samples, warmup_s=warmup_s, budget_s=budget_s)))
+    return out
+
+
+# A benchmark is read at the calibration's speed by the probes of this many benchmarks around it: a slow
+# stretch of the machine lasts seconds (two threads here: 3x3 convs of 16-128 channels ran 2-3x slower for
+# a run of benchmarks in one calibration, whose quartiles stayed within 2-9 %), one probe is noisier.
+SPEED_WINDOW = 5
+
+
+def at_speed(results: list[tuple[Bench, Any, Spread]], probes: list[float], reference_s: float
+             ) -> list[tuple[Bench, Any, Spread]]:
+    """Each benchmark's timings x ``reference_s`` over the median probe of the ``SPEED_WINDOW`` benchmarks
+    around it (``probes[i]`` taken before ``results[i]``): the fits then see one machine, at one speed."""
+    out = []
+    half = SPEED_WINDOW // 2
+    for i, (bench, layer, s) in enumerate(results):
+        k = reference_s / median(probes[max(0, i - half):i + half + 1])
+        out.append((bench, layer, Spread(median_s=s.median_s * k, q1_s=s.q1_s * k, q3_s=s.q3_s * k, n=s.n)))
     return out
 
 
@@ -185,9 +204,8 @@ def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host
     from .context import whole_forward_fresh
     progress("stability: a network's forward, at the start")
     first = whole_forward_fresh(threads, allocator, 9 if quick else 15)
-    probes: list[float] = []  # the speed probe, through the benchmarks (``speed_probe``)
+    probes: dict[str, list[float]] = {"plain": [], "tiled": [], "block": []}  # before each benchmark
     with host_settings(threads, allocator) as held:
-        probes.append(speed_probe())
         progress("GEMM peak")
         measurements.update(measure_gemm(quick, samples))
         progress("elementwise peak")
@@ -196,13 +214,15 @@ def calibrate(*, quick: bool = False, threads: int | None = 1, name: str = "host
         caches = caches_os()
         rates = measure_memory(quick, samples, caches[max(caches)] if caches else None)
         measurements.update({f"copy_{size}": m for size, m in rates.items()})
-        results = measure_benches(benches(quick), samples, progress, quick, probes)
-        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress, quick, probes)
-        block_results = measure_benches(block_benches(quick), samples, progress, quick, probes)
-        probes.append(speed_probe())
+        results = measure_benches(benches(quick), samples, progress, quick, probes["plain"])
+        tiled_results = measure_benches(tiled_benches(quick), max(5, samples // 2), progress, quick, probes["tiled"])
+        block_results = measure_benches(block_benches(quick), samples, progress, quick, probes["block"])
+    speed = Spread.of([p for group in probes.values() for p in group])
     measurements["speed_probe"] = _measured(
-        Spread.of(probes), 1.0, "s", f"torch.mm {PROBE_SIDE}x{PROBE_SIDE} by {PROBE_SIDE}x{PROBE_SIDE}, median of 7, "
-        "taken through the benchmarks: this machine's speed while calibrated (perfsim validate compares its own)")
+        speed, 1.0, "s", f"torch.mm {PROBE_SIDE}x{PROBE_SIDE} by {PROBE_SIDE}x{PROBE_SIDE}, median of 5, before each "
+        "benchmark: the speed every benchmark is read at (calibrate.at_speed), and validate compares its own")
+    results, tiled_results, block_results = (at_speed(r, probes[g], speed.median_s) for r, g in (
+        (results, "plain"), (tiled_results, "tiled"), (block_results, "block")))
     by_label: dict[str, list[tuple[Any, Spread]]] = {}
     for bench, layer, spread in results + tiled_results + block_results:
         measurements[f"{bench.label}: {bench.what}"] = _measured(
