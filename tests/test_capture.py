@@ -335,3 +335,32 @@ def test_a_stand_in_conv_output_has_the_layout_pytorch_gives_it():
                 real = conv(x)
             args = (x, conv.weight, conv.bias, (1, 1), (1, 1), (1, 1), False, (0, 0), groups)
             assert _conv_output(*args).stride() == real.stride(), (x.stride(), groups)
+
+
+def test_a_conv_on_a_token_view_is_told_apart():
+    """A convolution copies an input that is neither contiguous nor channels-last to it before it runs (a
+    token sequence transposed into a map: PVT-v2's and SegFormer's Mix-FFN), 2-3x a depthwise conv's time
+    here: its row carries ``variant == "view"`` (a profile's ``conv_dw.view``); on a contiguous or a
+    channels-last map it carries none. The MACs are the same either way."""
+    class Tokens(nn.Module):
+        def __init__(self, layout: str):
+            super().__init__()
+            self.layout = layout
+            self.conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+
+        def forward(self, x):  # x: (1, 1, 36, 8), tokens of a 6x6 map
+            t = x.reshape(1, 36, 8)
+            if self.layout == "view":
+                y = t.transpose(1, 2).view(1, 8, 6, 6)
+            elif self.layout == "copy":
+                y = t.transpose(1, 2).reshape(1, 8, 6, 6).contiguous()
+            else:
+                # from a contiguous map (the view itself passes is_contiguous(channels_last), which ignores
+                # the batch stride, and .contiguous(channels_last) would return it unchanged: still "view")
+                y = t.transpose(1, 2).reshape(1, 8, 6, 6).contiguous().contiguous(memory_format=torch.channels_last)
+            return self.conv(y)
+
+    rows = {layout: lower(Tokens(layout), (1, 36, 8)).layers[-1] for layout in ("view", "copy", "channels_last")}
+    assert {k: (r.op, r.variant) for k, r in rows.items()} == {
+        "view": ("conv_dw", "view"), "copy": ("conv_dw", ""), "channels_last": ("conv_dw", "")}
+    assert len({r.macs for r in rows.values()}) == 1

@@ -28,10 +28,12 @@ MAX_GROUPED_AXIS = 16  # points of a grouped-conv table's channel axis
 CONV_LABELS = ("conv", "conv_pw", "conv_dw", "conv_group")
 STRIDED = ".strided"  # a conv label's entry for its rows with a stride above 1 (sim.timing.label_key)
 STRIDED_LABELS = tuple(c + STRIDED for c in CONV_LABELS)
-MATRIX_LABELS = frozenset({*CONV_LABELS, "linear", "matmul", *STRIDED_LABELS})
+MATRIX_LABELS = frozenset({*CONV_LABELS, "linear", "matmul", *STRIDED_LABELS, "conv_dw.view"})
 # a label's entry for the rows whose main kernel runs another code path (``Layer.variant``): PyTorch's math
-# attention runs a NaN-safe softmax, ~4.5x slower per element than softmax here (docs/hardware.md)
-VARIANT_LABELS = ("softmax.safe",)
+# attention runs a NaN-safe softmax, ~4.5x slower per element than softmax here; a depthwise conv on a
+# token view copies its input first, 2-3x its time on a contiguous map (docs/hardware.md)
+VIEW = ".view"
+VARIANT_LABELS = ("softmax.safe", "conv_dw" + VIEW)
 # vector labels whose entry may be a table by the row an output reads whole (``Layer.row_length``): a
 # softmax over rows of 49 runs at half the rate of one over rows of 256 (docs/hardware.md)
 ROW_LABELS = frozenset({"softmax", "softmax.safe", "layernorm", "groupnorm"})

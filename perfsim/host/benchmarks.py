@@ -216,6 +216,7 @@ def _vector_benches(quick: bool) -> Iterator[Bench]:
             yield Bench(label, make, shape, f"{label} on {'x'.join(map(str, shape[1:]))}")
     yield from _row_benches(quick)
     yield from _token_map_benches(quick)
+    yield from _view_conv_benches(quick)
 
 
 class _SafeSoftmax(nn.Module):
@@ -251,6 +252,28 @@ def _token_map_benches(quick: bool) -> Iterator[Bench]:
     for side, dim in ((2, 16), (56, 96), (28, 192), (14, 384)) + (() if quick else ((7, 768), (56, 32))):
         yield Bench("roll", lambda: _Fn(lambda x: torch.roll(x, (-3, -3), (1, 2))), (1, side, side, dim),
                     f"roll of a {side}x{side}x{dim} token map")
+
+
+class _TokenConv(nn.Module):
+    """A 3x3 depthwise conv on tokens (1, side x side, channels) seen as a map, ``x.transpose(1, 2).view``:
+    the Mix-FFN of PVT-v2 and SegFormer. The view is neither contiguous nor channels-last to the
+    convolution, which copies it first (``Operand.layout``)."""
+
+    def __init__(self, channels: int, side: int):
+        super().__init__()
+        self.channels, self.side = channels, side
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+
+    def forward(self, x):  # x: (batch, tokens, channels), or with a leading 1 as perfsim lowers a 3-D shape
+        t = x.reshape(-1, self.side * self.side, self.channels)
+        return self.conv(t.transpose(1, 2).view(t.shape[0], self.channels, self.side, self.side))
+
+
+def _view_conv_benches(quick: bool) -> Iterator[Bench]:
+    """``conv_dw.view``: the depthwise conv on a token view, the smallest for its overhead."""
+    for c, side in ((8, 2),) + (((64, 56), (256, 14)) if quick else ((64, 56), (128, 28), (256, 14), (512, 7))):
+        yield Bench("conv_dw.view", lambda c=c, side=side: _TokenConv(c, side), (1, side * side, c),
+                    f"3x3 depthwise {c} at {side}x{side} on a token view")
 
 
 def tiled_benches(quick: bool) -> list[Bench]:

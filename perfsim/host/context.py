@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..hardware.description import HardwareProfile
-from ..hardware.efficiency import MATRIX_LABELS, STRIDED, GroupedConvModel
+from ..hardware.efficiency import MATRIX_LABELS, STRIDED, VIEW, GroupedConvModel
 
 
 def _cbr(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: type = nn.ReLU6) -> nn.Sequential:
@@ -202,7 +202,10 @@ def _label(op: Any, profile: HardwareProfile) -> str:
         variant = f"{op.kind.value}.{VARIANTS[op.target]}" if op.target in VARIANTS else ""
         return variant if variant in profile.kernels.efficiency else op.kind.value
     label = conv_label(op)
-    return label + STRIDED if strided(op) and label + STRIDED in profile.kernels.efficiency else label
+    if strided(op) and label + STRIDED in profile.kernels.efficiency:
+        return label + STRIDED
+    variant = f"{label}.{op.variant}" if op.variant else ""
+    return variant if variant in profile.kernels.efficiency else label
 
 
 def _predicted(op: Any, label: str, profile: HardwareProfile, tiled: bool) -> tuple[float, float]:
@@ -414,12 +417,12 @@ def _scaled(entry: Any, f: float) -> Any:
 
 
 def with_strided(fits: dict[str, ContextFit], labels) -> dict[str, ContextFit]:
-    """``fits`` and, for a strided label (``conv_group.strided``) among ``labels`` with too few calls in
-    context for a fit of its own, its label's fit: a network slows a strided conv at least as it slows
-    the unstrided one."""
+    """``fits`` and, for a strided label (``conv_group.strided``) or a conv on a token view (``conv_dw.view``)
+    among ``labels`` with too few calls in context for a fit of its own, its label's fit: a network slows
+    a strided conv at least as it slows the unstrided one."""
     out = dict(fits)
     for label in labels:
-        base = label.removesuffix(STRIDED)
+        base = label.removesuffix(STRIDED).removesuffix(VIEW)
         if label != base and label not in out and base in fits:
             out[label] = fits[base]
     return out

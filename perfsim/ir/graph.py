@@ -154,6 +154,9 @@ class Op:
     # REDUCE / SOFTMAX / LAYERNORM: the input dims (negative, counted from the last) that each output
     # element reads in full (reduced or normalised over). None: not recorded (the simulator's old rule).
     reduce_dims: tuple[int, ...] | None = None
+    # the code path a host runs it on when its operands choose it (``VARIANTS`` names those its ATen call
+    # chooses): "view" for a conv whose input it copies first (``frontends.lowering.calls.Operand.layout``)
+    variant: str = ""
 
     @property
     def unit(self) -> Unit:

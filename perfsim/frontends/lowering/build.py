@@ -130,6 +130,6 @@ def build_ops(cap: Capture) -> Lowered:
             out_shape=_shapes(cost, (cost.out_shape or call.out_shape,))[0], kernel=cost.kernel, stride=cost.stride,
             padding=cost.padding, dilation=cost.dilation, groups=cost.groups, params=params,
             weight_elems=cost.weight_elems, bias_elems=cost.bias_elems, bn_channels=cost.bn_channels,
-            macs=cost.macs, vector_ops=cost.vector_ops, reduce_dims=cost.reduce_dims))
+            macs=cost.macs, vector_ops=cost.vector_ops, reduce_dims=cost.reduce_dims, variant=cost.variant))
     return Lowered(ops=ops, module_of={n: c.path for (c, _), n in zip(kept, names)}, params_in_rows=seen,
                    value_names=value_name)

@@ -25,6 +25,9 @@ class Operand:
     value: int = -1  # ACT: the value it holds (-1 is the network input, else the producing call's index)
     params: tuple[str, ...] = ()  # WEIGHT: the parameters it is computed from (qualified names)
     stored_elems: int = 0  # distinct elements (a broadcast view stores only its source)
+    # ACT: "view" for a 4-D tensor a convolution copies before it runs (neither contiguous nor channels-last
+    # to it: a token sequence transposed into a map, PVT-v2's and SegFormer's Mix-FFN), else ""
+    layout: str = ""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class Cost:
     in_shapes: tuple[tuple[int, ...], ...] | None = None  # overrides the read operands' shapes (conv1d as 2-D)
     reads: tuple[Operand, ...] | None = None  # the activation operands it reads, when not all of them
     reduce_dims: tuple[int, ...] | None = None  # input dims (negative: from the last) an output reads whole
+    variant: str = ""  # the code path the host runs it on, when the call's operands choose it (``Op.variant``)
 
 
 Rule = Callable[[Call], "Cost | None"]
@@ -101,7 +102,7 @@ def conv(call: Call) -> Cost:
     return Cost(OpKind.CONV, macs=numel(call.out_shape) * numel(w.shape[1:]), kernel=_pair(kernel),
                 stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation),
                 groups=int(call.arg("groups", 1)), weight_elems=weight, bias_elems=bias,
-                in_shapes=(in_shape,), out_shape=out_shape, reads=(x,))
+                in_shapes=(in_shape,), out_shape=out_shape, reads=(x,), variant=x.layout)
 
 
 _FACTORS = {"mm": ("self", "mat2"), "addmm": ("mat1", "mat2"), "bmm": ("self", "mat2"),
