@@ -48,7 +48,13 @@ FAMILIES: dict[str, list[str]] = {
     "hybrid": ["timm:mobilevit_xxs", "torchvision:convnext_tiny", "timm:levit_128s", "timm:efficientformer_l1"],
 }
 FAMILY_OF = {m: f for f, ms in FAMILIES.items() for m in ms}
+INPUT_SHAPE: dict[str, tuple[int, ...]] = {}  # (C, H, W) of a model that needs one (a file.py:factory)
 SEED = 0
+
+
+def _options(model: str):
+    from perfsim.frontends.sources import ModelOptions
+    return ModelOptions(input_shape=INPUT_SHAPE.get(model))
 
 
 def _data_file(threads: int) -> Path:
@@ -63,9 +69,9 @@ def _data_file(threads: int) -> Path:
 def _measure_one(model: str, threads: int, repeats: int, allocator: str) -> dict:
     """One network in this (fresh) process: its calls and the whole forward, timed as validate times them."""
     from perfsim.frontends.lowering import lower_traced
-    from perfsim.frontends.sources import ModelOptions, ModelSource, build_module
+    from perfsim.frontends.sources import ModelSource, build_module
     from perfsim.host.measure import random_input, time_module
-    module, shape, source = build_module(ModelSource.parse(model), ModelOptions())
+    module, shape, source = build_module(ModelSource.parse(model), _options(model))
     x = random_input((1,) + shape, SEED)
     traced = lower_traced(module, (1,) + shape, name=source.label, input=x)  # as validate: the input timed
     t0 = time.perf_counter()
@@ -126,9 +132,9 @@ def _save(path: Path, records: list[dict]) -> None:
 
 def _traced(model: str):
     from perfsim.frontends.lowering import lower_traced
-    from perfsim.frontends.sources import ModelOptions, ModelSource, build_module
+    from perfsim.frontends.sources import ModelSource, build_module
     from perfsim.host.measure import random_input
-    module, shape, source = build_module(ModelSource.parse(model), ModelOptions())
+    module, shape, source = build_module(ModelSource.parse(model), _options(model))
     return lower_traced(module, (1,) + shape, name=source.label, input=random_input((1,) + shape, SEED))
 
 
