@@ -285,6 +285,14 @@ def test_first_touch_is_the_excess_per_output_byte_of_rows_that_do_not_fit():
 def test_fractions_are_one_number_or_a_table_by_the_smallest_dimension():
     assert fitting._table([(2, 49, 0.01), (2, 784, 0.03), (8, 49, 0.2)]) == {2: 0.02, 8: 0.2}
     assert fitting._table([(2, 49, 0.5), (8, 784, 0.52)]) == 0.51
+    # a 1x1 depthwise conv: its cost per channel makes its fraction rise 160x with the positions; that
+    # dimension becomes a table by M, the others one entry each (a profile's table is one level or two)
+    dw = [(1, 49, 0.0002), (1, 784, 0.0036), (1, 12544, 0.0387), (9, 196, 0.15), (9, 3136, 0.16), (49, 784, 0.6)]
+    table = fitting._table(dw)
+    assert table == {1: {49: 0.0002, 784: 0.0036, 12544: 0.0387}, 9: {1: 0.155}, 49: {1: 0.6}}
+    from perfsim.hardware.efficiency import table_value
+    assert table_value(table, 1, 784) == 0.0036 and table_value(table, 9, 49) == 0.155
+    assert fitting._table([(1, 49, 0.01), (1, 784, 0.1), (9, 49, 0.2)]) == {1: 0.055, 9: 0.2}  # 10x: noise
 
 
 def _grouped_points(truth, shapes):

@@ -82,6 +82,19 @@ def _matrix_benches(quick: bool) -> Iterator[Bench]:
     yield from _attention_matmuls(quick)
 
 
+def _depthwise_benches(quick: bool, hw: tuple[int, ...]) -> Iterator[Bench]:
+    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
+        yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
+    for k in (5, 7):  # larger kernels: conv_dw's table is by kernel area (ir.gemm.table_key; ConvNeXt's 7x7)
+        for c, h in ((96, 28), (384, 7)) if quick else ((32, 56), (96, 28), (192, 14), (384, 7)):
+            yield Bench("conv_dw", _conv(c, c, k, c), (1, c, h, h), f"{k}x{k} depthwise {c} at {h}x{h}")
+    # 1x1 depthwise (RepViT's and FastViT's re-parameterisable branches): PyTorch's CPU path loops over the
+    # channels, ~6 us each here, 13x a 3x3 depthwise conv at 384 channels on 14x14, 1.1x at 48 on 112x112 --
+    # its table by kernel area gets area 1, by positions within it (ir.gemm.table_key, then M)
+    for c, h in ((96, 56), (384, 14), (768, 7)) if quick else ((48, 112), (96, 56), (192, 28), (384, 14), (768, 7)):
+        yield Bench("conv_dw", _conv(c, c, 1, c), (1, c, h, h), f"1x1 depthwise {c} at {h}x{h}")
+
+
 def _conv_benches(quick: bool) -> Iterator[Bench]:
     hw = (16, 8) if quick else (32, 16, 8, 4)
     for c, h in [(8, 8)] + [(c, h) for c in ((32, 128) if quick else (16, 64, 128, 256)) for h in hw]:
@@ -90,11 +103,7 @@ def _conv_benches(quick: bool) -> Iterator[Bench]:
         yield Bench("conv", lambda: nn.Conv2d(3, 32, 3, padding=1, bias=False), (1, 3, h, h), f"3x3 conv 3->32 at {h}x{h}")
     for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
         yield Bench("conv_pw", _conv(c, c, 1), (1, c, h, h), f"1x1 conv {c}->{c} at {h}x{h}")
-    for c, h in [(8, 1)] + [(c, h) for c in ((64, 256) if quick else (32, 64, 128, 256, 512)) for h in hw]:
-        yield Bench("conv_dw", _conv(c, c, 3, c), (1, c, h, h), f"3x3 depthwise {c} at {h}x{h}")
-    for k in (5, 7):  # larger kernels: conv_dw's table is by kernel area (ir.gemm.table_key; ConvNeXt's 7x7)
-        for c, h in ((96, 28), (384, 7)) if quick else ((32, 56), (96, 28), (192, 14), (384, 7)):
-            yield Bench("conv_dw", _conv(c, c, k, c), (1, c, h, h), f"{k}x{k} depthwise {c} at {h}x{h}")
+    yield from _depthwise_benches(quick, hw)
     cpgs = (2, 8, 32) if quick else (2, 4, 8, 16, 32)
     for k in (1, 3):
         for cpg in cpgs:

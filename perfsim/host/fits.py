@@ -20,6 +20,10 @@ from .benchmarks import Bench, built
 from .measure import Spread
 
 FLAT = 0.15  # a label's fractions within this of their median are one number, not a table
+# at one dimension, fractions further apart than this become a table by M (``_table``): a 1x1 depthwise conv's
+# spanned 164x (49 to 12,544 positions); in five calibrations every other dimension of every label stayed
+# within 13x (a strided 1x1 conv's two shapes; noise and the overhead's subtraction on tiny maps)
+BY_M = 20.0
 
 
 def _work(label: str, layer: Any) -> int:
@@ -43,18 +47,30 @@ def label_rates(label: str, points: list[tuple[Any, Spread]]) -> list[float]:
     return [ops / extra for ops, _, extra in _beyond_overhead(label, points)[2]]
 
 
-def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, float]:
+def _table(fractions: list[tuple[int, int, float]]) -> float | dict[int, Any]:
     """Fractions (smallest dimension, M, fraction) as one number when they agree within FLAT, else a table
     by the smallest dimension (the median at each). A table of tables by M as well (which profiles accept)
     was tried: it followed clcNet's grouped convs better but the noise of single benchmark points cost
-    CondenseNet's ranking (docs/hardware.md), so calibrate writes one level."""
+    CondenseNet's ranking (docs/hardware.md), so calibrate writes one level -- except where the fractions
+    at one dimension differ by more than ``BY_M`` (beyond any noise seen): a 1x1 depthwise conv's cost is
+    per channel, ~4-6 us each here, so its fraction rises with the positions (0.0002 at 7x7, 0.04 at
+    112x112), and that dimension gets a table by M (the others then one entry each)."""
     mid = median(f for _, _, f in fractions)
     if all(abs(f - mid) <= FLAT * mid for _, _, f in fractions):
         return round(max(mid, 1e-6), 6)
-    by_dim: dict[int, list[float]] = {}
-    for d, _m, f in fractions:
-        by_dim.setdefault(d, []).append(f)
-    return {d: round(max(median(v), 1e-6), 6) for d, v in sorted(by_dim.items())}
+    by_dim: dict[int, list[tuple[int, float]]] = {}
+    for d, m, f in fractions:
+        by_dim.setdefault(d, []).append((m, f))
+    out: dict[int, Any] = {}
+    for d, pts in sorted(by_dim.items()):
+        fs = [f for _, f in pts]
+        if max(fs) > BY_M * min(fs) and len({m for m, _ in pts}) == len(pts):  # positions set the rate
+            out[d] = {m: round(max(f, 1e-6), 6) for m, f in sorted(pts)}
+        else:
+            out[d] = round(max(median(fs), 1e-6), 6)
+    if any(isinstance(v, dict) for v in out.values()):  # a profile's table is all one level or all two
+        out = {d: v if isinstance(v, dict) else {1: v} for d, v in out.items()}
+    return out
 
 
 def fit_grouped(points: list[tuple[Any, Spread]], peak: float, channels: Sequence[int]) -> KindFit:
