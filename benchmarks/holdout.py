@@ -297,11 +297,11 @@ def _ok(rho, err) -> bool:
 def _table(frame, tag: str) -> list[str]:
     lines = ["| network | family | rows | ρ | error | ρ held out | error held out | run-to-run spread | IQR | "
              "error inside spread |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in frame.to_dict("records"):
+    records = frame.to_dict("records")
+    for r in records:
         lines.append(f"| {r['model']} | {r['family']} | {r['rows']} | {r[tag + 'spearman']:.2f} | "
                      f"{r[tag + 'error']:+.0%} | {r[tag + 'held_out_spearman']:.2f} | {r[tag + 'held_out_error']:+.0%} | "
                      f"{r[tag + 'run_spread']:.0%} | {r[tag + 'iqr']:.0%} | {'yes' if r[tag + 'within_spread'] else 'no'} |")
-    records = frame.to_dict("records")
     cal = sum(_ok(r[tag + "spearman"], r[tag + "error"]) for r in records)
     hold = sum(_ok(r[tag + "held_out_spearman"], r[tag + "held_out_error"]) for r in records)
     return lines + ["", f"Both targets (ρ ≥ 0.9, error within ±20 %): as calibrated {cal}/{len(records)}, with the "

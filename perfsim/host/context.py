@@ -194,17 +194,15 @@ NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 
 
 def _label(op: Any, profile: HardwareProfile) -> str:
-    """The op's label, ``label.strided`` for a strided conv whose label the profile has apart."""
+    """The op's label, ``label.strided`` for a strided conv and ``label.VARIANT`` for another code path
+    (``op_variant``) whose label the profile has apart, in that order (as ``sim.timing.label_key`` reads a row)."""
     from ..ir.fuse import conv_label
-    from ..ir.graph import VARIANTS, OpKind
+    from ..ir.graph import OpKind, op_variant
     from ..sim.timing import strided
-    if op.kind is not OpKind.CONV:
-        variant = f"{op.kind.value}.{VARIANTS[op.target]}" if op.target in VARIANTS else ""
-        return variant if variant in profile.kernels.efficiency else op.kind.value
-    label = conv_label(op)
+    label = conv_label(op) if op.kind is OpKind.CONV else op.kind.value
     if strided(op) and label + STRIDED in profile.kernels.efficiency:
         return label + STRIDED
-    variant = f"{label}.{op.variant}" if op.variant else ""
+    variant = f"{label}.{op_variant(op)}" if op_variant(op) else ""
     return variant if variant in profile.kernels.efficiency else label
 
 

@@ -16,6 +16,7 @@ counted apart (``HostTimes.unmatched_s``).
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from contextlib import contextmanager
@@ -78,7 +79,13 @@ class HostTimes:
 
 # The speed probe: one float32 GEMM of this side, timed 7 times (~2 ms at one thread here).
 PROBE_SIDE = 256
-_probe_operands: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+@functools.cache
+def _probe_operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(PROBE_SIDE, PROBE_SIDE, generator=g), torch.randn(PROBE_SIDE, PROBE_SIDE, generator=g),
+            torch.empty(PROBE_SIDE, PROBE_SIDE))
 
 
 def speed_probe(reps: int = 7) -> float:
@@ -88,12 +95,7 @@ def speed_probe(reps: int = 7) -> float:
     time correlated 0.79-0.84 with ResNet-18's, MobileNet's and DeiT-Tiny's (docs/hardware.md). A
     calibration keeps its probe (``measurements["speed_probe"]``) and a validation its own, so that a
     prediction can be read at the speed the machine had when it was measured."""
-    if PROBE_SIDE not in _probe_operands:
-        g = torch.Generator().manual_seed(0)
-        _probe_operands[PROBE_SIDE] = (torch.randn(PROBE_SIDE, PROBE_SIDE, generator=g),
-                                       torch.randn(PROBE_SIDE, PROBE_SIDE, generator=g),
-                                       torch.empty(PROBE_SIDE, PROBE_SIDE))
-    a, b, c = _probe_operands[PROBE_SIDE]
+    a, b, c = _probe_operands()
     torch.mm(a, b, out=c)  # warm: the first call of a thread count builds its kernel
     out = []
     for _ in range(reps):

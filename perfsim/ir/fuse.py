@@ -16,12 +16,12 @@ from .graph import (
     ALIAS_KINDS,
     MATRIX_KINDS,
     UNARY_ACTIVATION_KINDS,
-    VARIANTS,
     Graph,
     Layer,
     Op,
     OpKind,
     Tensor,
+    op_variant,
     unit_of,
 )
 
@@ -212,7 +212,7 @@ def _layer(index: int, main: Op, row: list[Op], plan: _Plan, in_ids: tuple[int, 
         vector_kernels=(tuple((o.kind.value, o.vector_ops, "always") for o in pro + epi_costed)
                         + tuple((o.kind.value, o.vector_ops, "bn") for o in epi_bn)
                         + tuple((o.kind.value, o.vector_ops, "act") for o in epi_free)),
-        variant=main.variant or VARIANTS.get(main.target, ""),
+        variant=op_variant(main),
     )
 
 

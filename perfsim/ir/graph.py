@@ -113,6 +113,11 @@ AFFINE_OPS_PER_ELEMENT = VECTOR_OPS_PER_ELEMENT[OpKind.BATCHNORM]
 VARIANTS = {"aten._safe_softmax.default": "safe"}
 
 
+def op_variant(op: "Op") -> str:
+    """The code path an op runs on: its operands' (``Op.variant``), else its ATen call's (``VARIANTS``)."""
+    return op.variant or VARIANTS.get(op.target, "")
+
+
 def row_length(in_shape: tuple[int, ...], reduce_dims: tuple[int, ...] | None) -> int:
     """The elements one output reads whole: the product of the reduced dims of the input; 1 for an op that
     reduces nothing."""
